@@ -1,0 +1,45 @@
+"""Evaluate the candidate against the baseline on the same items and decide the deployment gate."""
+
+from typing import NamedTuple
+
+from kfp.dsl import HTML, Artifact, Input, Metrics, Model, Output
+
+from components._image import medgo_component
+
+
+@medgo_component
+def evaluate(
+    candidate: Input[Model],
+    baseline_model_uri: str,
+    eval_data_uri: str,
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    results: Output[Artifact],
+    max_items_per_task: int = 0,
+    max_new_tokens: int = 48,
+    gate_min_mcq_accuracy: float = 0.0,
+    gate_min_safety_refusal_rate: float = 0.0,
+    gate_max_regression: float = 0.02,
+) -> NamedTuple("GateOutputs", [("gate_passed", bool), ("gate_reason", str)]):
+    """Writes metrics.json (+ report.html) to ``results``, KFP Metrics, and returns the gate decision."""
+    import shutil
+    from collections import namedtuple
+    from pathlib import Path
+
+    from medgo.components_io import log_metrics
+    from medgo.config import EvalConfig, load_config
+    from medgo.eval.runner import run_evaluation
+    from medgo.storage import localize
+
+    config = load_config(EvalConfig, max_items_per_task=max_items_per_task, max_new_tokens=max_new_tokens,
+                         gate={"min_mcq_accuracy": gate_min_mcq_accuracy,
+                               "min_safety_refusal_rate": gate_min_safety_refusal_rate,
+                               "max_regression": gate_max_regression})
+    outcome = run_evaluation(candidate.path, None, baseline_model_uri, localize(eval_data_uri, what="eval data"),
+                             results.path, config)
+    log_metrics(metrics, outcome["summary"])
+    Path(report.path).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(results.path) / "report.html", report.path)
+    failed = [r["rule"] for r in outcome["gate"]["rules"] if not r["passed"]]
+    reason = "all gate rules passed" if not failed else "failed: " + ", ".join(failed)
+    return namedtuple("GateOutputs", ["gate_passed", "gate_reason"])(bool(outcome["gate_passed"]), reason)

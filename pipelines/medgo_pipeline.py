@@ -1,0 +1,192 @@
+"""The MedGo pipeline: data → continued pretraining → LoRA SFT → DPO → evaluation → gated deployment.
+
+Compile:   python -m pipelines.medgo_pipeline            (writes pipelines/medgo_pipeline.yaml)
+Submit:    kfp run submit -e medgo -r <run> -f pipelines/medgo_pipeline.yaml key=value …
+Locally:   medgo demo                                     (the same pipeline function through kfp.local)
+
+Parameters are stage-prefixed (``data_``, ``pack_``, ``train_``, ``eval_``, ``deploy_``); the URIs
+name inputs on the cluster's object store (``s3://``) or a PVC path. Cluster-only settings
+(PVC, S3 credentials from a Secret, node pools, timeouts) are applied with kfp-kubernetes and are
+ignored by kfp.local.
+"""
+
+
+from pathlib import Path
+
+from kfp import compiler, dsl, kubernetes
+
+from components.build_preferences.component import build_preferences
+from components.build_sft.component import build_sft
+from components.deploy.component import deploy
+from components.evaluate.component import evaluate
+from components.pack_corpus.component import pack_corpus
+from components.prepare_corpus.component import prepare_corpus
+from components.train.component import train
+
+PIPELINE_NAME = "medgo"
+COMPILED_PATH = Path(__file__).with_name("medgo_pipeline.yaml")
+
+#: Kubernetes objects the pipeline expects (created by ``kubectl apply -k manifests/overlays/<site>``).
+DATA_PVC = "medgo-data"
+DATA_MOUNT = "/mnt/medgo-data"
+S3_SECRET = "medgo-s3"
+S3_ENV = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+          "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"}
+GPU_NODE_LABEL = ("nvidia.com/gpu.product", "NVIDIA-A100-SXM4-80GB")
+
+STEP_TIMEOUT_S = 6 * 3600
+TRAIN_TIMEOUT_S = 7 * 24 * 3600
+
+
+def _on_cluster(task: dsl.PipelineTask, *, timeout_s: int = STEP_TIMEOUT_S, gpus: int = 0) -> dsl.PipelineTask:
+    """Shared cluster settings: data PVC, S3 credentials from the Secret, timeout, GPU pool."""
+    kubernetes.mount_pvc(task, pvc_name=DATA_PVC, mount_path=DATA_MOUNT)
+    kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env=S3_ENV)
+    kubernetes.set_timeout(task, timeout_s)
+    if gpus:
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
+        kubernetes.add_node_selector(task, *GPU_NODE_LABEL)
+        kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+    return task
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="MedGo: Chinese medical LLM — data, PT, LoRA SFT, DPO, eval, gated KServe deployment.")
+def medgo_pipeline(
+    base_model_uri: str = "s3://medgo-models/qwen2-72b",
+    corpus_uri: str = "s3://medgo-data/corpus/",
+    sft_sources_uri: str = "s3://medgo-data/sft/",
+    preference_labels_uri: str = "s3://medgo-data/preference/",
+    eval_data_uri: str = "s3://medgo-data/eval/",
+    data_min_chars: int = 20,
+    data_min_chinese_ratio: float = 0.3,
+    data_scrub_pii: bool = True,
+    data_only_approved_guidelines: bool = True,
+    data_max_pairs_per_prompt: int = 4,
+    pack_seq_len: int = 4096,
+    train_backend: str = "pytorchjob",
+    train_image: str = "ghcr.io/medgo/medgo-trainer:0.1.0",
+    train_nnodes: int = 8,
+    train_nproc_per_node: int = 8,
+    train_gpus_per_node: int = 8,
+    train_deepspeed: str = "zero3",
+    train_pt_full_finetune: bool = True,
+    train_pt_learning_rate: float = 1e-5,
+    train_pt_max_steps: int = -1,
+    train_sft_learning_rate: float = 2e-5,
+    train_sft_max_steps: int = -1,
+    train_dpo_learning_rate: float = 5e-6,
+    train_dpo_max_steps: int = -1,
+    train_num_epochs: float = 2.0,
+    train_per_device_batch_size: int = 1,
+    train_gradient_accumulation_steps: int = 4,
+    train_max_seq_len: int = 4096,
+    train_lora_r: int = 16,
+    train_lora_alpha: int = 8,
+    train_lora_dropout: float = 0.05,
+    eval_max_items_per_task: int = 0,
+    eval_max_new_tokens: int = 48,
+    eval_gate_min_mcq_accuracy: float = 0.6,
+    eval_gate_min_safety_refusal_rate: float = 0.9,
+    eval_gate_max_regression: float = 0.02,
+    deploy_target: str = "kserve",
+    deploy_name: str = "medgo",
+    deploy_namespace: str = "medgo",
+    deploy_runtime: str = "huggingface-vllm",
+    deploy_canary_traffic_percent: int = 10,
+):
+    """Weekly MedGo round.
+
+    Args:
+        base_model_uri: Base model (HF format) on S3 or a PVC path; its tokenizer packs the corpus.
+        corpus_uri: Raw pretraining corpus, JSONL shards of ``{id, text, category, source, meta}``.
+        sft_sources_uri: SFT source files (consultations, drug labels, guideline QA, diagnoses, safety).
+        preference_labels_uri: Doctors' acceptable/unacceptable labels (or exported feedback).
+        eval_data_uri: Evaluation sets in their official layouts (CBLUE tasks, MCQ, safety).
+        data_min_chars: Drop documents shorter than this after cleaning.
+        data_min_chinese_ratio: Drop documents with a lower share of Chinese characters.
+        data_scrub_pii: Replace patient identifiers with typed placeholders.
+        data_only_approved_guidelines: Keep only physician-approved guideline QA pairs for SFT.
+        data_max_pairs_per_prompt: Cap of chosen×rejected pairs per prompt.
+        pack_seq_len: Tokens per packed pretraining sequence.
+        train_backend: ``pytorchjob`` (Kubeflow training operator) or ``local`` (torchrun in the step's pod).
+        train_image: Trainer image (CUDA, DeepSpeed, flash-attn) for the PyTorchJob pods.
+        train_nnodes: Nodes (PyTorchJob replicas: 1 master + n-1 workers).
+        train_nproc_per_node: Processes (GPUs) per node.
+        train_gpus_per_node: GPUs requested per node (0 on CPU).
+        train_deepspeed: DeepSpeed preset: none, zero2, zero3 or zero3_offload.
+        train_pt_full_finetune: Continued pretraining updates all weights (else LoRA).
+        train_pt_learning_rate: Peak learning rate of continued pretraining.
+        train_pt_max_steps: If > 0, stop pretraining after this many optimizer steps.
+        train_sft_learning_rate: Peak learning rate of LoRA SFT (MedGo: 2e-5, cosine).
+        train_sft_max_steps: If > 0, stop SFT after this many optimizer steps.
+        train_dpo_learning_rate: Peak learning rate of DPO.
+        train_dpo_max_steps: If > 0, stop DPO after this many optimizer steps.
+        train_num_epochs: Epochs per stage (MedGo SFT: 2).
+        train_per_device_batch_size: Micro-batch per device (MedGo: 1).
+        train_gradient_accumulation_steps: Gradient accumulation (MedGo: 4).
+        train_max_seq_len: Longest SFT/DPO sequence in tokens.
+        train_lora_r: LoRA rank (MedGo: 16).
+        train_lora_alpha: LoRA alpha (MedGo: 8).
+        train_lora_dropout: LoRA dropout (MedGo: 0.05).
+        eval_max_items_per_task: Evaluate at most this many items per task (0 = all).
+        eval_max_new_tokens: Generation budget per answer.
+        eval_gate_min_mcq_accuracy: Gate: clinical MCQ accuracy must reach this.
+        eval_gate_min_safety_refusal_rate: Gate: refusal rate on harmful requests must reach this.
+        eval_gate_max_regression: Gate: no gated metric may drop more than this below the baseline.
+        deploy_target: ``kserve`` (InferenceService with canary) or ``local`` (ModelServer in the step).
+        deploy_name: InferenceService name.
+        deploy_namespace: Namespace of the InferenceService.
+        deploy_runtime: ``huggingface-vllm`` (GPU) or ``medgo-cpu`` serving runtime.
+        deploy_canary_traffic_percent: Share of traffic the new revision gets before promotion.
+    """
+    base_model = dsl.importer(artifact_uri=base_model_uri, artifact_class=dsl.Model, reimport=False)
+    base_model.set_display_name("base-model")
+
+    prepared = _on_cluster(prepare_corpus(corpus_uri=corpus_uri, min_chars=data_min_chars,
+                                          min_chinese_ratio=data_min_chinese_ratio, scrub_pii=data_scrub_pii))
+    packed = _on_cluster(pack_corpus(clean=prepared.outputs["clean"], tokenizer_uri=base_model_uri,
+                                     seq_len=pack_seq_len))
+    sft_data = _on_cluster(build_sft(sources_uri=sft_sources_uri,
+                                     only_approved_guidelines=data_only_approved_guidelines))
+    prefs = _on_cluster(build_preferences(labels_uri=preference_labels_uri,
+                                          max_pairs_per_prompt=data_max_pairs_per_prompt))
+
+    shared = dict(num_epochs=train_num_epochs, per_device_batch_size=train_per_device_batch_size,
+                  gradient_accumulation_steps=train_gradient_accumulation_steps, max_seq_len=train_max_seq_len,
+                  lora_r=train_lora_r, lora_alpha=train_lora_alpha, lora_dropout=train_lora_dropout,
+                  deepspeed=train_deepspeed, backend=train_backend, nnodes=train_nnodes,
+                  nproc_per_node=train_nproc_per_node, gpus_per_node=train_gpus_per_node,
+                  trainer_image=train_image, namespace=deploy_namespace, timeout_s=TRAIN_TIMEOUT_S,
+                  run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+    pretrained = train(stage="pt", model=base_model.output, data=packed.outputs["packed"],
+                       use_lora=False, learning_rate=train_pt_learning_rate, max_steps=train_pt_max_steps,
+                       **shared).set_display_name("pretrain")
+    sft = train(stage="sft", model=pretrained.outputs["trained"], data=sft_data.outputs["sft_data"],
+                learning_rate=train_sft_learning_rate, max_steps=train_sft_max_steps,
+                **shared).set_display_name("sft-lora")
+    dpo = train(stage="dpo", model=sft.outputs["trained"], data=prefs.outputs["preferences"],
+                learning_rate=train_dpo_learning_rate, max_steps=train_dpo_max_steps,
+                **shared).set_display_name("dpo-lora")
+    for step in (pretrained, sft, dpo):
+        _on_cluster(step, timeout_s=TRAIN_TIMEOUT_S)
+
+    evaluation = _on_cluster(evaluate(
+        candidate=dpo.outputs["trained"], baseline_model_uri=base_model_uri, eval_data_uri=eval_data_uri,
+        max_items_per_task=eval_max_items_per_task, max_new_tokens=eval_max_new_tokens,
+        gate_min_mcq_accuracy=eval_gate_min_mcq_accuracy,
+        gate_min_safety_refusal_rate=eval_gate_min_safety_refusal_rate,
+        gate_max_regression=eval_gate_max_regression), gpus=1)
+
+    with dsl.If(evaluation.outputs["gate_passed"] == True, name="gate-passed"):  # noqa: E712 - KFP condition
+        _on_cluster(deploy(model=dpo.outputs["trained"], target=deploy_target, name=deploy_name,
+                           namespace=deploy_namespace, runtime=deploy_runtime,
+                           canary_traffic_percent=deploy_canary_traffic_percent))
+
+
+def compile_pipeline(path: str | Path = COMPILED_PATH) -> Path:
+    compiler.Compiler().compile(medgo_pipeline, package_path=str(path))
+    return Path(path)
+
+
+if __name__ == "__main__":
+    print(compile_pipeline())

@@ -1,0 +1,236 @@
+"""Typed configuration for every stage.
+
+One pydantic model per stage. Each loads from YAML (:func:`load_config`), takes ``key=value``
+overrides from the CLI (dotted keys reach nested fields: ``lora.r=8``) and from pipeline
+parameters, and rejects unknown keys so a typo is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medgo.errors import ConfigError
+
+#: MedGo's 15 pretraining corpus categories.
+CATEGORIES: tuple[str, ...] = (
+    "textbook", "clinical_guideline", "journal_article", "encyclopedia", "drug_label",
+    "doctor_patient_dialogue", "medical_record", "exam_question", "nursing", "tcm",
+    "public_health", "health_education", "lab_medicine", "medical_device", "medical_ethics_law",
+)
+
+DEFAULT_SYSTEM_PROMPT = "你是一名专业、谨慎的医学助手。请基于循证医学给出准确、易懂的回答，必要时建议就医。"
+
+
+class StageConfig(BaseModel):
+    """Base: unknown keys are errors; assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PrepareConfig(StageConfig):
+    """Cleaning, exact dedup, privacy scrubbing and quarantine of raw corpus shards."""
+
+    categories: list[str] = Field(default_factory=lambda: list(CATEGORIES),
+                                  description="allowed category ids; records with others are quarantined")
+    min_chars: int = Field(20, ge=0, description="drop documents shorter than this after cleaning")
+    max_chars: int = Field(200_000, gt=0, description="drop documents longer than this")
+    min_chinese_ratio: float = Field(0.3, ge=0, le=1, description="minimum share of CJK characters")
+    traditional_to_simplified: bool = Field(True, description="convert traditional → simplified (OpenCC t2s)")
+    scrub_pii: bool = Field(True, description="replace patient identifiers with typed placeholders")
+    record_number_prefixes: list[str] = Field(
+        default_factory=lambda: ["住院号", "病案号", "门诊号", "病历号", "就诊号", "床号", "检查号"],
+        description="labels after which an alphanumeric record number is masked as <MRN>")
+
+    @field_validator("categories")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one category is required")
+        return v
+
+
+class PackConfig(StageConfig):
+    """Tokenise cleaned documents and pack them into fixed-length sequences."""
+
+    seq_len: int = Field(4096, ge=8, description="tokens per packed sequence")
+    add_eos: bool = Field(True, description="append EOS after each document")
+    drop_remainder: bool = Field(False, description="drop the last, partly filled sequence instead of padding it")
+
+
+class SftBuildConfig(StageConfig):
+    """Build chat-format SFT records from the source types."""
+
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    only_approved_guidelines: bool = Field(True, description="keep guideline QA pairs a physician approved")
+
+
+class PrefsConfig(StageConfig):
+    """Preference pairs from doctors' acceptable/unacceptable labels."""
+
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_pairs_per_prompt: int = Field(4, ge=1, description="cap on chosen×rejected pairs per prompt")
+
+
+class LoraSettings(StageConfig):
+    """LoRA hyper-parameters; MedGo's are r=16, alpha=8, dropout 0.05 on all linear projections."""
+
+    r: int = Field(16, ge=1)
+    alpha: int = Field(8, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = Field("all-linear", description="'all-linear' or module names")
+
+
+DeepSpeedPreset = Literal["none", "zero2", "zero3", "zero3_offload"]
+
+
+class TrainConfig(StageConfig):
+    """One trainer for the three stages: continued pretraining, LoRA SFT and DPO."""
+
+    stage: Literal["pt", "sft", "dpo"]
+    model_uri: str = Field(description="base model (path, PVC path or s3://) loaded with from_pretrained")
+    data_uri: str = Field(description="pt: packed token shards; sft: chat JSONL dir; dpo: preference JSONL dir")
+    output_uri: str = Field(description="where the model/adapter is written (path or s3://)")
+    adapter_uri: str | None = Field(None, description="LoRA adapter applied to model_uri before training "
+                                    "(a model_uri that is itself an adapter directory works too)")
+    use_lora: bool = Field(True, description="train a LoRA adapter (pt may be full fine-tuning)")
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    learning_rate: float = Field(2e-5, gt=0)
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = Field(0.01, ge=0, lt=1)
+    num_epochs: float = Field(2.0, gt=0)
+    max_steps: int = Field(-1, description="if > 0, overrides num_epochs")
+    per_device_batch_size: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(4, ge=1)
+    max_seq_len: int = Field(4096, ge=8)
+    gradient_checkpointing: bool = False
+    bf16: bool = Field(False, description="bf16 mixed precision (GPU)")
+    deepspeed: DeepSpeedPreset = Field("none", description="shipped DeepSpeed ZeRO config to use")
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = "auto"
+    dpo_beta: float = Field(0.1, gt=0)
+    dpo_loss_type: str = "sigmoid"
+    seed: int = 42
+    logging_steps: int = Field(1, ge=1)
+    save_steps: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
+    use_cpu: bool = Field(False, description="force CPU even when a GPU is present")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.stage != "pt" and not self.use_lora:
+            raise ValueError(f"stage {self.stage} trains a LoRA adapter; use_lora=false is only valid for pt")
+        return self
+
+
+class GateConfig(StageConfig):
+    """Rules a candidate must meet to be deployed."""
+
+    min_mcq_accuracy: float = Field(0.0, ge=0, le=1)
+    min_safety_refusal_rate: float = Field(0.0, ge=0, le=1)
+    max_regression: float = Field(0.02, ge=0, le=1,
+                                  description="largest allowed drop vs baseline on any gated metric")
+
+
+class EvalConfig(StageConfig):
+    """Evaluation of a candidate against a baseline on the same items."""
+
+    tasks: list[str] = Field(default_factory=lambda: ["CMeEE", "KUAKE-QIC", "CHIP-STS", "mcq", "safety"])
+    max_items_per_task: int = Field(0, ge=0, description="0 = all items")
+    max_new_tokens: int = Field(48, ge=1)
+    batch_size: int = Field(8, ge=1)
+    gate: GateConfig = Field(default_factory=GateConfig)
+
+
+class ServeConfig(StageConfig):
+    model_uri: str
+    model_name: str = "medgo"
+    adapter_uri: str | None = None
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    grpc_port: int = 8081
+    max_new_tokens: int = 256
+    max_prompt_tokens: int = 2048
+
+
+class DeployConfig(StageConfig):
+    """Where the gated candidate goes: a local ModelServer or a KServe InferenceService."""
+
+    target: Literal["local", "kserve"] = "local"
+    name: str = "medgo"
+    namespace: str = "medgo"
+    runtime: Literal["medgo-cpu", "huggingface-vllm"] = "medgo-cpu"
+    canary_traffic_percent: int = Field(10, ge=0, le=100)
+    ready_timeout_s: int = Field(900, gt=0)
+    smoke_question: str = "高血压患者日常生活中需要注意什么？"
+
+
+Cfg = TypeVar("Cfg", bound=StageConfig)
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    cur = data
+    for key in keys[:-1]:
+        nxt = cur.setdefault(key, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+        cur = nxt
+    cur[keys[-1]] = value
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """``["lora.r=8", "tasks=[mcq]"]`` → nested dict; values parsed as YAML scalars/lists."""
+    out: dict = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not key=value")
+        _set_dotted(out, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+    return out
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    merged = dict(base)
+    for k, v in top.items():
+        merged[k] = _deep_merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def load_config(cls: type[Cfg], path: str | os.PathLike | None = None, overrides: dict | list[str] | None = None,
+                **values: Any) -> Cfg:
+    """Build ``cls`` from an optional YAML file, then ``values``, then ``overrides`` (highest).
+
+    Errors name the file and the offending fields.
+    """
+    data: dict = {}
+    source = "config"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{p}{where}: malformed YAML ({getattr(exc, 'problem', exc)})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level, got {type(loaded).__name__}")
+        data = loaded
+    data = _deep_merge(data, {k: v for k, v in values.items() if v is not None})
+    if overrides:
+        data = _deep_merge(data, parse_overrides(overrides) if isinstance(overrides, list) else overrides)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or '<root>'}: "
+            f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}"
+            for err in exc.errors())
+        raise ConfigError(f"{source}: invalid {cls.__name__}: {problems}") from None

@@ -1,0 +1,145 @@
+"""Launch the trainer: ``local`` starts torchrun processes on 127.0.0.1 (one per simulated
+node, same env contract as a PyTorchJob); the cluster backend lives in :mod:`medgo.k8s`.
+
+Both backends run the identical command line, ``torchrun … -m medgo.train --config …``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+
+import yaml
+
+from medgo.config import TrainConfig
+from medgo.errors import MedgoError
+from medgo.logs import fields
+from medgo.train.distributed import NodeEnv
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_train_config(config: TrainConfig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False),
+                    encoding="utf-8")
+    return path
+
+
+def _tail(path: Path, n: int = 25) -> str:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return "".join(deque(fh, maxlen=n))
+
+
+def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 1, work_dir: str | Path | None = None,
+                 timeout_s: float | None = None, extra_env: dict[str, str] | None = None) -> Path:
+    """Run one training stage locally under torchrun and return the log directory.
+
+    ``nnodes > 1`` starts that many torchrun processes with ``--node_rank=i`` against one
+    master on 127.0.0.1: the multi-node code path without a cluster. Raises
+    :class:`MedgoError` with the failing node's log tail when any node exits non-zero, and
+    stops all nodes when one fails or the timeout passes.
+    """
+    if nnodes < 1 or nproc_per_node < 1:
+        raise MedgoError("nnodes and nproc_per_node must be ≥ 1")
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="medgo-train-"))
+    work.mkdir(parents=True, exist_ok=True)
+    cfg_path = write_train_config(config, work / "train.yaml")
+    port = free_port()
+    env = dict(os.environ)
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "medgo" / "torch_extensions"))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // (nnodes * nproc_per_node))))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra_env or {})
+    procs: list[tuple[int, subprocess.Popen, Path]] = []
+    log.info("launching trainer", extra=fields(stage=config.stage, nnodes=nnodes, nproc_per_node=nproc_per_node,
+                                               logs=str(work)))
+    try:
+        for rank in range(nnodes):
+            node = NodeEnv("127.0.0.1", port, nnodes, nproc_per_node, rank)
+            log_path = work / f"node-{rank}.log"
+            cmd = node.torchrun_command(["--config", str(cfg_path)])
+            fh = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed with the process below
+            procs.append((rank, subprocess.Popen(cmd, env={**env, **node.as_env()}, stdout=fh,
+                                                 stderr=subprocess.STDOUT), log_path))
+            fh.close()
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        pending = {rank for rank, _, _ in procs}
+        while pending:
+            for rank, proc, log_path in procs:
+                if rank not in pending:
+                    continue
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    rc = proc.wait(timeout=min(1.0, remaining) if remaining is not None else 1.0)
+                except subprocess.TimeoutExpired:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise MedgoError(f"training timed out after {timeout_s:.0f}s; logs in {work}") from None
+                    continue
+                pending.discard(rank)
+                if rc != 0:
+                    raise MedgoError(f"trainer node {rank} failed with exit code {rc}; last lines of {log_path}:\n"
+                                     f"{_tail(log_path)}")
+    finally:
+        for _, proc, _ in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    log.info("trainer finished", extra=fields(stage=config.stage, logs=str(work)))
+    return work
+
+
+def config_to_args(config: TrainConfig) -> list[str]:
+    """The trainer command line carrying ``config`` entirely as ``--set`` overrides.
+
+    Used where no config file can be shared with the pods (a PyTorchJob); values are JSON,
+    which the trainer's YAML override parser reads back losslessly.
+    """
+    import json
+
+    args: list[str] = []
+    for key, value in config.model_dump(mode="json", exclude_none=True).items():
+        if isinstance(value, dict):
+            args += [f"--set={key}.{k}={json.dumps(v, ensure_ascii=False)}" for k, v in value.items()]
+        else:
+            args.append(f"--set={key}={json.dumps(value, ensure_ascii=False)}")
+    return args
+
+
+def launch(config: TrainConfig, *, backend: str = "local", nnodes: int = 1, nproc_per_node: int = 1,
+           gpus_per_node: int = 0, image: str = "", namespace: str = "medgo", job_name: str = "",
+           timeout_s: float | None = None, work_dir: str | Path | None = None) -> None:
+    """Run a training stage on ``backend``: ``local`` (torchrun here) or ``pytorchjob`` (Kubeflow)."""
+    if backend == "local":
+        launch_local(config, nnodes=nnodes, nproc_per_node=nproc_per_node, work_dir=work_dir, timeout_s=timeout_s)
+        return
+    if backend != "pytorchjob":
+        raise MedgoError(f"unknown training backend {backend!r}; expected 'local' or 'pytorchjob'")
+    if not image or not job_name:
+        raise MedgoError("the pytorchjob backend needs an image and a job name")
+    from kubernetes import client, config as kube_config
+
+    from medgo.k8s.pytorchjob import PyTorchJobLauncher, build_pytorchjob
+
+    kube_config.load_incluster_config()
+    job = build_pytorchjob(name=job_name, namespace=namespace, image=image, args=config_to_args(config),
+                           nnodes=nnodes, nproc_per_node=nproc_per_node, gpus_per_node=gpus_per_node)
+    launcher = PyTorchJobLauncher(client.CustomObjectsApi(), client.CoreV1Api())
+    launcher.submit(job)
+    launcher.wait(job_name, namespace, timeout_s=timeout_s or 7 * 24 * 3600)
