@@ -1,0 +1,409 @@
+"""Distributed training on Kubernetes as a Kubeflow PyTorchJob (``kubeflow.org/v1``, training-operator v1.9).
+
+:func:`build_pytorchjob` turns training parameters into a PyTorchJob manifest (a plain dict, so it can be
+validated against the CRD schema, printed as YAML or sent with the Kubernetes client), and
+:class:`PyTorchJobLauncher` submits it, waits for the outcome and fetches the master's logs.
+
+The environment contract is the one ``medgo.train`` expects everywhere (DESIGN.md): the operator sets
+``MASTER_ADDR``/``MASTER_PORT``, ``PET_NNODES``, ``PET_NPROC_PER_NODE`` (from ``spec.nprocPerNode``) and
+``PET_NODE_RANK`` (the pod's *node* index: master 0, worker i -> i + 1) in every pod, and each pod starts
+``torchrun`` from those variables, which assigns the per-process ranks. Kubernetes expands ``$(VAR)`` in a
+container's command from the container's env, which is where the operator puts them.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kubernetes import client
+
+from medgo.k8s._common import (
+    PART_OF_LABELS,
+    Poller,
+    condition,
+    contains,
+    is_conflict,
+    is_not_found,
+    is_transient,
+    require_dns1035_label,
+    require_dns1123_label,
+    require_env_names,
+    require_labels,
+    require_pinned_image,
+    require_quantity,
+)
+
+logger = logging.getLogger(__name__)
+
+GROUP = "kubeflow.org"
+VERSION = "v1"
+PLURAL = "pytorchjobs"
+KIND = "PyTorchJob"
+
+#: The operator finds the training container and its rendezvous port by these names.
+CONTAINER_NAME = "pytorch"
+PORT_NAME = "pytorchjob-port"
+PORT = 23456
+
+#: Labels the training-operator puts on the pods it creates.
+JOB_NAME_LABEL = "training.kubeflow.org/job-name"
+REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
+
+#: Annotation holding the sha256 of the spec we submitted, so that a resubmission can tell "same job" from
+#: "different job with the same name" even after the operator's webhook has added defaults to the spec.
+SPEC_HASH_ANNOTATION = "medgo.io/spec-sha256"
+
+#: The rendezvous flags; kubelet substitutes each $(VAR) from the env the operator injects.
+TORCHRUN = (
+    "torchrun",
+    "--nnodes=$(PET_NNODES)",
+    "--nproc_per_node=$(PET_NPROC_PER_NODE)",
+    "--node_rank=$(PET_NODE_RANK)",
+    "--master_addr=$(MASTER_ADDR)",
+    "--master_port=$(MASTER_PORT)",
+)
+TRAIN_MODULE = "medgo.train"
+
+#: Variables the operator injects; overriding them would break the rendezvous.
+OPERATOR_ENV = frozenset({"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "PET_NNODES",
+                          "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT"})
+
+CONFIG_MOUNT_PATH = "/config"
+SHM_VOLUME = "dshm"
+CONFIG_VOLUME = "train-config"
+_MAX_NNODES = 1024
+
+
+def torchrun_command(args: Sequence[str]) -> list[str]:
+    """The container command: ``torchrun`` with the operator's rendezvous variables, then ``-m medgo.train``."""
+    return [*TORCHRUN, "-m", TRAIN_MODULE, *args]
+
+
+def _validate(
+    *, name: str, namespace: str, image: str, args: Sequence[str], nnodes: int, nproc_per_node: int,
+    gpus_per_node: int, cpu: str, memory: str, shm_size: str, service_account: str,
+    pvc_mounts: Mapping[str, str], s3_secret: str | None, env: Mapping[str, str], labels: Mapping[str, str],
+    node_selector: Mapping[str, str], tolerations: Sequence[Any], priority_class: str | None, config_map: str | None, active_deadline_seconds: int | None, backoff_limit: int,
+) -> None:
+    for field, value in (("nnodes", nnodes), ("nproc_per_node", nproc_per_node),
+                         ("gpus_per_node", gpus_per_node), ("backoff_limit", backoff_limit)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{field} must be an int, got {value!r}")
+    if not 1 <= nnodes <= _MAX_NNODES:
+        raise ValueError(f"nnodes must be between 1 and {_MAX_NNODES}, got {nnodes}")
+    if nproc_per_node < 1:
+        raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
+    if gpus_per_node < 0:
+        raise ValueError(f"gpus_per_node must be >= 0, got {gpus_per_node}")
+    if gpus_per_node and nproc_per_node > gpus_per_node:
+        raise ValueError(
+            f"nproc_per_node={nproc_per_node} exceeds gpus_per_node={gpus_per_node}: "
+            "each training process needs its own GPU"
+        )
+    if backoff_limit < 0:
+        raise ValueError(f"backoff_limit must be >= 0, got {backoff_limit}")
+    if active_deadline_seconds is not None and (
+        isinstance(active_deadline_seconds, bool) or not isinstance(active_deadline_seconds, int)
+        or active_deadline_seconds < 1
+    ):
+        raise ValueError(f"active_deadline_seconds must be a positive int or None, got {active_deadline_seconds!r}")
+
+    # The operator names Services "<job>-master-0" and "<job>-worker-<i>"; they must stay DNS-1035 labels.
+    longest_suffix = len(f"-worker-{nnodes - 2}") if nnodes > 1 else len("-master-0")
+    require_dns1035_label(name, "job name", max_len=63 - longest_suffix)
+    require_dns1123_label(namespace, "namespace")
+    require_pinned_image(image)
+    if isinstance(args, str) or not all(isinstance(a, str) for a in args):
+        raise ValueError(f"args must be a list of strings, got {args!r}")
+    for field, value in (("cpu", cpu), ("memory", memory), ("shm_size", shm_size)):
+        require_quantity(value, field)
+    require_dns1123_label(service_account, "service_account")
+    if s3_secret is not None:
+        require_dns1123_label(s3_secret, "s3_secret")
+    if priority_class is not None:
+        require_dns1123_label(priority_class, "priority_class")
+    if config_map is not None:
+        require_dns1123_label(config_map, "config_map")
+    require_env_names(env, reserved=OPERATOR_ENV)
+    require_labels(labels)
+    require_labels(node_selector)
+    if not all(isinstance(t, dict) for t in tolerations):
+        raise ValueError(f"tolerations must be a list of toleration dicts, got {tolerations!r}")
+
+    taken = {"/dev/shm"} | ({CONFIG_MOUNT_PATH} if config_map else set())
+    for claim, mount_path in pvc_mounts.items():
+        require_dns1123_label(claim, "PVC claim name")
+        if claim in (SHM_VOLUME, CONFIG_VOLUME):
+            raise ValueError(f"PVC claim name {claim!r} clashes with a volume the job defines itself")
+        if not isinstance(mount_path, str) or not mount_path.startswith("/"):
+            raise ValueError(f"mount path {mount_path!r} for PVC {claim!r} must be an absolute path")
+        if mount_path.rstrip("/") in taken:
+            raise ValueError(f"mount path {mount_path!r} for PVC {claim!r} is already used")
+        taken.add(mount_path.rstrip("/"))
+
+
+def build_pytorchjob(
+    *,
+    name: str,
+    namespace: str,
+    image: str,
+    args: list[str],
+    nnodes: int,
+    nproc_per_node: int,
+    gpus_per_node: int = 0,
+    cpu: str = "4",
+    memory: str = "16Gi",
+    shm_size: str = "8Gi",
+    node_selector: dict[str, str] | None = None,
+    tolerations: list[dict[str, Any]] | None = None,
+    priority_class: str | None = None,
+    service_account: str = "medgo-trainer",
+    pvc_mounts: dict[str, str] | None = None,
+    s3_secret: str | None = "medgo-s3",
+    env: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+    active_deadline_seconds: int | None = None,
+    backoff_limit: int = 0,
+    config_map: str | None = None,
+) -> dict[str, Any]:
+    """A PyTorchJob running ``torchrun … -m medgo.train <args>`` on ``nnodes`` pods.
+
+    One Master and ``nnodes - 1`` Workers (the Worker replica spec is omitted for a single node), each
+    with ``nproc_per_node`` processes, ``gpus_per_node`` GPUs (``nvidia.com/gpu``), Guaranteed QoS
+    (requests equal limits) and a memory-backed ``/dev/shm`` of ``shm_size`` (NCCL fails on the default
+    64 MiB). ``pvc_mounts`` maps claim names to mount paths (shared storage, so checkpoints survive a
+    restart on another node); ``s3_secret`` is exposed as environment variables with ``envFrom``;
+    ``config_map``, when given, is mounted read-only at ``/config``. Pods run as non-root with every
+    capability dropped. Raises ``ValueError`` naming the bad parameter.
+    """
+    node_selector = dict(node_selector or {})
+    tolerations = copy.deepcopy(list(tolerations or []))
+    pvc_mounts = dict(pvc_mounts or {})
+    env = dict(env or {})
+    labels = dict(labels or {})
+    _validate(
+        name=name, namespace=namespace, image=image, args=args, nnodes=nnodes, nproc_per_node=nproc_per_node,
+        gpus_per_node=gpus_per_node, cpu=cpu, memory=memory, shm_size=shm_size, service_account=service_account,
+        pvc_mounts=pvc_mounts, s3_secret=s3_secret, env=env, labels=labels, node_selector=node_selector,
+        tolerations=tolerations, priority_class=priority_class,
+        config_map=config_map, active_deadline_seconds=active_deadline_seconds, backoff_limit=backoff_limit,
+    )
+
+    all_labels = {"app.kubernetes.io/name": "medgo", "app.kubernetes.io/component": "trainer",
+                  **PART_OF_LABELS, **labels}
+    resources: dict[str, str] = {"cpu": cpu, "memory": memory}
+    if gpus_per_node:
+        resources["nvidia.com/gpu"] = str(gpus_per_node)
+
+    volumes: list[dict[str, Any]] = [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}}]
+    mounts: list[dict[str, Any]] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+    for claim, mount_path in pvc_mounts.items():
+        volumes.append({"name": claim, "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": claim, "mountPath": mount_path})
+    if config_map:
+        volumes.append({"name": CONFIG_VOLUME, "configMap": {"name": config_map}})
+        mounts.append({"name": CONFIG_VOLUME, "mountPath": CONFIG_MOUNT_PATH, "readOnly": True})
+
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": torchrun_command(args),
+        "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    }
+    # The operator appends its rendezvous variables (and PYTHONUNBUFFERED) to this list.
+    if env:
+        container["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    if s3_secret:
+        container["envFrom"] = [{"secretRef": {"name": s3_secret}}]
+
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": service_account,
+        "automountServiceAccountToken": False,  # training code never talks to the API server
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "fsGroupChangePolicy": "OnRootMismatch",  # no recursive chown of multi-TiB volumes on every start
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if priority_class:
+        pod_spec["priorityClassName"] = priority_class
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+
+    def replica(replicas: int) -> dict[str, Any]:
+        return {
+            "replicas": replicas,
+            # Static rendezvous: if one pod restarts the others' collectives fail and they restart too;
+            # training then resumes from the last checkpoint on shared storage. backoffLimit bounds it.
+            "restartPolicy": "OnFailure",
+            "template": {"metadata": {"labels": dict(all_labels)}, "spec": copy.deepcopy(pod_spec)},
+        }
+
+    replica_specs = {"Master": replica(1)}
+    if nnodes > 1:
+        replica_specs["Worker"] = replica(nnodes - 1)
+
+    run_policy: dict[str, Any] = {
+        # Remove still-running pods when the job ends (frees GPUs); keep finished ones for their logs.
+        "cleanPodPolicy": "Running",
+        "backoffLimit": backoff_limit,
+    }
+    if active_deadline_seconds is not None:
+        run_policy["activeDeadlineSeconds"] = active_deadline_seconds
+
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(all_labels)},
+        "spec": {
+            "nprocPerNode": str(nproc_per_node),
+            "runPolicy": run_policy,
+            "pytorchReplicaSpecs": replica_specs,
+        },
+    }
+
+
+def spec_hash(job: Mapping[str, Any]) -> str:
+    """sha256 of a job's spec in canonical JSON (key order does not matter)."""
+    return hashlib.sha256(json.dumps(job["spec"], sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class JobSpecConflict(RuntimeError):
+    """A job with the same name exists and runs a different spec; refusing to reuse or replace it."""
+
+
+class PyTorchJobFailed(RuntimeError):
+    """The job reached the ``Failed`` condition; ``reason`` and ``message`` are the operator's."""
+
+    def __init__(self, name: str, namespace: str, reason: str, message: str):
+        super().__init__(f"PyTorchJob {namespace}/{name} failed: {reason}: {message}")
+        self.reason, self.message = reason, message
+
+
+class PyTorchJobLauncher:
+    """Submit, wait for, read logs of and delete PyTorchJobs through the Kubernetes API.
+
+    ``submit`` is idempotent so that a retried pipeline step attaches to the job its previous attempt
+    started instead of training twice. Needs the ``medgo-pipeline`` Role: pytorchjobs create/get/delete,
+    pods and pods/log get/list.
+    """
+
+    def __init__(self, api: client.CustomObjectsApi, core: client.CoreV1Api, *, poller: Poller | None = None):
+        self.api = api
+        self.core = core
+        self.poller = poller or Poller()
+
+    def submit(self, job: Mapping[str, Any]) -> str:
+        """Create ``job`` and return its name; reuse an existing job with the same name and spec.
+
+        Raises :class:`JobSpecConflict` when a job of that name exists with a different spec.
+        """
+        body = copy.deepcopy(dict(job))
+        meta = body["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        digest = spec_hash(body)
+        meta.setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = digest
+        try:
+            self.api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+        except client.exceptions.ApiException as exc:
+            if not is_conflict(exc):
+                raise
+            existing = self.api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            existing_digest = (existing.get("metadata", {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+            same = existing_digest == digest if existing_digest else contains(existing.get("spec"), body["spec"])
+            if not same:
+                raise JobSpecConflict(
+                    f"PyTorchJob {namespace}/{name} already exists with a different spec; "
+                    "delete it or choose another name"
+                ) from exc
+            logger.info("reusing existing PyTorchJob", extra={"fields": {"job": name, "namespace": namespace}})
+            return name
+        logger.info("created PyTorchJob", extra={"fields": {"job": name, "namespace": namespace}})
+        return name
+
+    def wait(self, name: str, namespace: str, timeout_s: float = 7 * 24 * 3600, poll_s: float = 30.0) -> dict:
+        """Poll the job until its ``Succeeded`` or ``Failed`` condition is True; return the final object.
+
+        Raises :class:`PyTorchJobFailed` (a ``RuntimeError``) with the operator's reason and message on
+        failure, ``RuntimeError`` if the job disappears, and ``TimeoutError`` after ``timeout_s``.
+        Throttling and 5xx answers are retried until the deadline.
+        """
+        deadline = self.poller.clock() + timeout_s
+        last_state = None
+        while True:
+            try:
+                job = self.api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            except client.exceptions.ApiException as exc:
+                if is_not_found(exc):
+                    raise RuntimeError(f"PyTorchJob {namespace}/{name} no longer exists") from exc
+                if not is_transient(exc):
+                    raise
+                logger.warning("API error while polling; retrying", extra={"fields": {"status": exc.status}})
+                job = None
+            if job is not None:
+                for cond_type in ("Failed", "Succeeded"):
+                    cond = condition(job, cond_type)
+                    if cond and cond.get("status") == "True":
+                        if cond_type == "Failed":
+                            raise PyTorchJobFailed(name, namespace, cond.get("reason", ""), cond.get("message", ""))
+                        logger.info("PyTorchJob succeeded", extra={"fields": {"job": name}})
+                        return job
+                state = _latest_true_condition(job)
+                if state != last_state:
+                    logger.info("PyTorchJob state", extra={"fields": {"job": name, "state": state}})
+                    last_state = state
+            remaining = deadline - self.poller.clock()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"PyTorchJob {namespace}/{name} did not finish within {timeout_s:g}s (last state: {last_state})"
+                )
+            self.poller.sleep(min(poll_s, remaining))
+
+    def logs(self, name: str, namespace: str, tail_lines: int | None = None) -> str:
+        """The log of the master pod's ``pytorch`` container (rank 0 writes the training progress)."""
+        selector = f"{JOB_NAME_LABEL}={name},{REPLICA_TYPE_LABEL}=master"
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector).items
+        if not pods:
+            raise LookupError(f"no master pod found for PyTorchJob {namespace}/{name} (selector {selector})")
+        kwargs: dict[str, Any] = {"container": CONTAINER_NAME}
+        if tail_lines is not None:
+            kwargs["tail_lines"] = tail_lines
+        return self.core.read_namespaced_pod_log(pods[0].metadata.name, namespace, **kwargs)
+
+    def delete(self, name: str, namespace: str) -> bool:
+        """Delete the job and its pods; return False if it did not exist."""
+        try:
+            self.api.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Background"
+            )
+        except client.exceptions.ApiException as exc:
+            if is_not_found(exc):
+                return False
+            raise
+        logger.info("deleted PyTorchJob", extra={"fields": {"job": name, "namespace": namespace}})
+        return True
+
+
+def _latest_true_condition(job: Mapping[str, Any]) -> str | None:
+    true = [c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"]
+    return true[-1].get("type") if true else None

@@ -1,0 +1,216 @@
+"""An in-memory stand-in for the Kubernetes API server, behind the real ``kubernetes.client`` API classes.
+
+No API server can run in this sandbox for this stage, so the launcher and deployer tests talk to
+:class:`FakeApiServer`: it takes the place of ``kubernetes.client.ApiClient`` (the HTTP layer) under the real
+``CustomObjectsApi`` and ``CoreV1Api``. The real classes still check parameter names and pick the request's
+Content-Type, so a wrong keyword or an unsupported patch type fails here as it would against a cluster; the
+fake keeps objects in a dict and answers like the API server does for the calls medgo makes: 409 on a
+duplicate create, 404 on a missing object, RFC 7386 merge patches that bump ``metadata.generation`` when the
+spec changes, label-selector pod listing and pod logs. Hooks stand in for admission webhooks that add
+defaults. A later issue adds a real kube-apiserver for server-side validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+_CUSTOM_ITEM = "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}"
+_CUSTOM_COLLECTION = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
+_PODS = "/api/v1/namespaces/{namespace}/pods"
+_POD_LOG = "/api/v1/namespaces/{namespace}/pods/{name}/log"
+
+
+def json_merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge recursively, ``null`` removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = json_merge_patch(result.get(key), value)
+    return result
+
+
+class FakeApiServer:
+    """Implements the part of ``ApiClient`` that generated API classes use, backed by dicts."""
+
+    client_side_validation = True
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str, str, str], dict] = {}
+        self.pods: dict[tuple[str, str], client.V1Pod] = {}
+        self.pod_logs: dict[tuple[str, str, str], str] = {}
+        self.requests: list[dict[str, Any]] = []
+        #: plural -> function(obj) mutating a stored object on create/patch, like a defaulting webhook.
+        self.defaulters: dict[str, Callable[[dict], None]] = {}
+        #: (method, path template) -> exceptions to raise, in order, before serving normally.
+        self.failures: dict[tuple[str, str], list[ApiException]] = {}
+        self._uids = itertools.count(1)
+
+    # -- ApiClient interface ------------------------------------------------------------------------
+    def select_header_accept(self, accepts: list[str]) -> str | None:
+        return ", ".join(accepts) if accepts else None
+
+    def select_header_content_type(self, content_types: list[str]) -> str:
+        return client.ApiClient.select_header_content_type(self, content_types)
+
+    def call_api(self, resource_path, method, path_params=None, query_params=None, header_params=None,
+                 body=None, post_params=None, files=None, response_type=None, auth_settings=None,
+                 async_req=None, _return_http_data_only=None, collection_formats=None,
+                 _preload_content=True, _request_timeout=None, _host=None):
+        params = dict(path_params or {})
+        query = dict(query_params or [])
+        headers = dict(header_params or {})
+        self.requests.append({"method": method, "path": resource_path, "params": params, "query": query,
+                              "headers": headers, "body": copy.deepcopy(body)})
+        pending = self.failures.get((method, resource_path))
+        if pending:
+            raise pending.pop(0)
+        handler = getattr(self, f"_{method.lower()}_{_ROUTES[resource_path]}", None)
+        if handler is None:
+            raise AssertionError(f"fake API server does not serve {method} {resource_path}")
+        data = handler(params, query, headers, body)
+        return data if _return_http_data_only else (data, 200, {})
+
+    # -- custom objects -----------------------------------------------------------------------------
+    @staticmethod
+    def _key(p: dict) -> tuple[str, str, str, str, str]:
+        return p["group"], p["version"], p["namespace"], p["plural"], p["name"]
+
+    def _stored(self, p: dict) -> dict:
+        try:
+            return self.objects[self._key(p)]
+        except KeyError:
+            raise ApiException(status=404, reason="Not Found") from None
+
+    def _post_custom_collection(self, p, query, headers, body):
+        meta = body.get("metadata") or {}
+        if meta.get("namespace") not in (None, p["namespace"]):
+            raise ApiException(status=400, reason="BadRequest: namespace of body does not match path")
+        key = self._key({**p, "name": meta["name"]})
+        if key in self.objects:
+            raise ApiException(status=409, reason="AlreadyExists")
+        obj = copy.deepcopy(body)
+        obj["metadata"].update(namespace=p["namespace"], uid=f"uid-{next(self._uids)}", generation=1,
+                               resourceVersion="1")
+        if p["plural"] in self.defaulters:
+            self.defaulters[p["plural"]](obj)
+        self.objects[key] = obj
+        return copy.deepcopy(obj)
+
+    def _get_custom_item(self, p, query, headers, body):
+        return copy.deepcopy(self._stored(p))
+
+    def _get_custom_collection(self, p, query, headers, body):
+        items = [copy.deepcopy(o) for (g, v, ns, pl, _), o in self.objects.items()
+                 if (g, v, ns, pl) == (p["group"], p["version"], p["namespace"], p["plural"])]
+        return {"apiVersion": f"{p['group']}/{p['version']}", "kind": "List", "items": items}
+
+    def _patch_custom_item(self, p, query, headers, body):
+        if headers.get("Content-Type") != "application/merge-patch+json":
+            raise ApiException(status=415, reason=f"UnsupportedMediaType {headers.get('Content-Type')}")
+        current = self._stored(p)
+        patched = json_merge_patch(current, body)
+        if p["plural"] in self.defaulters:
+            self.defaulters[p["plural"]](patched)
+        if patched.get("spec") != current.get("spec"):
+            patched["metadata"]["generation"] = current["metadata"]["generation"] + 1
+        patched["metadata"]["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
+        self.objects[self._key(p)] = patched
+        return copy.deepcopy(patched)
+
+    def _delete_custom_item(self, p, query, headers, body):
+        obj = self._stored(p)
+        del self.objects[self._key(p)]
+        return {"kind": "Status", "status": "Success", "details": {"name": obj["metadata"]["name"]}}
+
+    # -- pods ---------------------------------------------------------------------------------------
+    def _get_pods(self, p, query, headers, body):
+        wanted = dict(term.split("=", 1) for term in query.get("labelSelector", "").split(",") if term)
+        items = [pod for (ns, _), pod in sorted(self.pods.items())
+                 if ns == p["namespace"] and wanted.items() <= (pod.metadata.labels or {}).items()]
+        return client.V1PodList(items=items)
+
+    def _get_pod_log(self, p, query, headers, body):
+        if (p["namespace"], p["name"]) not in self.pods:
+            raise ApiException(status=404, reason="Not Found")
+        text = self.pod_logs.get((p["namespace"], p["name"], query.get("container")), "")
+        if "tailLines" in query:
+            text = "".join(text.splitlines(keepends=True)[-int(query["tailLines"]):])
+        return text
+
+    # -- test helpers -------------------------------------------------------------------------------
+    def add_pod(self, namespace: str, name: str, labels: dict[str, str], logs: dict[str, str] | None = None) -> None:
+        self.pods[(namespace, name)] = client.V1Pod(metadata=client.V1ObjectMeta(name=name, namespace=namespace,
+                                                                                 labels=labels))
+        for container, text in (logs or {}).items():
+            self.pod_logs[(namespace, name, container)] = text
+
+    def get(self, group: str, version: str, namespace: str, plural: str, name: str) -> dict:
+        return self.objects[(group, version, namespace, plural, name)]
+
+    def set_status(self, group: str, version: str, namespace: str, plural: str, name: str, status: dict) -> None:
+        """Replace an object's status, as its controller would (status changes never bump generation)."""
+        self.objects[(group, version, namespace, plural, name)]["status"] = copy.deepcopy(status)
+
+    def calls(self, method: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["method"] == method]
+
+
+_ROUTES = {
+    _CUSTOM_ITEM: "custom_item",
+    _CUSTOM_COLLECTION: "custom_collection",
+    _PODS: "pods",
+    _POD_LOG: "pod_log",
+}
+
+
+class FakeClock:
+    """Deterministic clock for wait loops: ``sleep`` advances time and runs the next scripted step.
+
+    A step is a callable run after the n-th sleep; it plays the controller moving the object along.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.steps: list[Callable[[], None]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0, "wait loops must never busy-spin"
+        self.now += seconds
+        self.sleeps.append(seconds)
+        if self.steps:
+            self.steps.pop(0)()
+
+
+@pytest.fixture
+def server() -> FakeApiServer:
+    return FakeApiServer()
+
+
+@pytest.fixture
+def custom_api(server: FakeApiServer) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client=server)
+
+
+@pytest.fixture
+def core_api(server: FakeApiServer) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client=server)
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()

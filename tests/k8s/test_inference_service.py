@@ -1,0 +1,292 @@
+"""InferenceService builder and canary deployer.
+
+The builder's output is validated against KServe's published InferenceService CRD (vendored in
+tests/fixtures/crds) for the CPU runtime and the Hugging Face/vLLM runtime with and without a LoRA adapter.
+No API server can run in this sandbox for this stage, so the deployer runs against the in-memory fake in
+conftest.py (real ``kubernetes.client`` API classes over a dict-backed stand-in for the HTTP layer, answering
+404/409 and applying merge patches like the real server); a later issue adds a real kube-apiserver.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from medgo.k8s import Poller
+from medgo.k8s.inference_service import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    InferenceServiceDeployer,
+    build_inference_service,
+)
+from tests.fixtures.crds import assert_valid_crd_object, crd_errors
+
+GPU = "nvidia.com/gpu"
+A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "node-pool": "a100"}
+GPU_TOLERATION = {"key": GPU, "operator": "Exists", "effect": "NoSchedule"}
+
+
+def gpu_resources(n: int) -> dict:
+    limits = {"cpu": "8", "memory": "64Gi", GPU: str(n)}
+    return {"requests": dict(limits), "limits": dict(limits)}
+
+
+def cpu_isvc(**overrides):
+    params = dict(name="medgo", namespace="medgo", storage_uri="s3://medgo-models/medgo/v1", runtime="medgo-cpu")
+    params.update(overrides)
+    return build_inference_service(**params)
+
+
+def predictor(isvc):
+    return isvc["spec"]["predictor"]
+
+
+# -- builder ---------------------------------------------------------------------------------------------
+
+def test_cpu_runtime_isvc_is_valid():
+    isvc = cpu_isvc()
+    assert_valid_crd_object(isvc)
+    assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    pred = predictor(isvc)
+    assert pred["serviceAccountName"] == "medgo-serving"
+    assert (pred["minReplicas"], pred["maxReplicas"]) == (1, 1)
+    assert "canaryTrafficPercent" not in pred
+    model = pred["model"]
+    assert model["modelFormat"] == {"name": "medgo"}
+    assert model["runtime"] == "medgo-cpu"
+    assert model["storageUri"] == "s3://medgo-models/medgo/v1"
+    assert "args" not in model
+    assert model["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+    assert pred["securityContext"]["runAsNonRoot"] is True
+    assert model["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_vllm_runtime_on_one_gpu_is_valid():
+    isvc = build_inference_service(
+        name="medgo", namespace="medgo", storage_uri="s3://medgo-models/medgo/merged", runtime="huggingface-vllm",
+        node_selector=A100, tolerations=[GPU_TOLERATION], priority_class="medgo-serving",
+    )
+    assert_valid_crd_object(isvc)
+    pred = predictor(isvc)
+    model = pred["model"]
+    assert model["modelFormat"] == {"name": "huggingface"}
+    assert model["runtime"] == "kserve-huggingfaceserver"
+    assert model["args"] == ["--backend=vllm"]
+    assert model["storageUri"] == "s3://medgo-models/medgo/merged"
+    assert model["resources"]["limits"][GPU] == "1"
+    assert pred["nodeSelector"] == A100 and pred["tolerations"] == [GPU_TOLERATION]
+    assert pred["priorityClassName"] == "medgo-serving"
+    assert "storageUris" not in pred
+
+
+def test_vllm_runtime_with_lora_adapter_and_canary_is_valid():
+    isvc = build_inference_service(
+        name="medgo", namespace="medgo", storage_uri="s3://medgo-models/medgo/v2/base", runtime="huggingface-vllm",
+        lora_adapter_uri="s3://medgo-models/medgo/v2/adapter", resources=gpu_resources(4),
+        canary_traffic_percent=10, min_replicas=1, max_replicas=3, max_lora_rank=128,
+    )
+    assert_valid_crd_object(isvc)
+    pred = predictor(isvc)
+    assert pred["canaryTrafficPercent"] == 10
+    assert pred["maxReplicas"] == 3
+    # KServe rejects storageUri together with storageUris, and needs a common parent directory.
+    assert "storageUri" not in pred["model"]
+    assert pred["storageUris"] == [
+        {"uri": "s3://medgo-models/medgo/v2/base", "mountPath": "/mnt/models/base"},
+        {"uri": "s3://medgo-models/medgo/v2/adapter", "mountPath": "/mnt/models/adapter"},
+    ]
+    assert pred["model"]["args"] == [
+        "--backend=vllm",
+        "--tensor-parallel-size=4",
+        "--model_dir=/mnt/models/base",
+        "--enable-lora",
+        "--max-lora-rank=128",
+        "--lora-modules=medgo-lora=/mnt/models/adapter",
+    ]
+
+
+def test_canary_zero_is_kept():
+    assert predictor(cpu_isvc(canary_traffic_percent=0))["canaryTrafficPercent"] == 0
+
+
+def test_strict_schema_catches_a_misspelt_field():
+    isvc = cpu_isvc()
+    predictor(isvc)["canaryTraficPercent"] = 10
+    assert any("canaryTraficPercent" in e for e in crd_errors(isvc))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"runtime": "triton"}, "runtime must be one of ['huggingface-vllm', 'medgo-cpu']"),
+        ({"name": "MedGo"}, "InferenceService name 'MedGo' must be a DNS-1035 label"),
+        ({"name": "m" * 48}, "at most 47 characters"),
+        ({"namespace": "a_b"}, "namespace 'a_b' must be a DNS-1123 label"),
+        ({"storage_uri": "/models/medgo"}, "storage_uri '/models/medgo' must be a URI KServe can download"),
+        ({"canary_traffic_percent": 101}, "canary_traffic_percent must be an int from 0 to 100"),
+        ({"canary_traffic_percent": True}, "canary_traffic_percent must be an int from 0 to 100"),
+        ({"min_replicas": -1}, "min_replicas must be an int >= 0"),
+        ({"min_replicas": 3, "max_replicas": 2}, "max_replicas (2) must be >= max(min_replicas, 1)"),
+        ({"max_replicas": 0, "min_replicas": 0}, "max_replicas (0) must be >= max(min_replicas, 1)"),
+        ({"lora_adapter_uri": "s3://b/a"}, "lora_adapter_uri needs runtime='huggingface-vllm'"),
+        ({"resources": {"limits": {GPU: "1"}}}, "the medgo-cpu runtime is CPU-only"),
+        ({"resources": {"limit": {"cpu": "1"}}}, "resources may only have 'requests' and 'limits'"),
+        ({"resources": {"limits": {"memory": "4 GB"}}}, "resources.limits.memory '4 GB' is not a Kubernetes quantity"),
+        ({"runtime": "huggingface-vllm", "resources": {"limits": {"cpu": "8"}}},
+         "needs resources.limits['nvidia.com/gpu'] between 1 and 8"),
+        ({"runtime": "huggingface-vllm", "resources": gpu_resources(9)}, "between 1 and 8, got '9'"),
+        ({"runtime": "huggingface-vllm", "resources": {"limits": {GPU: "0.5"}}}, "must be a whole number"),
+        ({"runtime": "huggingface-vllm", "lora_adapter_uri": "s3://b/a", "max_lora_rank": 0},
+         "max_lora_rank must be a positive int"),
+        ({"service_account": "Medgo"}, "service_account 'Medgo' must be a DNS-1123 label"),
+        ({"tolerations": "nvidia.com/gpu"}, "tolerations must be a list of toleration dicts"),
+        ({"node_selector": {"node-pool": 1}}, "label keys and values must be strings"),
+    ],
+)
+def test_invalid_parameters_raise_value_error_naming_them(overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cpu_isvc(**overrides)
+
+
+# -- deployer --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def deployer(custom_api, fake_clock):
+    return InferenceServiceDeployer(custom_api, poller=Poller(clock=fake_clock.clock, sleep=fake_clock.sleep))
+
+
+def stored(server, name="medgo"):
+    return server.get(GROUP, VERSION, "medgo", PLURAL, name)
+
+
+def test_apply_creates_then_leaves_an_unchanged_service_alone(deployer, server):
+    created = deployer.apply(cpu_isvc())
+    assert created["metadata"]["generation"] == 1
+    again = deployer.apply(cpu_isvc())
+    assert again["metadata"]["generation"] == 1
+    assert server.calls("PATCH") == []
+
+
+def test_apply_updates_with_a_merge_patch_and_canary(deployer, server):
+    deployer.apply(cpu_isvc())
+    patched = deployer.apply(cpu_isvc(storage_uri="s3://medgo-models/medgo/v2", canary_traffic_percent=20))
+    (call,) = server.calls("PATCH")
+    assert call["headers"]["Content-Type"] == "application/merge-patch+json"
+    assert call["body"] == {"spec": {"predictor": {"model": {"storageUri": "s3://medgo-models/medgo/v2"},
+                                                   "canaryTrafficPercent": 20}}}
+    assert patched["metadata"]["generation"] == 2
+    assert predictor(stored(server))["canaryTrafficPercent"] == 20
+
+
+def test_apply_removes_fields_the_new_spec_does_not_set(deployer, server):
+    gpu = dict(runtime="huggingface-vllm", resources=gpu_resources(1))
+    deployer.apply(cpu_isvc(storage_uri="s3://m/v1", canary_traffic_percent=10, **gpu))
+    deployer.apply(cpu_isvc(storage_uri="s3://m/v2/base", lora_adapter_uri="s3://m/v2/adapter", **gpu))
+    obj = stored(server)
+    assert "storageUri" not in predictor(obj)["model"]  # KServe would reject it next to storageUris
+    assert "canaryTrafficPercent" not in predictor(obj)
+    assert [s["uri"] for s in predictor(obj)["storageUris"]] == ["s3://m/v2/base", "s3://m/v2/adapter"]
+    assert_valid_crd_object({k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+
+
+def test_apply_keeps_server_defaults_stable(deployer, server):
+    def kserve_defaults(obj):
+        obj["spec"]["predictor"]["model"].setdefault("protocolVersion", "v1")
+
+    server.defaulters[PLURAL] = kserve_defaults
+    deployer.apply(cpu_isvc())
+    deployer.apply(cpu_isvc())
+    obj = stored(server)
+    assert obj["spec"]["predictor"]["model"]["protocolVersion"] == "v1"
+    assert obj["metadata"]["generation"] == 1
+
+
+def test_apply_merges_labels_without_removing_others(deployer, server, custom_api):
+    deployer.apply(cpu_isvc())
+    custom_api.patch_namespaced_custom_object(GROUP, VERSION, "medgo", PLURAL, "medgo",
+                                              {"metadata": {"labels": {"owner": "ml-platform"}}})
+    deployer.apply(cpu_isvc(labels={"medgo.io/run": "r42"}))
+    labels = stored(server)["metadata"]["labels"]
+    assert labels["owner"] == "ml-platform" and labels["medgo.io/run"] == "r42"
+
+
+def test_apply_propagates_other_api_errors(deployer, server):
+    server.failures[("POST", "/apis/{group}/{version}/namespaces/{namespace}/{plural}")] = [
+        ApiException(status=403, reason="Forbidden")]
+    with pytest.raises(ApiException) as info:
+        deployer.apply(cpu_isvc())
+    assert info.value.status == 403
+
+
+def _status(server, *, ready: str, observed: int, created="medgo-predictor-00001", latest_ready="medgo-predictor-00001",
+            reason=""):
+    def step():
+        server.set_status(GROUP, VERSION, "medgo", PLURAL, "medgo", {
+            "observedGeneration": observed,
+            "url": "http://medgo.medgo.example.com",
+            "conditions": [{"type": "PredictorReady", "status": ready},
+                           {"type": "Ready", "status": ready, "reason": reason}],
+            "components": {"predictor": {"latestCreatedRevision": created, "latestReadyRevision": latest_ready}},
+        })
+    return step
+
+
+def test_wait_ready_waits_for_ready_on_the_current_generation(deployer, server, fake_clock):
+    deployer.apply(cpu_isvc())
+    _status(server, ready="True", observed=1)()
+    deployer.apply(cpu_isvc(storage_uri="s3://medgo-models/medgo/v2", canary_traffic_percent=10))  # generation 2
+    fake_clock.steps = [
+        _status(server, ready="True", observed=1),  # stale: the controller has not seen the patch yet
+        _status(server, ready="True", observed=2, created="medgo-predictor-00002"),  # canary still starting
+        _status(server, ready="True", observed=2, created="medgo-predictor-00002",
+                latest_ready="medgo-predictor-00002"),
+    ]
+    isvc = deployer.wait_ready("medgo", "medgo", timeout_s=600, poll_s=15)
+    assert isvc["status"]["components"]["predictor"]["latestReadyRevision"] == "medgo-predictor-00002"
+    assert fake_clock.sleeps == [15, 15, 15]
+
+
+def test_wait_ready_times_out_with_the_reason(deployer, server, fake_clock):
+    deployer.apply(cpu_isvc())
+    _status(server, ready="False", observed=1, reason="RevisionMissing")()
+    with pytest.raises(TimeoutError, match="not ready within 30s: Ready=False: RevisionMissing"):
+        deployer.wait_ready("medgo", "medgo", timeout_s=30, poll_s=10)
+
+
+def test_wait_ready_tolerates_transient_errors(deployer, server, fake_clock):
+    deployer.apply(cpu_isvc())
+    server.failures[("GET", "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}")] = [
+        ApiException(status=500, reason="etcd timeout")]
+    fake_clock.steps = [_status(server, ready="True", observed=1)]
+    assert deployer.wait_ready("medgo", "medgo", timeout_s=60, poll_s=5)["status"]["observedGeneration"] == 1
+
+
+def test_promote_removes_canary_traffic_percent(deployer, server):
+    deployer.apply(cpu_isvc(canary_traffic_percent=10))
+    promoted = deployer.promote("medgo", "medgo")
+    assert "canaryTrafficPercent" not in predictor(promoted)
+    assert server.calls("PATCH")[-1]["body"] == {"spec": {"predictor": {"canaryTrafficPercent": None}}}
+
+
+def test_rollback_pins_traffic_to_the_previous_revision(deployer, server):
+    deployer.apply(cpu_isvc(canary_traffic_percent=10))
+    rolled_back = deployer.rollback("medgo", "medgo")
+    assert predictor(rolled_back)["canaryTrafficPercent"] == 0
+    assert predictor(rolled_back)["model"]["storageUri"] == "s3://medgo-models/medgo/v1"
+
+
+def test_promote_of_a_missing_service_raises_not_found(deployer):
+    with pytest.raises(ApiException) as info:
+        deployer.promote("medgo", "medgo")
+    assert info.value.status == 404
+
+
+def test_get_and_delete(deployer):
+    assert deployer.get("medgo", "medgo") is None
+    deployer.apply(cpu_isvc())
+    assert deployer.get("medgo", "medgo")["metadata"]["name"] == "medgo"
+    assert deployer.delete("medgo", "medgo") is True
+    assert deployer.delete("medgo", "medgo") is False

@@ -1,0 +1,354 @@
+"""The kustomize manifests: every overlay renders, every object is schema-valid, and the security rules hold.
+
+Each overlay is rendered with ``kubectl kustomize`` (as ``kubectl apply -k`` would). Kubernetes' own kinds are
+validated with ``kubernetes_validate`` (strict: unknown fields fail) against the 1.32 API; custom resources
+(InferenceService, ServingRuntime, PyTorchJob) against the operators' published CRD schemas vendored in
+tests/fixtures/crds. No API server runs here, so admission webhooks and CEL rules are not exercised.
+The manifests are also checked against what the deploy code builds, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from medgo.k8s import build_inference_service, build_pytorchjob
+from tests.fixtures.crds import CRD_KINDS, assert_valid_crd_object
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "manifests"
+BASE = MANIFESTS / "base"
+TEMPLATE = BASE / "templates" / "pytorchjob.yaml"
+OVERLAYS = sorted(p.name for p in (MANIFESTS / "overlays").iterdir() if (p / "kustomization.yaml").exists())
+K8S_VERSION = "1.32"
+KUBECTL = shutil.which("kubectl")
+
+needs_kubectl = pytest.mark.skipif(
+    KUBECTL is None,
+    reason="kubectl (with built-in kustomize) is not on PATH; it is needed to render the overlays",
+)
+
+EXPECTED_OBJECTS = {
+    ("Namespace", "medgo"),
+    ("ServiceAccount", "medgo-pipeline"),
+    ("ServiceAccount", "medgo-trainer"),
+    ("ServiceAccount", "medgo-serving"),
+    ("Role", "medgo-pipeline"),
+    ("RoleBinding", "medgo-pipeline"),
+    ("PersistentVolumeClaim", "medgo-data"),
+    ("PersistentVolumeClaim", "medgo-checkpoints"),
+    ("PriorityClass", "medgo-training"),
+    ("PriorityClass", "medgo-serving"),
+    ("ServingRuntime", "medgo-cpu"),
+    ("NetworkPolicy", "medgo-predictor-ingress"),
+    ("InferenceService", "medgo"),
+}
+CLUSTER_SCOPED_KINDS = {"Namespace", "PriorityClass"}
+
+#: The pipeline Role, exactly: (apiGroup, resource) -> verbs.
+LEAST_PRIVILEGE = {
+    ("kubeflow.org", "pytorchjobs"): {"create", "get", "list", "watch", "patch", "delete"},
+    ("serving.kserve.io", "inferenceservices"): {"create", "get", "list", "watch", "patch", "update", "delete"},
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods/log"): {"get", "list", "watch"},
+    ("", "events"): {"list", "watch"},
+}
+
+#: Parameters under which build_pytorchjob reproduces base/templates/pytorchjob.yaml.
+TEMPLATE_PARAMS: dict[str, Any] = dict(
+    name="medgo-sft", namespace="medgo", image="ghcr.io/medgo/medgo-trainer:0.1.0",
+    args=["--stage", "sft", "--config", "/config/train.yaml"],
+    nnodes=2, nproc_per_node=8, gpus_per_node=8, cpu="48", memory="480Gi", shm_size="64Gi",
+    node_selector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "node-pool": "a100"},
+    tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    priority_class="medgo-training",
+    pvc_mounts={"medgo-data": "/mnt/data", "medgo-checkpoints": "/mnt/checkpoints"},
+    config_map="medgo-train-config", active_deadline_seconds=259200, backoff_limit=2,
+)
+
+# A literal secret value: the key name followed by '=' or ':' and something that is not a placeholder
+# ($VAR, "$VAR", <...>) or a reference.
+_CREDENTIAL_PATTERNS = [
+    re.compile(r"AWS_SECRET_ACCESS_KEY\s*[=:]\s*[\"']?(?![\"'$<{\s]|$)"),
+    re.compile(r"AWS_ACCESS_KEY_ID\s*[=:]\s*[\"']?(?![\"'$<{\s]|$)"),
+    re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"(?i)\b(password|passwd|secret_key|token)\s*[=:]\s*[\"']?[A-Za-z0-9+/_\-]{8,}"),
+]
+
+
+@functools.cache
+def _render(path: str) -> tuple[dict, ...]:
+    result = subprocess.run([KUBECTL, "kustomize", path], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+@pytest.fixture(params=OVERLAYS)
+def overlay(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def objects(overlay) -> list[dict]:
+    if KUBECTL is None:
+        pytest.skip("kubectl (with built-in kustomize) is not on PATH; it is needed to render the overlays")
+    return [dict(o) for o in _render(str(MANIFESTS / "overlays" / overlay))]
+
+
+def _find(objects: list[dict], kind: str, name: str) -> dict:
+    (obj,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return obj
+
+
+def _label(obj: dict) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def _pod_specs(obj: Any, path: str = ""):
+    """Every (path, pod-spec-like dict with ``containers``) inside an object."""
+    if isinstance(obj, dict):
+        if isinstance(obj.get("containers"), list):
+            yield path, obj
+        for key, value in obj.items():
+            yield from _pod_specs(value, f"{path}.{key}")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield from _pod_specs(value, f"{path}[{i}]")
+
+
+def _workloads(obj: dict):
+    """(where, pod-level spec, containers) of every pod an object will run.
+
+    An InferenceService predictor is a pod spec whose main container is ``predictor.model`` (the image comes
+    from the ServingRuntime).
+    """
+    if obj["kind"] == "InferenceService":
+        pred = obj["spec"]["predictor"]
+        yield f"{_label(obj)}.spec.predictor", pred, [pred["model"]]
+        return
+    for path, spec in _pod_specs(obj.get("spec", {}), ".spec"):
+        yield f"{_label(obj)}{path}", spec, spec["containers"] + spec.get("initContainers", [])
+
+
+# -- rendering and schemas -------------------------------------------------------------------------------
+
+def test_there_are_overlays_for_both_sites():
+    assert {"onprem-a100", "dev-cpu"} <= set(OVERLAYS)
+
+
+def test_overlay_renders_the_expected_objects(objects):
+    found = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert found == EXPECTED_OBJECTS
+
+
+def test_builtin_objects_are_valid_kubernetes(objects):
+    errors = []
+    for obj in objects:
+        if obj["kind"] in CRD_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            errors.append(f"{_label(obj)}: {'.'.join(map(str, exc.path))}: {exc.message}")
+    assert not errors, "\n".join(errors)
+
+
+def test_custom_resources_match_their_crds(objects):
+    custom = [o for o in objects if o["kind"] in CRD_KINDS]
+    assert {o["kind"] for o in custom} == {"InferenceService", "ServingRuntime"}
+    for obj in custom:
+        assert_valid_crd_object(obj)
+
+
+def test_objects_are_namespaced_in_medgo(objects):
+    for obj in objects:
+        if obj["kind"] in CLUSTER_SCOPED_KINDS:
+            assert "namespace" not in obj["metadata"], _label(obj)
+        else:
+            assert obj["metadata"]["namespace"] == "medgo", _label(obj)
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "medgo", _label(obj)
+
+
+@needs_kubectl
+def test_base_renders_on_its_own_without_the_pytorchjob_template():
+    kinds = {o["kind"] for o in _render(str(BASE))}
+    assert "PyTorchJob" not in kinds
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    assert not any("templates" in str(entry) for entry in kustomization.get("resources", []))
+
+
+def test_pytorchjob_template_is_not_applied_by_any_overlay(objects):
+    assert not [o for o in objects if o["kind"] == "PyTorchJob"]
+
+
+# -- security --------------------------------------------------------------------------------------------
+
+def test_every_container_is_locked_down_and_sized(objects):
+    problems = []
+    workloads = [w for obj in objects for w in _workloads(obj)]
+    assert {where.split(".")[0] for where, _, _ in workloads} == {"ServingRuntime/medgo-cpu", "InferenceService/medgo"}
+    for where, pod, containers in workloads:
+        pod_non_root = (pod.get("securityContext") or {}).get("runAsNonRoot") is True
+        for container in containers:
+            name = f"{where}:{container.get('name', 'model')}"
+            sc = container.get("securityContext") or {}
+            if not (pod_non_root or sc.get("runAsNonRoot") is True):
+                problems.append(f"{name}: runAsNonRoot not set")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{name}: allowPrivilegeEscalation is not false")
+            if sc.get("privileged"):
+                problems.append(f"{name}: privileged")
+            if "ALL" not in (sc.get("capabilities") or {}).get("drop", []):
+                problems.append(f"{name}: capabilities not dropped")
+            resources = container.get("resources") or {}
+            for section in ("requests", "limits"):
+                if not {"cpu", "memory"} <= set(resources.get(section) or {}):
+                    problems.append(f"{name}: resources.{section} must set cpu and memory")
+            if "containers" in pod and not _pinned(container.get("image", "")):
+                problems.append(f"{name}: image {container.get('image')!r} is not pinned to a tag or digest")
+    assert not problems, "\n".join(problems)
+
+
+def _pinned(image: str) -> bool:
+    if "@sha256:" in image:
+        return True
+    last = image.rsplit("/", 1)[-1]
+    return ":" in last and not last.endswith(":latest")
+
+
+def test_no_secret_objects_anywhere_under_manifests(objects):
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    for path in MANIFESTS.rglob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "Secret":
+                pytest.fail(f"{path.relative_to(REPO)} defines a Secret; create it on the cluster instead")
+
+
+def test_no_literal_credentials_anywhere_under_manifests():
+    hits = []
+    for path in sorted(p for p in MANIFESTS.rglob("*") if p.is_file()):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if any(p.search(line) for p in _CREDENTIAL_PATTERNS):
+                hits.append(f"{path.relative_to(REPO)}:{lineno}: {line.strip()}")
+    assert not hits, "literal credentials in manifests:\n" + "\n".join(hits)
+
+
+def test_credential_scan_would_catch_a_literal_key():
+    leaked = "  --from-literal=AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    placeholder = '  --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY"'
+    assert any(p.search(leaked) for p in _CREDENTIAL_PATTERNS)
+    assert not any(p.search(placeholder) for p in _CREDENTIAL_PATTERNS)
+
+
+def test_pipeline_role_is_exactly_least_privilege(objects):
+    assert not [o for o in objects if o["kind"] in {"ClusterRole", "ClusterRoleBinding"}]
+    role = _find(objects, "Role", "medgo-pipeline")
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == LEAST_PRIVILEGE
+    binding = _find(objects, "RoleBinding", "medgo-pipeline")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "medgo-pipeline"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "medgo-pipeline", "namespace": "medgo"}]
+
+
+def test_only_the_pipeline_account_gets_an_api_token(objects):
+    accounts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
+    assert accounts["medgo-trainer"]["automountServiceAccountToken"] is False
+    assert accounts["medgo-serving"]["automountServiceAccountToken"] is False
+    assert accounts["medgo-serving"]["secrets"] == [{"name": "medgo-s3"}]
+    assert "automountServiceAccountToken" not in accounts["medgo-pipeline"]
+
+
+def test_network_policy_admits_only_ingress_and_knative(objects):
+    policy = _find(objects, "NetworkPolicy", "medgo-predictor-ingress")["spec"]
+    assert policy["podSelector"] == {
+        "matchExpressions": [{"key": "serving.kserve.io/inferenceservice", "operator": "Exists"}]}
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    assert set(peer) == {"namespaceSelector"}
+    (expr,) = peer["namespaceSelector"]["matchExpressions"]
+    assert expr["key"] == "kubernetes.io/metadata.name" and expr["operator"] == "In"
+    assert set(expr["values"]) == {"istio-system", "knative-serving", "kourier-system"}
+
+
+# -- site settings ---------------------------------------------------------------------------------------
+
+def test_pvcs_are_shared_and_sized_per_site(objects, overlay):
+    expected = {"onprem-a100": ("cephfs", "2Ti", "4Ti"), "dev-cpu": ("standard", "10Gi", "20Gi")}[overlay]
+    data, ckpt = _find(objects, "PersistentVolumeClaim", "medgo-data"), _find(objects,
+                                                                              "PersistentVolumeClaim",
+                                                                              "medgo-checkpoints")
+    for pvc in (data, ckpt):
+        assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+        assert pvc["spec"]["storageClassName"] == expected[0]
+    assert data["spec"]["resources"]["requests"]["storage"] == expected[1]
+    assert ckpt["spec"]["resources"]["requests"]["storage"] == expected[2]
+
+
+def test_serving_priority_outranks_training(objects):
+    training = _find(objects, "PriorityClass", "medgo-training")
+    serving = _find(objects, "PriorityClass", "medgo-serving")
+    assert serving["value"] > training["value"]
+    assert training["preemptionPolicy"] == "Never"
+
+
+def test_medgo_serving_runtime_runs_medgo_serve(objects):
+    runtime = _find(objects, "ServingRuntime", "medgo-cpu")["spec"]
+    assert [f["name"] for f in runtime["supportedModelFormats"]] == ["medgo"]
+    (container,) = runtime["containers"]
+    assert container["name"] == "kserve-container"
+    assert container["image"].startswith("ghcr.io/medgo/medgo-serving:")
+    assert container["command"] == ["python", "-m", "medgo.serve"]
+    assert container["args"] == ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080"]
+
+
+def test_inference_service_matches_what_the_deployer_builds(objects, overlay):
+    """The pipeline's deploy step and `kubectl apply -k` must produce the same predictor."""
+    isvc = _find(objects, "InferenceService", "medgo")
+    if overlay == "onprem-a100":
+        gpu = {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "1"}
+        built = build_inference_service(
+            name="medgo", namespace="medgo", storage_uri="s3://medgo-models/medgo/latest/base",
+            lora_adapter_uri="s3://medgo-models/medgo/latest/adapter", runtime="huggingface-vllm",
+            resources={"requests": dict(gpu), "limits": dict(gpu)}, priority_class="medgo-serving",
+            node_selector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "node-pool": "a100"},
+            tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        )
+    else:
+        small = {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
+        built = build_inference_service(name="medgo", namespace="medgo", storage_uri="s3://medgo-models/medgo/latest",
+                                         runtime="medgo-cpu", resources=small, priority_class="medgo-serving")
+    assert isvc["spec"] == built["spec"]
+
+
+# -- the PyTorchJob template -----------------------------------------------------------------------------
+
+def test_pytorchjob_template_is_valid_and_equals_the_builder_output():
+    docs = [d for d in yaml.safe_load_all(TEMPLATE.read_text()) if d]
+    (job,) = docs
+    assert_valid_crd_object(job)
+    kubernetes_validate_pod_templates(job)
+    assert job == build_pytorchjob(**TEMPLATE_PARAMS)
+
+
+def kubernetes_validate_pod_templates(job: dict) -> None:
+    """The CRD schema checks structure; the pod templates also have to be valid core/v1 PodTemplates."""
+    for replica_type, spec in job["spec"]["pytorchReplicaSpecs"].items():
+        template = {"apiVersion": "v1", "kind": "PodTemplate",
+                    "metadata": {"name": f"{job['metadata']['name']}-{replica_type.lower()}"},
+                    "template": spec["template"]}
+        kubernetes_validate.validate(template, K8S_VERSION, strict=True)
