@@ -1,0 +1,295 @@
+"""Doctors' acceptable/unacceptable labels → DPO preference pairs (TRL conversational format).
+
+Input labels look like ``{"id", "prompt", "response", "label": "acceptable"|"unacceptable",
+"doctor_id", "department"}``; ``prompt`` is a question string or, as the feedback store
+exports it, a list of chat messages ending with the user's turn. Extra fields are ignored.
+
+How labels become pairs:
+
+1. A doctor who labels the same response twice is counted once, with their last label
+   (``superseded``): a correction, not a second vote.
+2. A response that doctors disagree on is a **conflict**: all its labels are excluded.
+3. Per prompt, every acceptable response is paired with every unacceptable one, ordered
+   by agreement (responses with more votes first) and spread so the first pairs use
+   different responses; at most ``max_pairs_per_prompt`` are kept. A prompt without both
+   an acceptable and an unacceptable response gives no pair.
+
+Outputs::
+
+    out/
+      train.jsonl       {"id", "prompt": [system, user…], "chosen": [assistant], "rejected": [assistant], "source"}
+      quarantine.jsonl  unusable lines and labels: source, line, reason, raw preview
+      excluded.jsonl    valid labels that give no pair: id, source_file, line, reason
+      manifest.json     counts: labels in/quarantined/superseded/conflicts, prompts without pair, pairs
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from medgo.config import PrefsConfig
+from medgo.data.io import JsonlWriter, Quarantined, Record, iter_records, output_directory
+from medgo.data.validate import RecordError, TextCleaner, record_id, require_str
+from medgo.logs import fields
+from medgo.storage import is_s3, localize, write_manifest
+
+log = logging.getLogger(__name__)
+
+STAGE = "data.prefs"
+LABEL_VALUES = {"acceptable": True, "unacceptable": False}
+_PROMPT_ROLES = {"system", "user", "assistant"}
+Message = dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorLabel:
+    """One validated label: a doctor's verdict on one response to one prompt."""
+
+    id: str
+    prompt: tuple[tuple[str, str], ...]
+    response: str
+    acceptable: bool
+    doctor_id: str
+    source: str
+    line: int
+
+    def excluded(self, reason: str) -> dict[str, Any]:
+        return {"id": self.id, "source_file": self.source, "line": self.line, "reason": reason}
+
+
+def _prompt_messages(value: Any, clean: TextCleaner, config: PrefsConfig) -> tuple[tuple[str, str], ...]:
+    """A prompt string or message list → ``((role, content), …)`` with a system message first."""
+    if isinstance(value, str):
+        messages = [("user", clean(value, "prompt"))] if value.strip() else []
+    elif isinstance(value, list):
+        messages = []
+        for message in value:
+            if not isinstance(message, dict) or message.get("role") not in _PROMPT_ROLES:
+                raise RecordError("invalid_value:prompt")
+            messages.append((message["role"], clean(require_str(message, "content"), "prompt.content")))
+    elif value is None:
+        raise RecordError("missing_field:prompt")
+    else:
+        raise RecordError("wrong_type:prompt")
+    if not messages:
+        raise RecordError("empty_field:prompt")
+    if messages[-1][0] != "user":
+        raise RecordError("prompt_not_ending_with_user")
+    if messages[0][0] != "system":
+        messages.insert(0, ("system", config.system_prompt))
+    return tuple(messages)
+
+
+def parse_label(record: Record, clean: TextCleaner, config: PrefsConfig) -> DoctorLabel:
+    """Validate one input label; raises :class:`RecordError` with the quarantine reason."""
+    data = record.data
+    label = require_str(data, "label").strip().lower()
+    if label not in LABEL_VALUES:
+        raise RecordError("invalid_value:label")
+    doctor_id = data.get("doctor_id")
+    if doctor_id is None:
+        raise RecordError("missing_field:doctor_id")
+    if isinstance(doctor_id, bool) or not isinstance(doctor_id, str | int):
+        raise RecordError("wrong_type:doctor_id")
+    if not str(doctor_id).strip():
+        raise RecordError("empty_field:doctor_id")
+    return DoctorLabel(
+        id=record_id(data, record.source, record.line),
+        prompt=_prompt_messages(data.get("prompt"), clean, config),
+        response=clean.required(data, "response"),
+        acceptable=LABEL_VALUES[label],
+        doctor_id=str(doctor_id).strip(),
+        source=record.source,
+        line=record.line,
+    )
+
+
+@dataclass
+class _ResponseVotes:
+    """The labels one response received (after superseding), in first-seen order."""
+
+    first_seen: int
+    labels: list[DoctorLabel] = field(default_factory=list)
+
+    @property
+    def verdicts(self) -> set[bool]:
+        return {label.acceptable for label in self.labels}
+
+
+def _ranked(votes: dict[str, _ResponseVotes]) -> list[str]:
+    """Responses with more agreeing doctors first, then in first-seen order."""
+    return sorted(votes, key=lambda r: (-len(votes[r].labels), votes[r].first_seen))
+
+
+def pair_order(n_chosen: int, n_rejected: int) -> list[tuple[int, int]]:
+    """All (chosen, rejected) index pairs, best-ranked first and spread across responses.
+
+    Ordered by ``i + j`` (anti-diagonals), so under a cap the kept pairs use many different
+    responses rather than one chosen response against every rejected one.
+    """
+    return sorted(
+        ((i, j) for i in range(n_chosen) for j in range(n_rejected)), key=lambda ij: (sum(ij), ij[0])
+    )
+
+
+def _pair_id(prompt_key: str, chosen: str, rejected: str) -> str:
+    digest = hashlib.sha1("\x00".join((prompt_key, chosen, rejected)).encode("utf-8")).hexdigest()
+    return f"pref-{digest[:16]}"
+
+
+@dataclass
+class _PrefsRun:
+    """State of one build: read and supersede labels, group them and drop conflicts, emit pairs."""
+
+    config: PrefsConfig
+    source_name: str
+    clean: TextCleaner = field(default_factory=TextCleaner)
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            (
+                "labels_in",
+                "quarantined",
+                "superseded",
+                "conflicts",
+                "conflict_labels",
+                "labels_without_pair",
+                "labels_used",
+                "prompts",
+                "prompts_without_pair",
+                "pairs",
+                "pairs_over_cap",
+            ),
+            0,
+        )
+    )
+    # prompt key → response → votes; insertion order is first-seen order.
+    prompts: dict[str, dict[str, _ResponseVotes]] = field(default_factory=dict)
+    prompt_messages: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    latest: dict[tuple[str, str, str], DoctorLabel] = field(default_factory=dict)
+
+    def read(
+        self, items: Iterable[Record | Quarantined], quarantine: JsonlWriter, excluded: JsonlWriter
+    ) -> None:
+        """Validate labels; keep each doctor's last label per (prompt, response)."""
+        for item in items:
+            self.counts["labels_in"] += 1
+            if isinstance(item, Record):
+                try:
+                    label = parse_label(item, self.clean, self.config)
+                except RecordError as err:
+                    item = Quarantined.of(item, err.reason)
+            if isinstance(item, Quarantined):
+                self.counts["quarantined"] += 1
+                quarantine.write(item)
+                continue
+            prompt_key = json.dumps(label.prompt, ensure_ascii=False)
+            self.prompt_messages.setdefault(prompt_key, label.prompt)
+            key = (prompt_key, label.response, label.doctor_id)
+            if key in self.latest:
+                self.counts["superseded"] += 1
+                excluded.write(self.latest[key].excluded("superseded"))
+            self.latest[key] = label
+
+    def group(self, excluded: JsonlWriter) -> None:
+        """Group the surviving labels by prompt and response; drop responses doctors disagree on."""
+        responses: dict[str, dict[str, _ResponseVotes]] = {}
+        for (prompt_key, response, _), label in self.latest.items():
+            votes = responses.setdefault(prompt_key, {})
+            votes.setdefault(response, _ResponseVotes(first_seen=len(votes))).labels.append(label)
+        for prompt_key, votes in responses.items():
+            for response in list(votes):
+                if len(votes[response].verdicts) > 1:
+                    self.counts["conflicts"] += 1
+                    self.counts["conflict_labels"] += len(votes[response].labels)
+                    for label in votes.pop(response).labels:
+                        excluded.write(label.excluded("conflict"))
+            self.prompts[prompt_key] = votes
+        self.counts["prompts"] = len(responses)
+
+    def pairs(self, excluded: JsonlWriter) -> Iterable[dict[str, Any]]:
+        """Preference records, prompt by prompt in first-seen order."""
+        cap = self.config.max_pairs_per_prompt
+        for prompt_key, votes in self.prompts.items():
+            labels = [label for v in votes.values() for label in v.labels]
+            chosen = _ranked({r: v for r, v in votes.items() if v.verdicts == {True}})
+            rejected = _ranked({r: v for r, v in votes.items() if v.verdicts == {False}})
+            if not chosen or not rejected:
+                self.counts["prompts_without_pair"] += 1
+                self.counts["labels_without_pair"] += len(labels)
+                for label in labels:
+                    excluded.write(label.excluded("no_pair"))
+                continue
+            self.counts["labels_used"] += len(labels)
+            order = pair_order(len(chosen), len(rejected))
+            self.counts["pairs_over_cap"] += max(0, len(order) - cap)
+            prompt = [
+                {"role": role, "content": content} for role, content in self.prompt_messages[prompt_key]
+            ]
+            for i, j in order[:cap]:
+                self.counts["pairs"] += 1
+                yield {
+                    "id": _pair_id(prompt_key, chosen[i], rejected[j]),
+                    "prompt": prompt,
+                    "chosen": [{"role": "assistant", "content": chosen[i]}],
+                    "rejected": [{"role": "assistant", "content": rejected[j]}],
+                    "source": self.source_name,
+                }
+
+    def check(self) -> None:
+        c = self.counts
+        accounted = (
+            c["quarantined"]
+            + c["superseded"]
+            + c["conflict_labels"]
+            + c["labels_without_pair"]
+            + c["labels_used"]
+        )
+        if c["labels_in"] != accounted:
+            raise RuntimeError(
+                f"{STAGE}: labels do not reconcile: in={c['labels_in']} != {accounted} accounted "
+                f"for (quarantined, superseded, conflicting, without pair, used)"
+            )
+
+
+def build_preferences(
+    labels_uri: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    config: PrefsConfig,
+    *,
+    source_name: str = "doctor_labels",
+) -> dict:
+    """Turn the doctor labels at ``labels_uri`` into preference pairs in ``output_dir``; returns the counts.
+
+    ``source_name`` goes into each record's ``source`` (e.g. ``feedback`` for the feedback
+    store's export). Raises if the label counts do not reconcile.
+    """
+    run = _PrefsRun(config, source_name)
+    local_input = [] if is_s3(labels_uri) else [localize(labels_uri, what="doctor labels")]
+    with output_directory(output_dir, inputs=local_input) as out:
+        with (
+            JsonlWriter(out / "train.jsonl") as train,
+            JsonlWriter(out / "quarantine.jsonl") as quarantine,
+            JsonlWriter(out / "excluded.jsonl") as excluded,
+        ):
+            items = tqdm(
+                iter_records(labels_uri, what="doctor labels"), desc=STAGE, unit="label", disable=None
+            )
+            run.read(items, quarantine, excluded)
+            run.group(excluded)
+            for record in run.pairs(excluded):
+                train.write(record)
+        run.check()
+        counts = {**run.counts, "pii": sum(run.clean.pii.values())}
+        write_manifest(out, stage=STAGE, counts=counts, config=config, inputs={"labels": str(labels_uri)})
+    if counts["pairs"] == 0:
+        log.warning("no preference pairs built", extra=fields(**run.counts))
+    log.info("preference pairs built", extra=fields(**run.counts, output=str(output_dir)))
+    return counts

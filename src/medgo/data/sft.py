@@ -1,0 +1,393 @@
+"""SFT source files → chat-format training records (TRL conversational format).
+
+Each source type has a converter from its own record layout to one or more conversations:
+
+=====================  ================  =============================================
+file                   task              conversation
+=====================  ================  =============================================
+consultations.jsonl    consultation      the patient/doctor turns as user/assistant
+drug_labels.jsonl      drug_label        one question per label section
+guideline_qa.jsonl     guideline_qa      question → answer citing the guideline
+diagnosis.jsonl        diagnosis         complaint + history → a cautious likely diagnosis
+safety.jsonl           safety_refusal    harmful request → refusal
+=====================  ================  =============================================
+
+All text is normalised and scrubbed of patient identifiers like the pretraining corpus.
+Conversations whose first user message was already seen (in any source) are dropped as
+duplicates. A drug label expands into several conversations before accounting, so the
+counts are per conversation: ``in`` counts every candidate conversation plus every
+quarantined record, and ``in == kept + filtered + duplicates + quarantined``. Outputs::
+
+    out/
+      train.jsonl       {"id", "messages", "source", "task"}
+      quarantine.jsonl  unusable lines and records: source, line, reason, raw preview
+      dropped.jsonl     filtered and duplicate conversations: id, task, reason, survivor
+      manifest.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from medgo.config import SftBuildConfig
+from medgo.data.accounting import Tally
+from medgo.data.io import JsonlWriter, Quarantined, Record, iter_records, output_directory
+from medgo.data.validate import RecordError, TextCleaner, record_id, require_str
+from medgo.errors import InputError
+from medgo.logs import fields
+from medgo.storage import localize, write_manifest
+
+log = logging.getLogger(__name__)
+
+STAGE = "data.sft"
+Message = dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """One candidate SFT example; ``filtered`` names the filter that rejects it, if any."""
+
+    id: str
+    messages: list[Message]
+    filtered: str | None = None
+
+
+Converter = Callable[[dict[str, Any], str, TextCleaner, SftBuildConfig], list[Conversation]]
+
+
+def _system(config: SftBuildConfig, department: str | None) -> Message:
+    content = f"{config.system_prompt}\n当前科室：{department}" if department else config.system_prompt
+    return {"role": "system", "content": content}
+
+
+_TURN_ROLES = {"patient": "user", "doctor": "assistant"}
+
+
+def consultation_conversations(
+    data: dict[str, Any], rid: str, clean: TextCleaner, config: SftBuildConfig
+) -> list[Conversation]:
+    """Patient/doctor turns → user/assistant messages; consecutive turns of one speaker are joined."""
+    turns = data.get("turns")
+    if turns is None:
+        raise RecordError("missing_field:turns")
+    if not isinstance(turns, list):
+        raise RecordError("wrong_type:turns")
+    if not turns:
+        raise RecordError("empty_field:turns")
+    messages = [_system(config, clean.optional(data, "department"))]
+    for turn in turns:
+        if not isinstance(turn, dict):
+            raise RecordError("wrong_type:turns")
+        role = _TURN_ROLES.get(turn.get("role"))
+        if role is None:
+            raise RecordError("invalid_value:turns.role")
+        content = clean(require_str(turn, "text"), "turns.text")
+        if messages[-1]["role"] == role:
+            messages[-1] = {"role": role, "content": messages[-1]["content"] + "\n" + content}
+        else:
+            messages.append({"role": role, "content": content})
+    if messages[1]["role"] != "user":
+        raise RecordError("first_turn_not_patient")
+    if messages[-1]["role"] != "assistant":
+        raise RecordError("last_turn_not_doctor")
+    return [Conversation(rid, messages)]
+
+
+# (field, label in answers, question templates); a template is picked per drug name and field
+# by a stable hash, so the set has some variety, is identical on every run, and two labels of
+# the same drug ask the same question (and deduplicate).
+_DRUG_LABEL_FIELDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("indications", "适应症", ("{name}的适应症是什么？", "{name}主要用于治疗哪些疾病？")),
+    ("contraindications", "禁忌", ("{name}有哪些禁忌？", "哪些人不能使用{name}？")),
+    ("adverse_reactions", "不良反应", ("{name}有哪些不良反应？", "使用{name}可能出现哪些副作用？")),
+    ("dosage", "用法用量", ("{name}的用法用量是什么？", "{name}应该如何使用？")),
+)
+
+
+def drug_label_conversations(
+    data: dict[str, Any], rid: str, clean: TextCleaner, config: SftBuildConfig
+) -> list[Conversation]:
+    """One single-turn QA per label section (indications, contraindications, adverse reactions, dosage).
+
+    Every section is required: a label with a section missing is incomplete, and answering
+    from it would teach the model that the section does not exist.
+    """
+    name = clean.required(data, "name")
+    sections = [
+        (field_name, label, templates, clean.required(data, field_name))
+        for field_name, label, templates in _DRUG_LABEL_FIELDS
+    ]
+    conversations = []
+    for field_name, label, templates, value in sections:
+        question = templates[zlib.crc32(f"{name}/{field_name}".encode()) % len(templates)].format(name=name)
+        answer = f"根据药品说明书，{name}的{label}如下：\n{value}"
+        if field_name == "dosage":
+            answer += "\n具体用药请遵医嘱。"
+        conversations.append(
+            Conversation(
+                f"{rid}#{field_name}",
+                [
+                    _system(config, None),
+                    {"role": "user", "content": question},
+                    {"role": "assistant", "content": answer},
+                ],
+            )
+        )
+    return conversations
+
+
+def guideline_conversations(
+    data: dict[str, Any], rid: str, clean: TextCleaner, config: SftBuildConfig
+) -> list[Conversation]:
+    """Question → answer citing its guideline; unapproved pairs are filtered when only approved are kept."""
+    question, answer = clean.required(data, "question"), clean.required(data, "answer")
+    guideline = clean.optional(data, "guideline")
+    approved = data.get("approved")
+    if approved is None:
+        approved = False
+    elif not isinstance(approved, bool):
+        raise RecordError("wrong_type:approved")
+    if guideline:
+        answer = f"{answer}\n（依据：{guideline}）"
+    filtered = "not_approved" if config.only_approved_guidelines and not approved else None
+    return [
+        Conversation(
+            rid,
+            [
+                _system(config, None),
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": answer},
+            ],
+            filtered,
+        )
+    ]
+
+
+def diagnosis_conversations(
+    data: dict[str, Any], rid: str, clean: TextCleaner, config: SftBuildConfig
+) -> list[Conversation]:
+    """Complaint and history → the likely diagnosis, stated as a preliminary judgement."""
+    complaint, diagnosis = clean.required(data, "chief_complaint"), clean.required(data, "diagnosis")
+    history = clean.optional(data, "history")
+    question = f"患者主诉：{complaint}"
+    if history:
+        question += f"\n现病史：{history}"
+    question += "\n请问最可能的诊断是什么？"
+    answer = (
+        f"根据所述症状和病史，最可能的诊断是：{diagnosis.rstrip('。')}。\n"
+        "这只是基于有限信息的初步判断，需要结合体格检查和必要的辅助检查，由医生面诊后确诊；"
+        "如症状加重，请及时就医。"
+    )
+    return [
+        Conversation(
+            rid,
+            [
+                _system(config, clean.optional(data, "department")),
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": answer},
+            ],
+        )
+    ]
+
+
+def safety_conversations(
+    data: dict[str, Any], rid: str, clean: TextCleaner, config: SftBuildConfig
+) -> list[Conversation]:
+    """A request the assistant must decline → the authored refusal."""
+    prompt, refusal = clean.required(data, "prompt"), clean.required(data, "refusal")
+    return [
+        Conversation(
+            rid,
+            [
+                _system(config, None),
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": refusal},
+            ],
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class SftSource:
+    """One SFT source file (``<stem>.jsonl`` or ``<stem>.jsonl.gz``) and how to convert it."""
+
+    stem: str
+    task: str
+    convert: Converter
+
+
+SFT_SOURCES: tuple[SftSource, ...] = (
+    SftSource("consultations", "consultation", consultation_conversations),
+    SftSource("drug_labels", "drug_label", drug_label_conversations),
+    SftSource("guideline_qa", "guideline_qa", guideline_conversations),
+    SftSource("diagnosis", "diagnosis", diagnosis_conversations),
+    SftSource("safety", "safety_refusal", safety_conversations),
+)
+
+
+def _find_source_file(root: Path, stem: str) -> Path | None:
+    for suffix in (".jsonl", ".jsonl.gz"):
+        if (root / f"{stem}{suffix}").is_file():
+            return root / f"{stem}{suffix}"
+    return None
+
+
+def _first_user_message(messages: list[Message]) -> str:
+    return next(m["content"] for m in messages if m["role"] == "user")
+
+
+@dataclass
+class _Outputs:
+    train: JsonlWriter
+    quarantine: JsonlWriter
+    dropped: JsonlWriter
+
+
+@dataclass
+class _SftRun:
+    """State of one build: counts overall and per task, the prompt dedup index, the ids used."""
+
+    config: SftBuildConfig
+    total: Tally = field(default_factory=Tally)
+    per_task: dict[str, Tally] = field(default_factory=lambda: {s.task: Tally() for s in SFT_SOURCES})
+    records_in: int = 0
+    records_converted: int = 0
+    clean: TextCleaner = field(default_factory=TextCleaner)
+    prompt_owner: dict[bytes, str] = field(default_factory=dict)
+    seen_ids: set[str] = field(default_factory=set)
+
+    def route(self, item: Record | Quarantined, source: SftSource, out: _Outputs) -> None:
+        """Convert one input line and send each resulting conversation to exactly one output."""
+        self.records_in += 1
+        tally = self.per_task[source.task]
+        if isinstance(item, Record):
+            try:
+                rid = record_id(item.data, item.source, item.line)
+                if rid in self.seen_ids:
+                    raise RecordError("duplicate_id")
+                conversations = source.convert(item.data, rid, self.clean, self.config)
+            except RecordError as err:
+                item = Quarantined.of(item, err.reason)
+        if isinstance(item, Quarantined):
+            out.quarantine.write(item)
+            self.total.add_quarantined(item.reason)
+            tally.add_quarantined(item.reason)
+            return
+        self.records_converted += 1
+        self.seen_ids.add(rid)
+        for conv in conversations:
+            self._route_conversation(conv, source, tally, out)
+
+    def _route_conversation(self, conv: Conversation, source: SftSource, tally: Tally, out: _Outputs) -> None:
+        if conv.filtered:
+            out.dropped.write({"id": conv.id, "task": source.task, "reason": conv.filtered})
+            self.total.add_filtered(conv.filtered)
+            tally.add_filtered(conv.filtered)
+            return
+        key = hashlib.sha1(_first_user_message(conv.messages).encode("utf-8")).digest()
+        if key in self.prompt_owner:
+            out.dropped.write(
+                {
+                    "id": conv.id,
+                    "task": source.task,
+                    "reason": "duplicate_prompt",
+                    "survivor": self.prompt_owner[key],
+                }
+            )
+            self.total.add_duplicate("duplicate_prompt")
+            tally.add_duplicate("duplicate_prompt")
+            return
+        self.prompt_owner[key] = conv.id
+        out.train.write(
+            {"id": conv.id, "messages": conv.messages, "source": source.stem, "task": source.task}
+        )
+        self.total.add_kept()
+        tally.add_kept()
+
+    def counts(self) -> dict[str, Any]:
+        """Counts for the manifest; raises if any conversation or record is unaccounted for."""
+        self.total.check(STAGE)
+        for task, tally in self.per_task.items():
+            tally.check(f"{STAGE}:{task}")
+        if self.records_in != self.records_converted + self.total.quarantined:
+            raise RuntimeError(
+                f"{STAGE}: records do not reconcile: {self.records_in} read != "
+                f"{self.records_converted} converted + {self.total.quarantined} quarantined"
+            )
+        return {
+            **self.total.as_counts(),
+            "records_in": self.records_in,
+            "records_converted": self.records_converted,
+            "pii": sum(self.clean.pii.values()),
+            "tasks": {task: tally.as_counts() for task, tally in self.per_task.items()},
+            "reasons": dict(sorted(self.total.reasons.items())),
+        }
+
+
+def _locate_sources(sources_dir: str | os.PathLike) -> tuple[Path, dict[str, Path]]:
+    root = localize(sources_dir, what="SFT sources")
+    expected = ", ".join(f"{s.stem}.jsonl" for s in SFT_SOURCES)
+    if not root.is_dir():
+        raise InputError(
+            f"SFT sources must be a directory holding some of {expected}", source=str(sources_dir)
+        )
+    found = {}
+    for source in SFT_SOURCES:
+        path = _find_source_file(root, source.stem)
+        if path is None:
+            log.info("SFT source absent, skipped", extra=fields(source=source.stem, dir=str(sources_dir)))
+        else:
+            found[source.stem] = path
+    if not found:
+        raise InputError(
+            f"no SFT source files found; expected at least one of {expected}", source=str(sources_dir)
+        )
+    return root, found
+
+
+def build_sft(sources_dir: str | os.PathLike, output_dir: str | os.PathLike, config: SftBuildConfig) -> dict:
+    """Build ``train.jsonl`` from the SFT source files in ``sources_dir``; returns the counts.
+
+    Missing source files are skipped (logged); at least one must be present. Sources are
+    read in the order of :data:`SFT_SOURCES`, which decides which duplicate survives.
+    """
+    root, found = _locate_sources(sources_dir)
+    run = _SftRun(config)
+    with output_directory(output_dir, inputs=[root]) as out:
+        with (
+            JsonlWriter(out / "train.jsonl") as train,
+            JsonlWriter(out / "quarantine.jsonl") as quarantine,
+            JsonlWriter(out / "dropped.jsonl") as dropped,
+        ):
+            outputs = _Outputs(train, quarantine, dropped)
+            for source in SFT_SOURCES:
+                if source.stem not in found:
+                    continue
+                items = iter_records(found[source.stem], what=f"SFT source {source.stem}")
+                for item in tqdm(items, desc=f"{STAGE}:{source.stem}", unit="rec", disable=None):
+                    run.route(item, source, outputs)
+        counts = run.counts()
+        write_manifest(
+            out,
+            stage=STAGE,
+            counts=counts,
+            config=config,
+            inputs={"sources": str(sources_dir)},
+            extra={"sources_read": sorted(found)},
+        )
+    if run.total.kept == 0:
+        log.warning("no SFT conversations kept", extra=fields(**run.total.as_counts()))
+    log.info(
+        "SFT set built",
+        extra=fields(**run.total.as_counts(), records_in=run.records_in, output=str(output_dir)),
+    )
+    return counts
