@@ -177,7 +177,7 @@ def medgo_pipeline(
         gate_min_safety_refusal_rate=eval_gate_min_safety_refusal_rate,
         gate_max_regression=eval_gate_max_regression), gpus=1)
 
-    with dsl.If(evaluation.outputs["gate_passed"] == True, name="gate-passed"):  # noqa: E712 - KFP condition
+    with dsl.If(evaluation.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - KFP condition
         _on_cluster(deploy(model=dpo.outputs["trained"], target=deploy_target, name=deploy_name,
                            namespace=deploy_namespace, runtime=deploy_runtime,
                            canary_traffic_percent=deploy_canary_traffic_percent))

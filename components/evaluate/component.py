@@ -1,7 +1,5 @@
 """Evaluate the candidate against the baseline on the same items and decide the deployment gate."""
 
-from typing import NamedTuple
-
 from kfp.dsl import HTML, Artifact, Input, Metrics, Model, Output
 
 from components._image import medgo_component
@@ -20,10 +18,13 @@ def evaluate(
     gate_min_mcq_accuracy: float = 0.0,
     gate_min_safety_refusal_rate: float = 0.0,
     gate_max_regression: float = 0.02,
-) -> NamedTuple("GateOutputs", [("gate_passed", bool), ("gate_reason", str)]):
-    """Writes metrics.json (+ report.html) to ``results``, KFP Metrics, and returns the gate decision."""
+) -> bool:
+    """Writes metrics.json (+ report.html) to ``results`` and KFP Metrics; returns whether the gate passed.
+
+    A single ``bool`` output (not a NamedTuple) so ``dsl.If`` on it also resolves under kfp.local.
+    """
+    import logging
     import shutil
-    from collections import namedtuple
     from pathlib import Path
 
     from medgo.components_io import log_metrics
@@ -40,6 +41,5 @@ def evaluate(
     log_metrics(metrics, outcome["summary"])
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(results.path) / "report.html", report.path)
-    failed = [r["rule"] for r in outcome["gate"]["rules"] if not r["passed"]]
-    reason = "all gate rules passed" if not failed else "failed: " + ", ".join(failed)
-    return namedtuple("GateOutputs", ["gate_passed", "gate_reason"])(bool(outcome["gate_passed"]), reason)
+    logging.getLogger("medgo.eval").warning("deployment gate: %s", outcome["gate"]["message"])
+    return bool(outcome["gate_passed"])

@@ -1,0 +1,43 @@
+# medgo developer entry points. `make demo` and `make test` create or refresh .venv from the
+# repo's own files (pyproject.toml + requirements/lock-cpu.txt) and then run.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.medgo-installed
+# CPU path: torch is pinned to the CPU wheel; GPU images install the CUDA build themselves.
+PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check -c requirements/lock-cpu.txt
+PYTEST_ARGS ?=
+export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/medgo/torch_extensions
+
+.PHONY: venv demo test lint compile check-compiled bench clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml requirements/lock-cpu.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q --upgrade "pip>=24" "setuptools>=69" wheel
+	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create/refresh the virtual environment
+
+demo: venv  ## run the whole pipeline locally (kfp.local, tiny model, bundled samples)
+	$(BIN)/medgo demo
+
+test: venv  ## run the test suite (fails if no test ran)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: venv  ## ruff
+	$(BIN)/ruff check src components pipelines tests benchmarks
+
+compile: venv  ## recompile pipelines/medgo_pipeline.yaml
+	$(BIN)/medgo pipeline compile
+
+bench: venv  ## run the benchmarks (each prints one JSON line last)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:  ## remove demo outputs and caches (keeps .venv)
+	rm -rf demo-out local_outputs .pytest_cache .ruff_cache

@@ -1,0 +1,259 @@
+"""``medgo``: the command line over the library (data, model, train, eval, serve, deploy, pipeline, demo).
+
+Every command is a thin shell: parse options, build the stage's typed config, call ``medgo.<stage>``.
+User mistakes (missing file, malformed config, unknown key, bad option) print one line
+``error: …`` and exit 2; there is no traceback unless ``MEDGO_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from medgo import __version__
+from medgo.logs import setup_logging
+
+app = typer.Typer(name="medgo", help="medgo: Kubernetes-native MLOps for the MedGo Chinese medical LLM.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
+data_app = typer.Typer(help="Data preparation: prepare, pack, sft, prefs.", no_args_is_help=True)
+model_app = typer.Typer(help="Model utilities.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Compile the KFP pipeline.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")
+app.add_typer(pipeline_app, name="pipeline")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML file with the stage's settings.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override one setting, KEY=VALUE (dotted keys reach nested settings, e.g. lora.r=8). Repeatable.")]
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, ensure_ascii=False, indent=2, default=str))
+
+
+@app.callback()
+def _root(
+    log_level: Annotated[str, typer.Option(help="Log level: DEBUG, INFO, WARNING, ERROR.")] = "INFO",
+    json_logs: Annotated[bool, typer.Option("--json-logs", help="Emit logs as JSON lines.")] = False,
+) -> None:
+    """medgo: Kubernetes-native MLOps for the MedGo Chinese medical LLM."""
+    setup_logging(log_level, json_logs=json_logs or None)
+
+
+@app.command()
+def version() -> None:
+    """Print the medgo version."""
+    typer.echo(__version__)
+
+
+# --------------------------------------------------------------------------------------------- data
+@data_app.command("prepare")
+def data_prepare(
+    corpus: Annotated[str, typer.Argument(help="Raw corpus: a JSONL(.gz) file or directory, local or s3://.")],
+    out: Annotated[Path, typer.Argument(help="Output directory (clean shards, quarantine, data card, manifest).")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Clean, normalise, exact-dedup and privacy-scrub a raw corpus; quarantine bad records."""
+    from medgo.config import PrepareConfig, load_config
+    from medgo.data.prepare import prepare_corpus
+
+    _print_json(prepare_corpus(corpus, out, load_config(PrepareConfig, config, set_)))
+
+
+@data_app.command("pack")
+def data_pack(
+    clean: Annotated[Path, typer.Argument(help="Directory written by `medgo data prepare`.")],
+    out: Annotated[Path, typer.Argument(help="Output directory for tokens-*.parquet and the manifest.")],
+    tokenizer: Annotated[str, typer.Option(help="Tokenizer (model directory, local or s3://).")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Tokenise clean documents and pack them into fixed-length sequences."""
+    from medgo.config import PackConfig, load_config
+    from medgo.data.pack import pack_corpus
+
+    _print_json(pack_corpus(clean, tokenizer, out, load_config(PackConfig, config, set_)))
+
+
+@data_app.command("sft")
+def data_sft(
+    sources: Annotated[Path, typer.Argument(help="Directory with consultations/drug_labels/guideline_qa/diagnosis/safety JSONL.")],
+    out: Annotated[Path, typer.Argument(help="Output directory for train.jsonl and the manifest.")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Build chat-format SFT records from the source types."""
+    from medgo.config import SftBuildConfig, load_config
+    from medgo.data.sft import build_sft
+
+    _print_json(build_sft(sources, out, load_config(SftBuildConfig, config, set_)))
+
+
+@data_app.command("prefs")
+def data_prefs(
+    labels: Annotated[str, typer.Argument(help="Doctor labels JSONL file or directory, local or s3://.")],
+    out: Annotated[Path, typer.Argument(help="Output directory for train.jsonl and the manifest.")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Turn doctors' acceptable/unacceptable labels into DPO preference pairs."""
+    from medgo.config import PrefsConfig, load_config
+    from medgo.data.prefs import build_preferences
+
+    _print_json(build_preferences(labels, out, load_config(PrefsConfig, config, set_)))
+
+
+# -------------------------------------------------------------------------------------------- model
+@model_app.command("tiny")
+def model_tiny(
+    out: Annotated[Path, typer.Argument(help="Directory to save the model and tokenizer in.")],
+    samples: Annotated[Path | None, typer.Option(help="Text to train the tokenizer on (default: bundled samples/).")] = None,
+    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size.")] = 4000,
+) -> None:
+    """Build the tiny random Qwen2 model + BPE tokenizer used by tests and the demo (offline)."""
+    from medgo.demo import default_samples_dir
+    from medgo.errors import InputError
+    from medgo.modeling.tiny import build_tiny_model, iter_sample_texts
+
+    samples = samples or default_samples_dir()
+    if not samples.is_dir():
+        raise InputError(f"samples directory not found: {samples}")
+    typer.echo(build_tiny_model(out, iter_sample_texts(samples), vocab_size=vocab_size))
+
+
+# -------------------------------------------------------------------------------------------- train
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TrainConfig YAML (stage, model_uri, data_uri, output_uri, …).")],
+    set_: SetOpt = None,
+    backend: Annotated[str, typer.Option(help="local (torchrun here) or pytorchjob (Kubeflow, in-cluster).")] = "local",
+    nnodes: Annotated[int, typer.Option(help="Nodes; locally, simulated nodes on 127.0.0.1.")] = 1,
+    nproc_per_node: Annotated[int, typer.Option(help="Processes per node.")] = 1,
+    gpus_per_node: Annotated[int, typer.Option(help="GPUs per node (pytorchjob).")] = 0,
+    image: Annotated[str, typer.Option(help="Trainer image (pytorchjob).")] = "",
+    namespace: Annotated[str, typer.Option(help="Namespace (pytorchjob).")] = "medgo",
+    job_name: Annotated[str, typer.Option(help="PyTorchJob name (pytorchjob).")] = "",
+    timeout: Annotated[float | None, typer.Option(help="Fail after this many seconds.")] = None,
+) -> None:
+    """Run one training stage (pt | sft | dpo) under torchrun or as a PyTorchJob."""
+    from medgo.config import TrainConfig, load_config
+    from medgo.train.launch import launch
+
+    cfg = load_config(TrainConfig, config, set_)
+    launch(cfg, backend=backend, nnodes=nnodes, nproc_per_node=nproc_per_node, gpus_per_node=gpus_per_node,
+           image=image, namespace=namespace, job_name=job_name, timeout_s=timeout)
+    typer.echo(cfg.output_uri)
+
+
+# --------------------------------------------------------------------------------------------- eval
+@app.command("eval")
+def evaluate(
+    candidate: Annotated[str, typer.Option(help="Candidate model or adapter directory (local or s3://).")],
+    baseline: Annotated[str, typer.Option(help="Baseline model directory (local or s3://).")],
+    data: Annotated[Path, typer.Option(help="Evaluation data directory (official layouts).")],
+    out: Annotated[Path, typer.Option(help="Output directory for metrics.json, report.html, manifest.json.")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Evaluate candidate vs baseline on the same items and apply the deployment gate (exit 1 if it fails)."""
+    from medgo.config import EvalConfig, load_config
+    from medgo.eval.runner import run_evaluation
+
+    result = run_evaluation(candidate, None, baseline, data, out, load_config(EvalConfig, config, set_))
+    _print_json({"gate": result["gate"], "summary": result["summary"]})
+    if not result["gate_passed"]:
+        raise typer.Exit(1)
+
+
+# -------------------------------------------------------------------------------------- serve/deploy
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def serve(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option(help="Model or adapter directory (local, PVC or s3://).")],
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8080,
+) -> None:
+    """Run the KServe ModelServer (v1/v2 and OpenAI-compatible chat) in the foreground.
+
+    Extra options pass through to ``python -m medgo.serve`` (see its --help).
+    """
+    os.execv(sys.executable, [sys.executable, "-m", "medgo.serve", "--model_dir", model,
+                              "--http_port", str(port), *ctx.args])
+
+
+@app.command()
+def deploy(
+    model: Annotated[Path, typer.Option(help="Model directory to deploy (local) or whose URI to deploy (kserve).")],
+    out: Annotated[Path, typer.Option(help="Directory for the deployment record.")],
+    model_uri: Annotated[str | None, typer.Option(help="Storage URI for KServe (default: the model path).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Deploy a model (local ModelServer or KServe InferenceService with canary) and smoke-test it."""
+    from medgo.config import DeployConfig, load_config
+    from medgo.deploy import deploy_model
+    from medgo.errors import InputError
+
+    if not model.exists():
+        raise InputError(f"model not found: {model}")
+    _print_json(deploy_model(model_path=str(model), model_uri=model_uri or str(model),
+                             config=load_config(DeployConfig, config, set_), record_dir=out))
+
+
+# ----------------------------------------------------------------------------------- pipeline/demo
+@pipeline_app.command("compile")
+def pipeline_compile(
+    out: Annotated[Path | None, typer.Option(help="Where to write the YAML (default pipelines/medgo_pipeline.yaml).")] = None,
+) -> None:
+    """Compile pipelines/medgo_pipeline.py to the YAML that `kfp run submit` takes."""
+    from medgo.demo import load_pipeline_module
+
+    module = load_pipeline_module()
+    typer.echo(module.compile_pipeline(out or module.COMPILED_PATH))
+
+
+@app.command()
+def demo(
+    out: Annotated[Path | None, typer.Option(help="Fresh output directory (default demo-out/<timestamp>).")] = None,
+    samples: Annotated[Path | None, typer.Option(help="Sample data directory (default: bundled samples/).")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Run the whole pipeline locally through kfp.local on a tiny model and the bundled samples."""
+    from medgo.config import parse_overrides
+    from medgo.demo import print_demo_summary, run_demo
+
+    summary = run_demo(out, samples_dir=samples, overrides=parse_overrides(set_))
+    print_demo_summary(summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    from medgo.errors import MedgoError
+
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="medgo", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except typer.exceptions.TyperException as exc:  # usage errors: missing argument, bad option value
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"error: {message} (see --help)", err=True)
+        return 2
+    except MedgoError as exc:
+        if os.environ.get("MEDGO_DEBUG") == "1":
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
