@@ -39,9 +39,12 @@ def write_train_config(config: TrainConfig, path: str | Path) -> Path:
     return path
 
 
-def _tail(path: Path, n: int = 25) -> str:
+def _failure_cause(path: Path, n: int = 25) -> str:
+    """The trainer's own one-line ``error: …`` if it printed one, else the log's last lines."""
     with open(path, encoding="utf-8", errors="replace") as fh:
-        return "".join(deque(fh, maxlen=n))
+        lines = fh.readlines()
+    errors = [line.strip() for line in lines if line.startswith("error: ")]
+    return errors[-1] if errors else "last lines of the log:\n" + "".join(deque(lines, maxlen=n))
 
 
 def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 1, work_dir: str | Path | None = None,
@@ -91,8 +94,8 @@ def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 
                     continue
                 pending.discard(rank)
                 if rc != 0:
-                    raise MedgoError(f"trainer node {rank} failed with exit code {rc}; last lines of {log_path}:\n"
-                                     f"{_tail(log_path)}")
+                    raise MedgoError(f"trainer node {rank} failed (exit code {rc}, log {log_path}): "
+                                     f"{_failure_cause(log_path)}")
     finally:
         for _, proc, _ in procs:
             if proc.poll() is None:

@@ -239,7 +239,7 @@ def _save(trainer, cfg: TrainConfig, out: Path) -> dict:
     inputs = {"data": cfg.data_uri, "model": cfg.model_uri}
     if cfg.adapter_uri:
         inputs["adapter"] = cfg.adapter_uri
-    write_manifest(out, stage=f"train-{cfg.stage}", counts=counts, config=cfg, inputs=inputs)
+    write_manifest(out, stage=f"train.{cfg.stage}", counts=counts, config=cfg, inputs=inputs)
     return counts
 
 

@@ -1,0 +1,70 @@
+"""The `medgo` command: bad input is one line on stderr, exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def medgo(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "medgo.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0]
+
+
+@pytest.fixture()
+def bad_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("min_chars: [1,\n")
+    return path
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["data", "prepare", "/no/such/corpus", "OUT"], ["corpus not found", "/no/such/corpus"]),
+    (["data", "prepare"], ["Missing argument"]),
+    (["data", "prepare", ".", "OUT", "--bogus"], ["No such option: --bogus"]),
+    (["nosuchcommand"], ["No such command"]),
+    (["train", "--config", "/no/such.yaml"], ["config file not found: /no/such.yaml"]),
+    (["data", "pack", "/no/clean", "OUT", "--tokenizer", "/no/tok"], ["not found"]),
+    (["eval", "--candidate", "/no/c", "--baseline", "/no/b", "--data", "/no/d", "--out", "OUT"], ["not found"]),
+    (["deploy", "--model", "/no/model", "--out", "OUT"], ["model not found: /no/model"]),
+])
+def test_bad_input_is_one_line_exit_2(args, fragments, tmp_path):
+    assert_one_line_error(medgo(*[a.replace("OUT", str(tmp_path / "out")) for a in args]), *fragments)
+
+
+def test_malformed_config_names_file_and_line(bad_yaml, samples_dir, tmp_path):
+    result = medgo("data", "prepare", str(samples_dir / "corpus"), str(tmp_path / "o"), "--config", str(bad_yaml))
+    assert_one_line_error(result, str(bad_yaml), "malformed YAML")
+
+
+def test_unknown_key_is_named(samples_dir, tmp_path):
+    result = medgo("data", "sft", str(samples_dir / "sft"), str(tmp_path / "o"), "--set", "only_aproved=false")
+    assert_one_line_error(result, "only_aproved: unknown key")
+
+
+def test_prepare_on_samples_prints_reconciled_counts(samples_dir, tmp_path):
+    result = medgo("data", "prepare", str(samples_dir / "corpus"), str(tmp_path / "clean"))
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)
+    assert counts["in"] == counts["kept"] + counts["filtered"] + counts["duplicates"] + counts["quarantined"]
+    assert counts["quarantined"] > 0 and counts["duplicates"] > 0
+
+
+def test_every_command_explains_its_options():
+    for args in (["--help"], ["data", "prepare", "--help"], ["train", "--help"], ["eval", "--help"],
+                 ["demo", "--help"], ["deploy", "--help"], ["pipeline", "compile", "--help"]):
+        result = medgo(*args)
+        assert result.returncode == 0 and "Usage" in result.stdout, args

@@ -1,0 +1,164 @@
+"""The trainer under real torchrun: pt/sft/dpo, two simulated nodes, ZeRO-2 over gloo, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medgo.config import PackConfig, TrainConfig, load_config
+from medgo.errors import MedgoError
+from medgo.storage import read_manifest
+from medgo.train.launch import config_to_args, launch_local
+from medgo.train.trainer import parse_args
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def packed_dir(sample_model_dir, samples_dir, tmp_path_factory) -> Path:
+    """Real token shards: the sample corpus through prepare + pack."""
+    from medgo.config import PrepareConfig
+    from medgo.data.pack import pack_corpus
+    from medgo.data.prepare import prepare_corpus
+
+    root = tmp_path_factory.mktemp("pt-data")
+    prepare_corpus(str(samples_dir / "corpus"), root / "clean", PrepareConfig())
+    pack_corpus(root / "clean", str(sample_model_dir), root / "packed", PackConfig(seq_len=64))
+    return root / "packed"
+
+
+@pytest.fixture(scope="module")
+def sft_dir(samples_dir, tmp_path_factory) -> Path:
+    from medgo.config import SftBuildConfig
+    from medgo.data.sft import build_sft
+
+    out = tmp_path_factory.mktemp("sft-data")
+    build_sft(samples_dir / "sft", out, SftBuildConfig())
+    return out
+
+
+@pytest.fixture(scope="module")
+def prefs_dir(samples_dir, tmp_path_factory) -> Path:
+    from medgo.config import PrefsConfig
+    from medgo.data.prefs import build_preferences
+
+    out = tmp_path_factory.mktemp("prefs-data")
+    build_preferences(str(samples_dir / "preference"), out, PrefsConfig())
+    return out
+
+
+def _config(stage: str, model: Path | str, data: Path, out: Path, **kw) -> TrainConfig:
+    values = dict(stage=stage, model_uri=str(model), data_uri=str(data), output_uri=str(out), max_steps=6,
+                  per_device_batch_size=2, gradient_accumulation_steps=1, learning_rate=5e-3, max_seq_len=128)
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+def _logits(model_dir: str, adapter: str | None = None):
+    import torch
+
+    from medgo.modeling import load_model, load_tokenizer
+
+    tok = load_tokenizer(model_dir if adapter is None else adapter)
+    model = load_model(model_dir, adapter_uri=adapter).eval()
+    ids = tok("高血压患者应低盐饮食", return_tensors="pt")
+    with torch.no_grad():
+        return model(**ids).logits
+
+
+@pytest.fixture(scope="module")
+def sft_adapter(sample_model_dir, sft_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sft-out")
+    launch_local(_config("sft", sample_model_dir, sft_dir, out), work_dir=out.parent / "sft-logs")
+    return out
+
+
+def test_pretraining_full_finetune_learns_and_reloads(sample_model_dir, packed_dir, tmp_path):
+    out = tmp_path / "pt"
+    launch_local(_config("pt", sample_model_dir, packed_dir, out, use_lora=False, max_steps=10, learning_rate=1e-2),
+                 work_dir=tmp_path / "logs")
+    counts = read_manifest(out)["counts"]
+    assert counts["kind"] == "full" and counts["steps"] == 10
+    assert counts["final_loss"] < counts["first_loss"]
+    assert not _logits(str(sample_model_dir)).allclose(_logits(str(out)))
+    assert (out / "tokenizer.json").exists() and (out / "train_log.jsonl").exists()
+
+
+def test_sft_writes_a_lora_adapter_on_the_base_uri(sft_adapter, sample_model_dir):
+    adapter_cfg = json.loads((sft_adapter / "adapter_config.json").read_text())
+    assert adapter_cfg["base_model_name_or_path"] == str(sample_model_dir)
+    assert (adapter_cfg["r"], adapter_cfg["lora_alpha"], adapter_cfg["lora_dropout"]) == (16, 8, 0.05)
+    assert (sft_adapter / "adapter_model.safetensors").stat().st_size > 10_000
+    assert (sft_adapter / "chat_template.jinja").exists()
+    # The adapter changes the model's output (it is not an empty or all-zero save).
+    assert not _logits(str(sample_model_dir)).allclose(_logits(str(sample_model_dir), str(sft_adapter)))
+    manifest = read_manifest(sft_adapter)
+    assert manifest["counts"]["kind"] == "lora_adapter" and manifest["inputs"]["data"]["manifest"]["stage"]
+
+
+def test_dpo_from_the_sft_adapter_exports_a_merged_model(sft_adapter, prefs_dir, tmp_path):
+    out = tmp_path / "dpo"
+    launch_local(_config("dpo", sft_adapter, prefs_dir, out, max_steps=4), work_dir=tmp_path / "logs")
+    counts = read_manifest(out)["counts"]
+    assert counts["kind"] == "full" and counts["steps"] == 4
+    assert counts["first_loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy == reference at step 0
+    assert (out / "config.json").exists() and not (out / "adapter_config.json").exists()
+    from medgo.modeling import load_model, load_tokenizer
+
+    tok = load_tokenizer(str(out), require_chat_template=True)
+    ids = tok.apply_chat_template([{"role": "user", "content": "头痛怎么办？"}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+    generated = load_model(str(out)).generate(**ids, max_new_tokens=4, do_sample=False)
+    assert generated.shape[1] > ids["input_ids"].shape[1]
+
+
+def test_two_simulated_nodes_train_one_model(sample_model_dir, sft_dir, tmp_path):
+    out = tmp_path / "two-nodes"
+    logs = launch_local(_config("sft", sample_model_dir, sft_dir, out, max_steps=3), nnodes=2,
+                        work_dir=tmp_path / "logs")
+    assert read_manifest(out)["counts"]["steps"] == 3
+    node0, node1 = (logs / "node-0.log").read_text(), (logs / "node-1.log").read_text()
+    assert "world_size=2" in node0 and "saved stage=sft" in node0
+    assert "saved stage=sft" not in node1  # only global rank 0 writes
+
+
+def test_zero2_over_gloo_with_two_processes(sample_model_dir, sft_dir, tmp_path):
+    out = tmp_path / "zero2"
+    launch_local(_config("sft", sample_model_dir, sft_dir, out, max_steps=3, deepspeed="zero2"),
+                 nproc_per_node=2, work_dir=tmp_path / "logs")
+    counts = read_manifest(out)["counts"]
+    assert counts["steps"] == 3 and counts["final_loss"] is not None
+    assert (out / "adapter_model.safetensors").stat().st_size > 10_000
+
+
+def test_missing_dataset_fails_before_training_with_the_cause(sample_model_dir, tmp_path):
+    with pytest.raises(MedgoError, match=r"SFT data not found: .*nope"):
+        launch_local(_config("sft", sample_model_dir, tmp_path / "nope", tmp_path / "out"), work_dir=tmp_path / "l")
+
+
+def test_tokenizer_without_chat_template_is_rejected(sample_model_dir, sft_dir, tmp_path):
+    import shutil
+
+    plain = tmp_path / "plain"
+    shutil.copytree(sample_model_dir, plain)
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    cfg = json.loads((plain / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(MedgoError, match="has no chat template"):
+        launch_local(_config("sft", plain, sft_dir, tmp_path / "out"), work_dir=tmp_path / "l")
+
+
+def test_flash_attention_request_without_cuda_is_rejected(sample_model_dir, sft_dir, tmp_path):
+    with pytest.raises(MedgoError, match="flash_attention_2 needs a CUDA GPU"):
+        launch_local(_config("sft", sample_model_dir, sft_dir, tmp_path / "out", attn_implementation="flash_attention_2"),
+                     work_dir=tmp_path / "l")
+
+
+def test_config_travels_losslessly_as_set_arguments():
+    cfg = _config("dpo", "s3://m/base", Path("/d"), Path("/o"), dpo_beta=0.25, lora={"r": 8, "alpha": 4, "dropout": 0.1,
+                                                                                       "target_modules": ["q_proj"]})
+    args = parse_args(["--stage", "dpo", *config_to_args(cfg)])
+    assert load_config(TrainConfig, None, args.overrides, stage=args.stage) == cfg
