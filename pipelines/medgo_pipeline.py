@@ -68,7 +68,9 @@ def medgo_pipeline(
     train_nnodes: int = 8,
     train_nproc_per_node: int = 8,
     train_gpus_per_node: int = 8,
+    train_gpu_product: str = "NVIDIA-A100-SXM4-80GB",
     train_deepspeed: str = "zero3",
+    train_bf16: bool = True,
     train_pt_full_finetune: bool = True,
     train_pt_learning_rate: float = 1e-5,
     train_pt_max_steps: int = -1,
@@ -113,7 +115,9 @@ def medgo_pipeline(
         train_nnodes: Nodes (PyTorchJob replicas: 1 master + n-1 workers).
         train_nproc_per_node: Processes (GPUs) per node.
         train_gpus_per_node: GPUs requested per node (0 on CPU).
+        train_gpu_product: GPU node pool of the training pods (node label nvidia.com/gpu.product; empty: any).
         train_deepspeed: DeepSpeed preset: none, zero2, zero3 or zero3_offload.
+        train_bf16: bf16 mixed precision (needs GPUs; false for CPU runs).
         train_pt_full_finetune: Continued pretraining updates all weights (else LoRA).
         train_pt_learning_rate: Peak learning rate of continued pretraining.
         train_pt_max_steps: If > 0, stop pretraining after this many optimizer steps.
@@ -154,8 +158,9 @@ def medgo_pipeline(
     shared = dict(num_epochs=train_num_epochs, per_device_batch_size=train_per_device_batch_size,
                   gradient_accumulation_steps=train_gradient_accumulation_steps, max_seq_len=train_max_seq_len,
                   lora_r=train_lora_r, lora_alpha=train_lora_alpha, lora_dropout=train_lora_dropout,
-                  deepspeed=train_deepspeed, backend=train_backend, nnodes=train_nnodes,
+                  deepspeed=train_deepspeed, bf16=train_bf16, backend=train_backend, nnodes=train_nnodes,
                   nproc_per_node=train_nproc_per_node, gpus_per_node=train_gpus_per_node,
+                  gpu_product=train_gpu_product,
                   trainer_image=train_image, namespace=deploy_namespace, timeout_s=TRAIN_TIMEOUT_S,
                   run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     pretrained = train(stage="pt", model=base_model.output, data=packed.outputs["packed"],

@@ -23,10 +23,12 @@ def train(
     lora_alpha: int = 8,
     lora_dropout: float = 0.05,
     deepspeed: str = "zero3",
+    bf16: bool = False,
     backend: str = "local",
     nnodes: int = 1,
     nproc_per_node: int = 1,
     gpus_per_node: int = 0,
+    gpu_product: str = "",
     trainer_image: str = "",
     namespace: str = "medgo",
     timeout_s: int = 172800,
@@ -44,10 +46,11 @@ def train(
         data_uri=artifact_location(data, remote), output_uri=artifact_location(trained, remote),
         use_lora=use_lora, learning_rate=learning_rate, num_epochs=num_epochs, max_steps=max_steps,
         per_device_batch_size=per_device_batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
-        max_seq_len=max_seq_len, deepspeed=deepspeed,
+        max_seq_len=max_seq_len, deepspeed=deepspeed, bf16=bf16,
         lora={"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout})
     launch(config, backend=backend, nnodes=nnodes, nproc_per_node=nproc_per_node, gpus_per_node=gpus_per_node,
-           image=trainer_image, namespace=namespace, job_name=run_name(f"medgo-{stage}", run_id), timeout_s=timeout_s)
+           gpu_product=gpu_product, image=trainer_image, namespace=namespace,
+           job_name=run_name(f"medgo-{stage}", run_id), timeout_s=timeout_s)
     manifest = read_manifest(trained.path) if not remote else None
     if manifest:
         log_metrics(metrics, manifest["counts"], prefix=stage)

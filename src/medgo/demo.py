@@ -28,6 +28,7 @@ DEMO_PARAMETERS: dict[str, Any] = {
     "train_nproc_per_node": 1,
     "train_gpus_per_node": 0,
     "train_deepspeed": "none",
+    "train_bf16": False,
     "train_pt_learning_rate": 1e-3,
     "train_pt_max_steps": 6,
     "train_sft_learning_rate": 1e-3,

@@ -36,41 +36,48 @@ def _deploy_local(model_path: str, config: DeployConfig) -> dict:
     return {"endpoint": f"{base_url}/openai/v1/chat/completions", "answer": answer, "decision": "served-locally"}
 
 
-def _deploy_kserve(model_uri: str, config: DeployConfig) -> dict:
-    from kubernetes import client
-    from kubernetes import config as kube_config
-
-    from medgo.k8s.inference_service import InferenceServiceDeployer, build_inference_service
+def _deploy_kserve(model_uri: str, config: DeployConfig, deployer=None) -> dict:
+    from medgo.k8s.inference_service import InferenceServiceDeployer, build_inference_service, canary_url
     from medgo.serve.local import ask
 
-    kube_config.load_incluster_config()
-    deployer = InferenceServiceDeployer(client.CustomObjectsApi())
-    isvc = build_inference_service(name=config.name, namespace=config.namespace,
-                                   storage_uri=kserve_storage_uri(model_uri), runtime=config.runtime,
-                                   canary_traffic_percent=config.canary_traffic_percent or None)
+    if deployer is None:
+        from kubernetes import client
+        from kubernetes import config as kube_config
+
+        kube_config.load_incluster_config()
+        deployer = InferenceServiceDeployer(client.CustomObjectsApi())
+    name, namespace = config.name, config.namespace
+    isvc = build_inference_service(name=name, namespace=namespace, storage_uri=kserve_storage_uri(model_uri),
+                                   runtime=config.runtime, canary_traffic_percent=config.canary_traffic_percent or None)
     deployer.apply(isvc)
-    status = deployer.wait_ready(config.name, config.namespace, timeout_s=config.ready_timeout_s)
-    url = (status.get("status") or {}).get("url")
-    if not url:
-        deployer.rollback(config.name, config.namespace)
-        raise MedgoError(f"InferenceService {config.namespace}/{config.name} is Ready but reports no URL; rolled back")
     try:
-        answer = ask(url, config.smoke_question, model=config.name)
-    except Exception as exc:  # any smoke failure means the canary must not take traffic
-        deployer.rollback(config.name, config.namespace)
-        log.error("canary smoke test failed; rolled back", extra=fields(name=config.name, error=str(exc)))
-        raise MedgoError(f"canary smoke test failed ({exc}); rolled back {config.namespace}/{config.name}") from None
-    deployer.promote(config.name, config.namespace)
+        ready = deployer.wait_ready(name, namespace, timeout_s=config.ready_timeout_s)
+        url = canary_url(ready)
+        if not url:
+            raise MedgoError("the InferenceService is Ready but reports no URL")
+        answer = ask(url, config.smoke_question, model=name)
+    except Exception as exc:  # a canary that is not ready or fails its smoke test must not take traffic
+        deployer.rollback(name, namespace)
+        log.error("canary failed; rolled back", extra=fields(isvc=name, namespace=namespace,
+                                                             error=type(exc).__name__))
+        raise MedgoError(f"canary of {namespace}/{name} failed ({exc}); rolled back to the previous revision") \
+            from None
+    deployer.promote(name, namespace)
     return {"endpoint": f"{url}/openai/v1/chat/completions", "answer": answer, "decision": "promoted"}
 
 
-def deploy_model(*, model_path: str, model_uri: str, config: DeployConfig, record_dir: str | Path) -> dict:
-    """Deploy and smoke-test; returns and records ``{"endpoint", "answer", "decision", …}``."""
+def deploy_model(*, model_path: str, model_uri: str, config: DeployConfig, record_dir: str | Path,
+                 deployer=None) -> dict:
+    """Deploy and smoke-test; returns and records ``{"endpoint", "answer", "decision", …}``.
+
+    ``deployer`` (an :class:`~medgo.k8s.inference_service.InferenceServiceDeployer`) defaults to one
+    using the pod's in-cluster credentials.
+    """
     start = time.monotonic()
     if config.target == "local":
         record = _deploy_local(model_path, config)
     else:
-        record = _deploy_kserve(model_uri, config)
+        record = _deploy_kserve(model_uri, config, deployer)
     record.update(target=config.target, name=config.name, namespace=config.namespace, model_uri=model_uri,
                   seconds=round(time.monotonic() - start, 2))
     record_dir = Path(record_dir)

@@ -176,7 +176,9 @@ def test_apply_updates_with_a_merge_patch_and_canary(deployer, server):
     (call,) = server.calls("PATCH")
     assert call["headers"]["Content-Type"] == "application/merge-patch+json"
     assert call["body"] == {"spec": {"predictor": {"model": {"storageUri": "s3://medgo-models/medgo/v2"},
-                                                   "canaryTrafficPercent": 20}}}
+                                                   "canaryTrafficPercent": 20}},
+                            # a canary gets its own tagged URL so the smoke test reaches it
+                            "metadata": {"annotations": {"serving.kserve.io/enable-tag-routing": "true"}}}
     assert patched["metadata"]["generation"] == 2
     assert predictor(stored(server))["canaryTrafficPercent"] == 20
 

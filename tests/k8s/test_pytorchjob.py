@@ -107,13 +107,7 @@ def test_container_follows_the_operator_contract():
         assert container["ports"] == [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}]
         assert PORT_NAME == "pytorchjob-port" and PORT == 23456
         assert container["command"] == [
-            "torchrun",
-            "--nnodes=$(PET_NNODES)",
-            "--nproc_per_node=$(PET_NPROC_PER_NODE)",
-            "--node_rank=$(PET_NODE_RANK)",
-            "--master_addr=$(MASTER_ADDR)",
-            "--master_port=$(MASTER_PORT)",
-            "-m", "medgo.train", "--stage", "dpo", "--config", "/config/dpo.yaml",
+            "python", "-m", "medgo.train.node", "--stage", "dpo", "--config", "/config/dpo.yaml",
         ]
         assert container["envFrom"] == [{"secretRef": {"name": "medgo-s3"}}]
 

@@ -12,7 +12,7 @@ from medgo.k8s.pytorchjob import (
     PyTorchJobFailed,
     PyTorchJobLauncher,
     build_pytorchjob,
-    torchrun_command,
+    trainer_command,
 )
 
 __all__ = [
@@ -23,5 +23,5 @@ __all__ = [
     "PyTorchJobLauncher",
     "build_inference_service",
     "build_pytorchjob",
-    "torchrun_command",
+    "trainer_command",
 ]

@@ -212,17 +212,19 @@ def build_inference_service(
     if tolerations:
         predictor["tolerations"] = copy.deepcopy(list(tolerations))
 
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": KIND,
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/name": "medgo", "app.kubernetes.io/component": "serving",
-                       **PART_OF_LABELS, **labels},
-        },
-        "spec": {"predictor": predictor},
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {"app.kubernetes.io/name": "medgo", "app.kubernetes.io/component": "serving",
+                   **PART_OF_LABELS, **labels},
     }
+    if canary_traffic_percent is not None:
+        # Tag routing gives the new revision its own URL, so a smoke test can reach the canary itself.
+        metadata["annotations"] = {TAG_ROUTING_ANNOTATION: "true"}
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": metadata, "spec": {"predictor": predictor}}
+
+
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
 
 
 class InferenceServiceDeployer:
@@ -356,3 +358,12 @@ def _readiness(isvc: Mapping[str, Any]) -> tuple[bool, str]:
 
 def _url(isvc: Mapping[str, Any]) -> str | None:
     return (isvc.get("status") or {}).get("url")
+
+
+def canary_url(isvc: Mapping[str, Any]) -> str | None:
+    """The URL that reaches the newest revision: its ``latest`` traffic tag (tag routing), else the service URL."""
+    predictor = ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
+    for target in predictor.get("traffic") or []:
+        if target.get("tag") == "latest" and target.get("url"):
+            return target["url"]
+    return _url(isvc)

@@ -6,9 +6,9 @@ validated against the CRD schema, printed as YAML or sent with the Kubernetes cl
 
 The environment contract is the one ``medgo.train`` expects everywhere (DESIGN.md): the operator sets
 ``MASTER_ADDR``/``MASTER_PORT``, ``PET_NNODES``, ``PET_NPROC_PER_NODE`` (from ``spec.nprocPerNode``) and
-``PET_NODE_RANK`` (the pod's *node* index: master 0, worker i -> i + 1) in every pod, and each pod starts
-``torchrun`` from those variables, which assigns the per-process ranks. Kubernetes expands ``$(VAR)`` in a
-container's command from the container's env, which is where the operator puts them.
+``PET_NODE_RANK`` (the pod's *node* index: master 0, worker i -> i + 1) in every pod, and each pod runs
+``python -m medgo.train.node``, which reads those variables and execs ``torchrun`` (it assigns the
+per-process ranks) -- the same entry a local simulated node runs.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from medgo.k8s._common import (
     require_pinned_image,
     require_quantity,
 )
+from medgo.train.distributed import NODE_MODULE
 
 logger = logging.getLogger(__name__)
 
@@ -58,16 +59,8 @@ REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 #: "different job with the same name" even after the operator's webhook has added defaults to the spec.
 SPEC_HASH_ANNOTATION = "medgo.io/spec-sha256"
 
-#: The rendezvous flags; kubelet substitutes each $(VAR) from the env the operator injects.
-TORCHRUN = (
-    "torchrun",
-    "--nnodes=$(PET_NNODES)",
-    "--nproc_per_node=$(PET_NPROC_PER_NODE)",
-    "--node_rank=$(PET_NODE_RANK)",
-    "--master_addr=$(MASTER_ADDR)",
-    "--master_port=$(MASTER_PORT)",
-)
-TRAIN_MODULE = "medgo.train"
+#: Every node's command: reads the operator's env contract and execs torchrun (medgo.train.node).
+NODE_COMMAND = ("python", "-m", NODE_MODULE)
 
 #: Variables the operator injects; overriding them would break the rendezvous.
 OPERATOR_ENV = frozenset({"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "PET_NNODES",
@@ -79,9 +72,9 @@ CONFIG_VOLUME = "train-config"
 _MAX_NNODES = 1024
 
 
-def torchrun_command(args: Sequence[str]) -> list[str]:
-    """The container command: ``torchrun`` with the operator's rendezvous variables, then ``-m medgo.train``."""
-    return [*TORCHRUN, "-m", TRAIN_MODULE, *args]
+def trainer_command(args: Sequence[str]) -> list[str]:
+    """The container command: the node entry (which starts torchrun from the operator's env) + trainer args."""
+    return [*NODE_COMMAND, *args]
 
 
 def _validate(
@@ -171,7 +164,7 @@ def build_pytorchjob(
     backoff_limit: int = 0,
     config_map: str | None = None,
 ) -> dict[str, Any]:
-    """A PyTorchJob running ``torchrun … -m medgo.train <args>`` on ``nnodes`` pods.
+    """A PyTorchJob running ``python -m medgo.train.node <args>`` (torchrun + trainer) on ``nnodes`` pods.
 
     One Master and ``nnodes - 1`` Workers (the Worker replica spec is omitted for a single node), each
     with ``nproc_per_node`` processes, ``gpus_per_node`` GPUs (``nvidia.com/gpu``), Guaranteed QoS
@@ -213,7 +206,7 @@ def build_pytorchjob(
         "name": CONTAINER_NAME,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": torchrun_command(args),
+        "command": trainer_command(args),
         "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
         "resources": {"requests": dict(resources), "limits": dict(resources)},
         "securityContext": {

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from medgo.errors import MedgoError
 
 TRAINER_MODULE = "medgo.train"
+#: The command every node runs (PyTorchJob pod or local simulated node); it execs torchrun.
+NODE_MODULE = "medgo.train.node"
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -20,7 +23,7 @@ import yaml
 from medgo.config import TrainConfig
 from medgo.errors import MedgoError
 from medgo.logs import fields
-from medgo.train.distributed import NodeEnv
+from medgo.train.distributed import NODE_MODULE, NodeEnv
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,9 @@ def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 
                  timeout_s: float | None = None, extra_env: dict[str, str] | None = None) -> Path:
     """Run one training stage locally under torchrun and return the log directory.
 
-    ``nnodes > 1`` starts that many torchrun processes with ``--node_rank=i`` against one
-    master on 127.0.0.1: the multi-node code path without a cluster. Raises
+    Each simulated node runs ``python -m medgo.train.node`` with the variables a PyTorchJob pod
+    gets (see :class:`NodeEnv`); ``nnodes > 1`` starts that many against one master on 127.0.0.1,
+    the multi-node code path without a cluster. Raises
     :class:`MedgoError` with the failing node's log tail when any node exits non-zero, and
     stops all nodes when one fails or the timeout passes.
     """
@@ -74,7 +78,7 @@ def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 
         for rank in range(nnodes):
             node = NodeEnv("127.0.0.1", port, nnodes, nproc_per_node, rank)
             log_path = work / f"node-{rank}.log"
-            cmd = node.torchrun_command(["--config", str(cfg_path)])
+            cmd = [sys.executable, "-m", NODE_MODULE, "--config", str(cfg_path)]
             fh = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed with the process below
             procs.append((rank, subprocess.Popen(cmd, env={**env, **node.as_env()}, stdout=fh,
                                                  stderr=subprocess.STDOUT), log_path))
@@ -125,10 +129,23 @@ def config_to_args(config: TrainConfig) -> list[str]:
     return args
 
 
+#: Where the cluster's shared data PVC is mounted in training pods (same path as the pipeline's steps).
+DATA_PVC, DATA_MOUNT = "medgo-data", "/mnt/medgo-data"
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
 def launch(config: TrainConfig, *, backend: str = "local", nnodes: int = 1, nproc_per_node: int = 1,
            gpus_per_node: int = 0, image: str = "", namespace: str = "medgo", job_name: str = "",
-           timeout_s: float | None = None, work_dir: str | Path | None = None) -> None:
-    """Run a training stage on ``backend``: ``local`` (torchrun here) or ``pytorchjob`` (Kubeflow)."""
+           gpu_product: str = "", timeout_s: float | None = None, work_dir: str | Path | None = None,
+           launcher=None) -> None:
+    """Run a training stage on ``backend``: ``local`` (torchrun here) or ``pytorchjob`` (Kubeflow).
+
+    The PyTorchJob gets the whole config as ``--set`` arguments, the GPU node pool (``gpu_product``
+    as ``nvidia.com/gpu.product`` node selector, the GPU taint's toleration, priority class
+    ``medgo-training``), the data PVC and the S3 Secret. Its failure surfaces with the operator's
+    reason and the master's last log lines; an interrupted wait (run cancelled) deletes the job.
+    ``launcher`` defaults to a :class:`~medgo.k8s.pytorchjob.PyTorchJobLauncher` with in-cluster credentials.
+    """
     if backend == "local":
         launch_local(config, nnodes=nnodes, nproc_per_node=nproc_per_node, work_dir=work_dir, timeout_s=timeout_s)
         return
@@ -136,13 +153,44 @@ def launch(config: TrainConfig, *, backend: str = "local", nnodes: int = 1, npro
         raise MedgoError(f"unknown training backend {backend!r}; expected 'local' or 'pytorchjob'")
     if not image or not job_name:
         raise MedgoError("the pytorchjob backend needs an image and a job name")
-    from kubernetes import client, config as kube_config
+    from medgo.k8s.pytorchjob import PyTorchJobFailed, PyTorchJobLauncher, build_pytorchjob
 
-    from medgo.k8s.pytorchjob import PyTorchJobLauncher, build_pytorchjob
+    if launcher is None:
+        from kubernetes import client
+        from kubernetes import config as kube_config
 
-    kube_config.load_incluster_config()
-    job = build_pytorchjob(name=job_name, namespace=namespace, image=image, args=config_to_args(config),
-                           nnodes=nnodes, nproc_per_node=nproc_per_node, gpus_per_node=gpus_per_node)
-    launcher = PyTorchJobLauncher(client.CustomObjectsApi(), client.CoreV1Api())
+        kube_config.load_incluster_config()
+        launcher = PyTorchJobLauncher(client.CustomObjectsApi(), client.CoreV1Api())
+    try:
+        job = build_pytorchjob(
+            name=job_name, namespace=namespace, image=image, args=config_to_args(config), nnodes=nnodes,
+            nproc_per_node=nproc_per_node, gpus_per_node=gpus_per_node,
+            node_selector={"nvidia.com/gpu.product": gpu_product} if gpu_product else None,
+            tolerations=[GPU_TOLERATION] if gpus_per_node else None, priority_class="medgo-training",
+            pvc_mounts={DATA_PVC: DATA_MOUNT}, labels={"medgo.io/stage": config.stage})
+    except ValueError as exc:
+        raise MedgoError(f"cannot build the PyTorchJob: {exc}") from None
     launcher.submit(job)
-    launcher.wait(job_name, namespace, timeout_s=timeout_s or 7 * 24 * 3600)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
+        else None
+    try:
+        launcher.wait(job_name, namespace, timeout_s=timeout_s or 7 * 24 * 3600)
+    except PyTorchJobFailed as exc:
+        try:
+            tail = launcher.logs(job_name, namespace, tail_lines=20)
+        except Exception as log_exc:  # logs are a courtesy; the failure itself must surface
+            tail = f"(master log unavailable: {log_exc})"
+        raise MedgoError(f"{exc}\nlast lines of the master's log:\n{tail}") from None
+    except TimeoutError as exc:
+        launcher.delete(job_name, namespace)
+        raise MedgoError(f"{exc}; the job was deleted") from None
+    except KeyboardInterrupt:  # KFP cancels a run by terminating the step: take the job down with it
+        launcher.delete(job_name, namespace)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
