@@ -68,3 +68,22 @@ def test_every_command_explains_its_options():
                  ["demo", "--help"], ["deploy", "--help"], ["pipeline", "compile", "--help"]):
         result = medgo(*args)
         assert result.returncode == 0 and "Usage" in result.stdout, args
+
+
+def test_serve_command_answers_on_loopback(sample_model_dir, tmp_path):
+    """`medgo serve` runs the real ModelServer in the foreground; asked over HTTP, it answers."""
+    import time
+
+    from medgo.serve.local import ask, free_port, stop_process, wait_until_ready
+
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "medgo.cli", "serve", "--model", str(sample_model_dir),
+                                 "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until_ready(proc, f"{base}/v2/health/ready", deadline=time.monotonic() + 180, log_path=log_path)
+            assert isinstance(ask(base, "发热怎么办？", max_tokens=4), str)
+        finally:
+            stop_process(proc)

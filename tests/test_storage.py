@@ -37,6 +37,18 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     atomic_write_text(target, "b")
     assert target.read_text() == "b"
     assert [p.name for p in target.parent.iterdir()] == ["f.txt"]
+    assert target.stat().st_mode & 0o777 == 0o644  # artifacts are readable by other pods' users
+
+
+def test_atomic_path_leaves_the_old_file_when_the_write_fails(tmp_path):
+    from medgo.storage import atomic_path
+
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
 
 
 def test_manifest_records_files_lineage_and_detects_tampering(tmp_path):

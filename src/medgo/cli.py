@@ -176,14 +176,16 @@ def evaluate(
 def serve(
     ctx: typer.Context,
     model: Annotated[str, typer.Option(help="Model or adapter directory (local, PVC or s3://).")],
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server beyond this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8080,
+    grpc: Annotated[bool, typer.Option(help="Also serve KServe's v2 gRPC protocol (all interfaces).")] = False,
 ) -> None:
     """Run the KServe ModelServer (v1/v2 and OpenAI-compatible chat) in the foreground.
 
     Extra options pass through to ``python -m medgo.serve`` (see its --help).
     """
-    os.execv(sys.executable, [sys.executable, "-m", "medgo.serve", "--model_dir", model,
-                              "--http_port", str(port), *ctx.args])
+    os.execv(sys.executable, [sys.executable, "-m", "medgo.serve", "--model_uri", model, "--http_host", host,
+                              "--http_port", str(port), "--enable_grpc", str(grpc).lower(), *ctx.args])
 
 
 @app.command()

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,11 @@ def run_demo(out_dir: str | Path | None = None, *, samples_dir: str | Path | Non
         **(overrides or {}),
     }
     pipeline_root = out / "pipeline_root"
+    # Expected locally, so not worth a warning per task: the runtime image is this environment, and the
+    # cluster-only settings (PVC, Secret, node pool, timeouts, accelerators) do not apply.
+    warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner", category=UserWarning)
+    log.info("cluster-only settings (PVC, Secret, GPU pool, timeouts) are ignored by kfp.local")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                workspace_root=str(out / "workspace"), raise_on_error=True)
     log.info("running pipeline through kfp.local", extra=fields(out=str(out)))

@@ -20,14 +20,14 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medgo.errors import InputError
 from medgo.logs import fields
-from medgo.storage import MANIFEST_NAME, is_s3, localize, publish
+from medgo.storage import MANIFEST_NAME, atomic_path, is_s3, localize, publish
 
 log = logging.getLogger(__name__)
 
@@ -192,14 +192,12 @@ class JsonlWriter:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.count = 0
-        self._tmp: Path | None = None
+        self._stack = ExitStack()
         self._fh = None
 
     def __enter__(self) -> JsonlWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        self._tmp = Path(tmp)
-        self._fh = os.fdopen(fd, "w", encoding="utf-8")
+        tmp = self._stack.enter_context(atomic_path(self.path))
+        self._fh = self._stack.enter_context(open(tmp, "w", encoding="utf-8"))
         return self
 
     def write(self, obj: Mapping[str, Any] | Quarantined) -> None:
@@ -208,17 +206,11 @@ class JsonlWriter:
         self._fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
         self.count += 1
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        assert self._fh is not None and self._tmp is not None
-        try:
-            if exc_type is None:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-            self._fh.close()
-            if exc_type is None:
-                os.replace(self._tmp, self.path)
-        finally:
-            self._tmp.unlink(missing_ok=True)
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        return self._stack.__exit__(exc_type, exc, tb)
 
 
 def write_quarantine(path: str | os.PathLike, entries: Iterable[Quarantined]) -> int:

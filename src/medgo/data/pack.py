@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -30,7 +30,7 @@ from medgo.data.io import Quarantined, iter_records, output_directory
 from medgo.data.prepare import CLEAN_DIR
 from medgo.errors import InputError
 from medgo.logs import fields
-from medgo.storage import is_s3, localize, write_manifest
+from medgo.storage import atomic_path, is_s3, localize, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,9 @@ class _ParquetRowWriter:
     def __enter__(self) -> _ParquetRowWriter:
         import pyarrow.parquet as pq
 
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self._writer = pq.ParquetWriter(self._tmp, self.schema)
+        self._stack = ExitStack()
+        tmp = self._stack.enter_context(atomic_path(self.path))
+        self._writer = self._stack.enter_context(pq.ParquetWriter(tmp, self.schema))
         return self
 
     def write(self, row: dict[str, list[int]]) -> None:
@@ -135,15 +134,10 @@ class _ParquetRowWriter:
         self._writer.write_table(pa.table(columns, schema=self.schema))
         self._pending = []
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None and self._pending:
-                self._flush()
-            self._writer.close()
-            if exc_type is None:
-                os.replace(self._tmp, self.path)
-        finally:
-            self._tmp.unlink(missing_ok=True)
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None and self._pending:
+            self._flush()
+        return self._stack.__exit__(exc_type, exc, tb)
 
 
 def _clean_records_root(clean_dir: str | os.PathLike) -> tuple[Path, Path]:

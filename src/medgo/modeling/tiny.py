@@ -77,8 +77,14 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000):
 
 def build_tiny_model(out_dir: str | Path, texts: Iterable[str], *, hidden_size: int = 64, num_layers: int = 2,
                      num_heads: int = 4, num_kv_heads: int = 2, intermediate_size: int = 128,
-                     vocab_size: int = 4000, max_position_embeddings: int = 2048, seed: int = 0) -> Path:
-    """Save a randomly initialised tiny Qwen2 model + trained tokenizer with ``save_pretrained``."""
+                     vocab_size: int = 4000, max_position_embeddings: int = 2048, seed: int = 0,
+                     init_std: float = 0.3) -> Path:
+    """Save a randomly initialised tiny Qwen2 model + trained tokenizer with ``save_pretrained``.
+
+    ``init_std`` is far above the usual 0.02 on purpose: at 0.02 a model this small has near-uniform
+    logits and greedily repeats one token for every prompt, which would make generation, batching and
+    serving tests vacuous; at 0.3 its (still meaningless) output depends on the prompt.
+    """
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
@@ -89,7 +95,7 @@ def build_tiny_model(out_dir: str | Path, texts: Iterable[str], *, hidden_size: 
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
         num_attention_heads=num_heads, num_key_value_heads=num_kv_heads, intermediate_size=intermediate_size,
-        max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
+        max_position_embeddings=max_position_embeddings, tie_word_embeddings=True, initializer_range=init_std,
         bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     model = Qwen2ForCausalLM(config)
     model.generation_config = GenerationConfig(
