@@ -41,5 +41,6 @@ def evaluate(
     log_metrics(metrics, outcome["summary"])
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(results.path) / "report.html", report.path)
-    logging.getLogger("medgo.eval").warning("deployment gate: %s", outcome["gate"]["message"])
+    logging.getLogger("medgo.eval").log(logging.INFO if outcome["gate_passed"] else logging.WARNING,
+                                        "deployment gate: %s", outcome["gate"]["message"])
     return bool(outcome["gate_passed"])
