@@ -10,6 +10,7 @@ Every output directory carries a ``manifest.json`` (see :func:`write_manifest`).
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -68,10 +69,12 @@ def _cache_root() -> Path:
     return root
 
 
-def localize(uri: str | os.PathLike, *, what: str = "input") -> Path:
+def localize(uri: str | os.PathLike, *, what: str = "input", include: Iterable[str] | None = None) -> Path:
     """Return a local path holding ``uri``'s content, downloading ``s3://`` prefixes to a cache.
 
-    Raises :class:`InputError` naming ``what`` when the input does not exist.
+    ``include`` (glob patterns on file names, e.g. ``["tokenizer*", "*.json"]``) limits what is
+    downloaded, so reading a tokenizer does not fetch a 72B model's weights. Raises
+    :class:`InputError` naming ``what`` when the input does not exist.
     """
     uri = str(uri)
     if not is_s3(uri):
@@ -86,6 +89,9 @@ def localize(uri: str | os.PathLike, *, what: str = "input") -> Path:
 
     try:
         keys = _list_keys(client, bucket, key)
+        if include is not None:
+            patterns = list(include)
+            keys = [k for k in keys if any(fnmatch.fnmatch(k.rsplit("/", 1)[-1], p) for p in patterns)]
         if not keys:
             raise InputError(f"{what} not found: {uri} (no objects under that prefix)")
         for obj_key in keys:
