@@ -62,6 +62,41 @@ def test_long_raw_previews_are_cut_to_200_characters(tmp_path, write_lines):
     assert item.reason == "malformed_json" and len(item.raw) == 200
 
 
+VALID_ID = "11010519491231002X"  # check digit and birth date valid
+
+
+def test_quarantine_previews_are_scrubbed_of_patient_identifiers(tmp_path, write_lines):
+    write_lines(
+        tmp_path / "a.jsonl",
+        [
+            f'{{"text": "患者王小明，男，45岁，身份证{VALID_ID}，电话13812345678"',  # malformed
+            f'["身份证{VALID_ID}"]',  # not an object
+            b"\xff\xfe" + "电话13812345678".encode(),  # undecodable
+        ],
+    )
+    items = list(iter_records(tmp_path))
+    assert [i.reason for i in items] == ["malformed_json", "not_an_object", "undecodable_bytes"]
+    assert items[0].raw == '{"text": "患者<NAME>，男，45岁，身份证<ID>，电话<PHONE>"'
+    assert items[1].raw == '["身份证<ID>"]'
+    assert items[2].raw.endswith("电话<PHONE>")
+    for item in items:
+        assert VALID_ID not in item.raw and "13812345678" not in item.raw
+
+
+def test_quarantined_record_preview_is_scrubbed():
+    record = Record({"text": "联系电话13812345678", "category": "astrology"}, "a.jsonl", 4)
+    entry = Quarantined.of(record, "unknown_category:astrology")
+    assert entry.raw == '{"text": "联系电话<PHONE>", "category": "astrology"}'
+
+
+def test_truncated_gzip_tail_preview_is_scrubbed(tmp_path):
+    payload = gzip.compress(f'{{"n": 1}}\n{{"phone": "13812345678", "id": "{VALID_ID}"}}'.encode())
+    (tmp_path / "a.jsonl.gz").write_bytes(payload[:-8])  # the trailer is missing
+    tail = list(iter_records(tmp_path))[-1]
+    assert isinstance(tail, Quarantined) and tail.reason == "truncated_gzip"
+    assert tail.raw == '{"phone": "<PHONE>", "id": "<ID>"}'
+
+
 def test_gzip_shard_is_read_like_plain_text(tmp_path, write_lines):
     records = [{"id": f"r{i}", "text": f"第{i}条"} for i in range(5)]
     write_lines(tmp_path / "a.jsonl.gz", records)

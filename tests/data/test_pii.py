@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from medgo.data.pii import PII_TYPES, scrub_pii
+from medgo.data.pii import PII_TYPES, scrub_pii, scrub_pii_values, scrub_preview
 
 WEIGHTS = [2 ** (17 - i) % 11 for i in range(17)]  # ISO 7064 MOD 11-2 weights for positions 1..17
 
@@ -103,6 +103,67 @@ def test_each_identifier_type_is_masked_and_counted(text, expected, kind):
 )
 def test_clinical_numbers_and_ordinary_text_are_left_intact(text):
     assert scrub_pii(text) == (text, Counter())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "患者高血压，男，65岁",
+        "患者黄疸，女，2岁",
+        "患者高热，男，3岁",
+        "患者高烧，女，4岁",
+        "患者高血糖，男，70岁",
+        "患者于今日，男",
+        "患者于某日入院，女，50岁",
+        "患者曾于，男",
+        "患者常规，女",
+        "患者左侧，男",
+        "家属：黄疸",
+        "姓名：高血压，",
+    ],
+)
+def test_clinical_terms_and_function_words_after_a_role_word_are_not_names(text):
+    assert scrub_pii(text) == (text, Counter())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("患者王小明，男，45岁", "患者<NAME>，男，45岁"),
+        ("患者张某某", "患者<NAME>"),
+        ("患者高某，男", "患者<NAME>，男"),
+        ("患者高明，男，50岁", "患者<NAME>，男，50岁"),
+        ("患者黄晓燕，女，33岁", "患者<NAME>，女，33岁"),
+        ("患者于小明，男，45岁", "患者<NAME>，男，45岁"),
+        ("患者于某某，男", "患者<NAME>，男"),
+        ("患者高某某因高热入院", "患者<NAME>因高热入院"),
+        ("家属：黄小华（女儿）", "家属：<NAME>（女儿）"),
+    ],
+)
+def test_real_names_sharing_a_surname_with_clinical_terms_stay_masked(text, expected):
+    assert scrub_pii(text) == (expected, Counter({"NAME": 1}))
+
+
+def test_preview_masks_identifiers_before_cutting():
+    text = "x" * 190 + VALID_ID + "电话13812345678"
+    preview = scrub_preview(text, 200)
+    assert preview == "x" * 190 + "<ID>电话<PHO"
+    assert VALID_ID[:10] not in preview
+
+
+def test_preview_of_a_very_long_line_is_bounded_and_scrubbed():
+    text = f"身份证{VALID_ID}，手机13912345678。" + "病" * 1_000_000
+    preview = scrub_preview(text, 200)
+    assert len(preview) == 200 and preview.startswith("身份证<ID>，手机<PHONE>。病")
+    assert scrub_preview("短", 200) == "短"
+
+
+def test_every_string_in_nested_metadata_is_scrubbed_and_counted():
+    meta = {"hospital": "H1", "note": "联系电话13812345678", "visits": [{"doctor": "王先生"}, 3], "n": 2}
+    scrubbed, counts = scrub_pii_values(meta)
+    assert scrubbed == {"hospital": "H1", "note": "联系电话<PHONE>", "visits": [{"doctor": "<NAME>先生"}, 3], "n": 2}
+    assert counts == Counter({"PHONE": 1, "NAME": 1})
+    assert meta["note"] == "联系电话13812345678"  # the input is not modified
 
 
 def test_checksum_valid_number_with_impossible_birth_date_is_not_an_id():

@@ -167,6 +167,46 @@ def test_scrubbing_and_conversion_can_be_switched_off(tmp_path, write_lines, jso
     assert record["text"] == PHONE_TEXT + TRADITIONAL and record["meta"]["pii"] == {}
 
 
+RESIDENT_ID = "11010519491231002X"  # check digit and birth date valid
+
+
+def test_quarantine_and_metadata_carry_no_patient_identifiers(tmp_path, write_lines, jsonl):
+    raw = tmp_path / "raw"
+    write_lines(
+        raw / "a.jsonl",
+        [
+            f'{{"text": "患者身份证{RESIDENT_ID}，电话13812345678", "category": ',  # malformed
+            {"id": "q", "text": f"身份证{RESIDENT_ID}", "category": "astrology"},  # unknown category
+            {
+                "id": "m",
+                "text": LONG,
+                "category": "medical_record",
+                "meta": {"ward": "心内科", "contact": {"phones": ["家属电话13912345678"]}, "bed": 12},
+            },
+        ],
+    )
+    out = tmp_path / "out"
+    counts = prepare_corpus(str(raw), out, PrepareConfig(min_chars=10))
+    assert (counts["kept"], counts["quarantined"], counts["pii"]) == (1, 2, 1)
+
+    quarantine_text = (out / "quarantine.jsonl").read_text(encoding="utf-8")
+    assert RESIDENT_ID not in quarantine_text and "13812345678" not in quarantine_text
+    raws = [e["raw"] for e in jsonl(out / "quarantine.jsonl")]
+    assert raws[0] == '{"text": "患者身份证<ID>，电话<PHONE>", "category": '
+    assert "身份证<ID>" in raws[1]
+
+    [record] = jsonl(out / "clean" / "part-00000.jsonl")
+    assert record["meta"] == {
+        "ward": "心内科",
+        "contact": {"phones": ["家属电话<PHONE>"]},
+        "bed": 12,
+        "pii": {"PHONE": 1},
+        "source_file": "a.jsonl",
+        "line": 3,
+    }
+    assert "13912345678" not in (out / "clean" / "part-00000.jsonl").read_text(encoding="utf-8")
+
+
 def test_output_inside_the_input_is_refused(tmp_path, write_lines):
     raw = _raw_corpus(tmp_path, write_lines)
     with pytest.raises(InputError, match="would overwrite"):

@@ -5,6 +5,9 @@ every ``*.jsonl``/``*.jsonl.gz`` file under a directory into either a :class:`Re
 :class:`Quarantined` entry saying why the line could not be used (malformed JSON, not an
 object, undecodable bytes, a truncated or corrupt gzip member). Builders never see an
 exception for a bad line and never skip one silently: what they cannot use they quarantine.
+A quarantine entry carries a short preview of the line, scrubbed of patient identifiers
+(:func:`medgo.data.pii.scrub_preview`) because quarantine files are published beside the
+scrubbed outputs.
 
 Outputs are written with :class:`JsonlWriter` (streamed to a temporary file, renamed into
 place on success) inside :func:`output_directory`, which also publishes to ``s3://``.
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medgo.data.pii import scrub_preview
 from medgo.errors import InputError
 from medgo.logs import fields
 from medgo.storage import MANIFEST_NAME, atomic_path, is_s3, localize, publish
@@ -54,7 +58,12 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Quarantined:
-    """A line or record that cannot be used, with the reason and a short raw preview."""
+    """A line or record that cannot be used, with the reason and a short preview of it.
+
+    ``raw`` is at most :data:`RAW_PREVIEW_CHARS` characters and must already be scrubbed of
+    patient identifiers: build it with :func:`raw_preview` (or :meth:`of`), never from the
+    text as read.
+    """
 
     source: str
     line: int
@@ -63,15 +72,20 @@ class Quarantined:
 
     @classmethod
     def of(cls, record: Record, reason: str) -> Quarantined:
-        """Quarantine a parsed record that failed validation."""
-        raw = json.dumps(record.data, ensure_ascii=False)[:RAW_PREVIEW_CHARS]
-        return cls(record.source, record.line, reason, raw)
+        """Quarantine a parsed record that failed validation, with a scrubbed preview of it."""
+        preview = raw_preview(json.dumps(record.data, ensure_ascii=False))
+        return cls(record.source, record.line, reason, preview)
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "line": self.line, "reason": self.reason, "raw": self.raw}
 
 
 RecordOrError = Record | Quarantined
+
+
+def raw_preview(text: str) -> str:
+    """The start of an unusable line for its quarantine entry, patient identifiers masked."""
+    return scrub_preview(text, RAW_PREVIEW_CHARS)
 
 
 def list_jsonl_files(root: Path) -> list[Path]:
@@ -114,9 +128,7 @@ def _iter_file(path: Path, source: str) -> Iterator[RecordOrError]:
             log.warning(
                 "unreadable shard tail quarantined", extra=fields(source=source, line=line_no, reason=failure)
             )
-            yield Quarantined(
-                source, line_no, failure, raw.decode("utf-8", errors="replace")[:RAW_PREVIEW_CHARS]
-            )
+            yield Quarantined(source, line_no, failure, raw_preview(raw.decode("utf-8", errors="replace")))
             break
         if line_no == 1 and raw.startswith(_UTF8_BOM):
             raw = raw[len(_UTF8_BOM) :]
@@ -175,14 +187,14 @@ def _parse_line(raw: bytes, source: str, line_no: int) -> RecordOrError:
                 source,
                 line_no,
                 "undecodable_bytes",
-                raw.decode("utf-8", errors="replace")[:RAW_PREVIEW_CHARS],
+                raw_preview(raw.decode("utf-8", errors="replace")),
             )
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        return Quarantined(source, line_no, "malformed_json", text[:RAW_PREVIEW_CHARS])
+        return Quarantined(source, line_no, "malformed_json", raw_preview(text))
     if not isinstance(data, dict):
-        return Quarantined(source, line_no, "not_an_object", text[:RAW_PREVIEW_CHARS])
+        return Quarantined(source, line_no, "not_an_object", raw_preview(text))
     return Record(data, source, line_no, encoding)
 
 
@@ -211,14 +223,6 @@ class JsonlWriter:
             self._fh.flush()
             os.fsync(self._fh.fileno())
         return self._stack.__exit__(exc_type, exc, tb)
-
-
-def write_quarantine(path: str | os.PathLike, entries: Iterable[Quarantined]) -> int:
-    """Write quarantine entries as JSONL (``source``, ``line``, ``reason``, ``raw``); returns the count."""
-    with JsonlWriter(path) as writer:
-        for entry in entries:
-            writer.write(entry)
-    return writer.count
 
 
 @contextmanager

@@ -4,8 +4,12 @@ Identifiers with structure are validated, not just pattern-matched: a resident I
 pass its ISO 7064 MOD 11-2 check digit and carry a real birth date, a bank card must pass
 Luhn. Free-form identifiers (names, addresses, birth dates, record numbers) are masked only
 in the contexts that mark them as such (``姓名：``, ``患者王某某``, ``住址：``, ``住院号``), which
-keeps dosages, lab values, ICD codes, approval numbers, years and times intact. Labels and
-role words stay (``住院号：<MRN>``, ``患者<NAME>``) so the text still reads naturally.
+keeps dosages, lab values, ICD codes, approval numbers, years and times intact. A name
+candidate is further rejected when the text at its start is a clinical term or a function
+word (:data:`NOT_NAMES`): many such words begin with a character that is also a surname
+(``患者高血压，男，65岁``, ``患者黄疸，女``, ``患者于今日``), and masking them would erase the
+diagnosis. Labels and role words stay (``住院号：<MRN>``, ``患者<NAME>``) so the text still
+reads naturally.
 
 Nothing here logs: callers get only counts per type, never the original values.
 """
@@ -15,9 +19,10 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 #: Placeholder types, in the order detectors run; each is masked as ``<TYPE>``.
 PII_TYPES: tuple[str, ...] = ("ID", "PHONE", "EMAIL", "BANK_CARD", "MRN", "NAME", "ADDRESS", "DOB")
@@ -49,6 +54,30 @@ _ROLE = r"(?:患者|病人|患儿|病患|伤者|产妇|孕妇)"
 _PSEUDONYM = r"(?:某某|某|XX|xx|××|×|X|x|\*\*|\*)"
 _CJK = r"[\u4e00-\u9fff]"
 _SEP = r"\s*[:：]?\s*(?:是|为)?\s*"
+
+#: Words that are never the start of a name, though most begin with a surname character:
+#: symptoms, diagnoses and findings, and the function words that follow a role word in
+#: clinical prose. A name candidate (after ``患者``, ``姓名：``, ``家属：`` …) is dropped when the
+#: text at its start begins with one of these. Entries are regular expressions; each is at
+#: least two characters long so that real names with the same surname stay masked
+#: (``患者高某``, ``患者于小明，男，45岁``).
+NOT_NAMES: tuple[str, ...] = (
+    # Clinical terms.
+    "高血压", "高血糖", "高血脂", "高脂", "高尿酸", "高热", "高烧", "高钾", "高钠", "高钙", "高渗",
+    "高颅压", "高龄", "高危", "高度",
+    "黄疸", "黄染", "白内障", "白血病", "白癜风", "白带", "房颤", "房扑", "房早", "房室",
+    "梅毒", "麻疹", "麻木", "麻醉", "包块", "焦虑", "冷汗", "艾滋", "宫颈", "宫缩", "窦性",
+    "关节", "阳性", "唐氏", "陈旧", "舒张", "屈曲", "霍乱", "叶酸", "金黄", "牛皮癣", "柴胡",
+    "查体", "解[大小黑稀]?便", "周身", "全身", "左[侧下上眼耳肺肾膝髋手足]", "单侧", "颜面", "游走", "迟发",
+    "发热", "发烧", "头痛", "头晕", "腹痛", "腹泻", "咳嗽", "胸痛", "胸闷", "呕吐", "乏力", "水肿",
+    # Function words and phrases after a role word.
+    "于[今昨前近入本外当我半次晨夜上下午凌早晚去此是门急家院术产孕体查同一二三四五六七八九十两数]",
+    "于明[日天晨]", "于某[日天年月时院地处]",
+    "曾[于在因行有患服经多就被]", "时[有感常伴]", "常[规有感伴]", "余[无未]", "尚[未可好稳能]",
+    "方才", "何时", "明[显确]", "尤其", "易[感怒]", "严重", "应用", "符合", "连续",
+    "因", "今日", "自诉", "主诉", "诉", "既往", "否认",
+)
+_NOT_A_NAME = re.compile("|".join(NOT_NAMES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +138,8 @@ _NAME_RELATIVE = re.compile(
 )
 _NAME_PSEUDONYM = re.compile(_ROLE + r"\s*((?:" + _SURNAMES + ")" + _PSEUDONYM + r")(?![线光A-Za-z0-9])")
 # A full name after a role word only when a sex or an age follows ("患者王小明，男，45岁"), the
-# standard opening of a case report; elsewhere "患者高热" or "患者于今日" would be false hits.
+# standard opening of a case report; elsewhere "患者高热" or "患者于今日" would be false hits
+# (and with a sex or age, NOT_NAMES keeps "患者高血压，男，65岁" intact).
 _NAME_WITH_DEMOGRAPHICS = re.compile(
     _ROLE + r"\s*((?:" + _SURNAMES + ")" + _CJK + r"{1,2}?)(?=[，,、\s]*[男女]|[，,、\s]*\d{1,3}岁)"
 )
@@ -184,7 +214,9 @@ def _find_names(text: str) -> Iterator[_Span]:
         _NAME_WITH_DEMOGRAPHICS,
         _NAME_SALUTATION,
     ):
-        yield from _group_spans(pattern, text, "NAME")
+        for span in _group_spans(pattern, text, "NAME"):
+            if not _NOT_A_NAME.match(text, span.start):
+                yield span
 
 
 def find_pii(
@@ -230,3 +262,62 @@ def scrub_pii(
         cursor = end
     pieces.append(text[cursor:])
     return "".join(pieces), Counter(kind for _, _, kind in spans)
+
+
+def scrub_pii_values(
+    value: Any, *, record_number_prefixes: Sequence[str] = DEFAULT_RECORD_NUMBER_PREFIXES
+) -> tuple[Any, Counter]:
+    """Scrub every string inside ``value`` (nested dicts, lists and tuples); returns a copy and the counts.
+
+    Mapping keys and non-string leaves are kept as they are. Use it for free-form metadata
+    passed through to an output beside scrubbed text.
+    """
+    found: Counter = Counter()
+
+    def scrub(item: Any) -> Any:
+        if isinstance(item, str):
+            text, counts = scrub_pii(item, record_number_prefixes=record_number_prefixes)
+            found.update(counts)
+            return text
+        if isinstance(item, Mapping):
+            return {key: scrub(inner) for key, inner in item.items()}
+        if isinstance(item, list | tuple):
+            return [scrub(inner) for inner in item]
+        return item
+
+    return scrub(value), found
+
+
+# How far past the preview a scan reaches, and the longest identifier it must see whole.
+_PREVIEW_SCAN_EXTRA = 2048
+_LONGEST_IDENTIFIER = 256
+
+
+def scrub_preview(
+    text: str,
+    max_chars: int,
+    *,
+    record_number_prefixes: Sequence[str] = DEFAULT_RECORD_NUMBER_PREFIXES,
+) -> str:
+    """The first ``max_chars`` characters of ``text`` with identifiers masked, for logs and quarantine.
+
+    Identifiers are found before the text is cut, so one straddling the cut is masked, not
+    left half visible. Only the beginning of a long text is scanned (bounded cost for a
+    line of any length), and nothing within reach of the end of that scan is shown, since
+    an identifier there may not have been seen whole.
+    """
+    if len(text) <= max_chars + _PREVIEW_SCAN_EXTRA:
+        window, shown_end = text, len(text)
+    else:
+        window = text[: max_chars + _PREVIEW_SCAN_EXTRA]
+        shown_end = len(window) - _LONGEST_IDENTIFIER
+    pieces: list[str] = []
+    cursor = 0
+    for start, end, kind in find_pii(window, record_number_prefixes=record_number_prefixes):
+        if start >= shown_end:
+            break
+        pieces.append(window[cursor:start])
+        pieces.append(f"<{kind}>")
+        cursor = end
+    pieces.append(window[cursor:shown_end])
+    return "".join(pieces)[:max_chars]

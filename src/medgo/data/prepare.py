@@ -2,6 +2,9 @@
 
 Per record, in order: validate the fields (else quarantine), normalise the text, apply the
 quality filters, drop exact duplicates of an earlier record, mask patient identifiers.
+Identifiers are masked in the text and in every string of the record's ``meta`` (which is
+passed through as free-form metadata), and ``meta.pii`` counts both; quarantine entries
+carry only a scrubbed preview.
 Every input line ends up in exactly one of the outputs, and the counts prove it::
 
     out/
@@ -29,7 +32,7 @@ from medgo.config import PrepareConfig
 from medgo.data.accounting import Tally
 from medgo.data.io import JsonlWriter, Quarantined, Record, iter_records, output_directory
 from medgo.data.normalize import normalize_text
-from medgo.data.pii import scrub_pii
+from medgo.data.pii import scrub_pii, scrub_pii_values
 from medgo.data.validate import RecordError, optional_str, record_id, require_str
 from medgo.logs import fields
 from medgo.storage import atomic_write_json, is_s3, localize, write_manifest
@@ -160,10 +163,14 @@ class _CorpusRun:
         self.survivors[digest] = rec.id
         self.seen_ids.add(rec.id)
         found: Counter = Counter()
+        meta = rec.meta
         if self.config.scrub_pii:
-            text, found = scrub_pii(text, record_number_prefixes=self.config.record_number_prefixes)
+            prefixes = self.config.record_number_prefixes
+            text, found = scrub_pii(text, record_number_prefixes=prefixes)
+            meta, found_in_meta = scrub_pii_values(meta, record_number_prefixes=prefixes)
+            found.update(found_in_meta)
             self.pii_counts.update(found)
-        meta = {**rec.meta, "pii": dict(sorted(found.items())), "source_file": item.source, "line": item.line}
+        meta = {**meta, "pii": dict(sorted(found.items())), "source_file": item.source, "line": item.line}
         if item.encoding != "utf-8":
             meta["source_encoding"] = item.encoding
         out.clean.write(
