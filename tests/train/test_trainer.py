@@ -98,13 +98,22 @@ def test_sft_writes_a_lora_adapter_on_the_base_uri(sft_adapter, sample_model_dir
     assert manifest["counts"]["kind"] == "lora_adapter" and manifest["inputs"]["data"]["manifest"]["stage"]
 
 
-def test_dpo_from_the_sft_adapter_exports_a_merged_model(sft_adapter, prefs_dir, tmp_path):
+def _assert_dpo_continued_the_sft_adapter(out: Path, sft_adapter: Path, base: Path) -> dict:
+    counts = read_manifest(out)["counts"]
+    assert counts["kind"] == "lora_adapter"
+    assert counts["first_loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy == reference (the SFT policy)
+    adapter_cfg = json.loads((out / "adapter_config.json").read_text())
+    assert adapter_cfg["base_model_name_or_path"] == str(base)  # the SFT adapter's base, not the adapter dir
+    assert not (out / "ref").exists()  # the frozen reference copy is not exported
+    dpo_logits = _logits(str(base), str(out))
+    assert not dpo_logits.allclose(_logits(str(base), str(sft_adapter)))  # DPO moved the policy
+    return counts
+
+
+def test_dpo_continues_the_sft_adapter_against_the_sft_reference(sft_adapter, sample_model_dir, prefs_dir, tmp_path):
     out = tmp_path / "dpo"
     launch_local(_config("dpo", sft_adapter, prefs_dir, out, max_steps=4), work_dir=tmp_path / "logs")
-    counts = read_manifest(out)["counts"]
-    assert counts["kind"] == "full" and counts["steps"] == 4
-    assert counts["first_loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy == reference at step 0
-    assert (out / "config.json").exists() and not (out / "adapter_config.json").exists()
+    assert _assert_dpo_continued_the_sft_adapter(out, sft_adapter, sample_model_dir)["steps"] == 4
     from medgo.modeling import load_model, load_tokenizer
 
     tok = load_tokenizer(str(out), require_chat_template=True)
@@ -112,6 +121,13 @@ def test_dpo_from_the_sft_adapter_exports_a_merged_model(sft_adapter, prefs_dir,
                                   return_tensors="pt", return_dict=True)
     generated = load_model(str(out)).generate(**ids, max_new_tokens=4, do_sample=False)
     assert generated.shape[1] > ids["input_ids"].shape[1]
+
+
+def test_dpo_under_zero3_with_two_processes(sft_adapter, sample_model_dir, prefs_dir, tmp_path):
+    out = tmp_path / "dpo-zero3"
+    launch_local(_config("dpo", sft_adapter, prefs_dir, out, max_steps=2, deepspeed="zero3"), nproc_per_node=2,
+                 work_dir=tmp_path / "logs")
+    assert _assert_dpo_continued_the_sft_adapter(out, sft_adapter, sample_model_dir)["steps"] == 2
 
 
 def test_two_simulated_nodes_train_one_model(sample_model_dir, sft_dir, tmp_path):

@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from importlib import resources
@@ -179,6 +180,11 @@ def _train_sft(cfg: TrainConfig, out: str):
 
 
 def _train_dpo(cfg: TrainConfig, out: str):
+    """DPO with LoRA. Starting from the SFT adapter (``model_uri`` is its directory), TRL keeps training
+    that adapter and makes a frozen copy of it the reference: the reference is the SFT policy, held as a
+    second small adapter on the same base weights rather than a second model. Works under ZeRO-3
+    because nothing is merged into sharded weights. From a plain model, a fresh adapter is trained and
+    the adapter-disabled model is the reference."""
     from peft import PeftModel
     from trl import DPOConfig, DPOTrainer
 
@@ -189,44 +195,41 @@ def _train_dpo(cfg: TrainConfig, out: str):
     _init_zero3(cfg, args.use_cpu)
     dataset = _read_jsonl_dataset(cfg.data_uri, "preference data").select_columns(["prompt", "chosen", "rejected"])
     tokenizer = load_tokenizer(cfg.model_uri, require_chat_template=True)
-    model = load_model(cfg.model_uri, adapter_uri=cfg.adapter_uri, attn_implementation=cfg.attn_implementation)
-    starts_from_adapter = isinstance(model, PeftModel)
-    if starts_from_adapter:
-        # DPO starts from the SFT policy: fold the SFT adapter in, then train a fresh adapter whose
-        # disabled state (the SFT model) is the reference — no second model copy in memory.
-        model = model.merge_and_unload()
-    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=_lora_config(cfg))
-    # The merged SFT model exists nowhere else, so the result is exported merged.
-    trainer.medgo_export_merged = starts_from_adapter
-    return trainer
+    model = load_model(cfg.model_uri, adapter_uri=cfg.adapter_uri, attn_implementation=cfg.attn_implementation,
+                       trainable_adapter=True)
+    continues_adapter = isinstance(model, PeftModel)
+    return DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=None if continues_adapter else _lora_config(cfg))
 
 
 _STAGES = {"pt": _train_pt, "sft": _train_sft, "dpo": _train_dpo}
 
 
+def base_model_uri(cfg: TrainConfig) -> str:
+    """The URI of the full model the trained adapter applies to.
+
+    ``model_uri`` itself, unless it is an adapter directory (DPO continuing the SFT adapter), whose
+    recorded base is then the base of the new adapter too.
+    """
+    if cfg.adapter_uri is None:
+        adapter_cfg = localize(cfg.model_uri, what="model") / "adapter_config.json"
+        if adapter_cfg.exists():
+            return json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
+    return cfg.model_uri
+
+
 def _save(trainer, cfg: TrainConfig, out: Path) -> dict:
     """Save a loadable model directory and its manifest (call on every rank: ZeRO-3 gathers)."""
-    from peft import PeftModel
-
-    model = trainer.model
-    merged = False
-    if isinstance(model, PeftModel) and getattr(trainer, "medgo_export_merged", False):
-        model = model.merge_and_unload()
-        merged = True
-    if merged:
-        if is_main_process():
-            model.save_pretrained(out)
-    else:
-        trainer.save_model(str(out))
+    trainer.save_model(str(out))
     history = [h for h in trainer.state.log_history if "loss" in h]
     if not is_main_process():
         return {}
+    shutil.rmtree(out / "ref", ignore_errors=True)  # DPO's frozen reference copy is not part of the result
     trainer.processing_class.save_pretrained(out)
     adapter_cfg = out / "adapter_config.json"
     if adapter_cfg.exists():
         data = json.loads(adapter_cfg.read_text())
-        data["base_model_name_or_path"] = cfg.model_uri  # the URI, not this node's download cache
+        data["base_model_name_or_path"] = base_model_uri(cfg)  # a URI, not this node's download cache
         adapter_cfg.write_text(json.dumps(data, indent=2))
     with open(out / "train_log.jsonl", "w", encoding="utf-8") as fh:
         for h in trainer.state.log_history:
@@ -235,7 +238,7 @@ def _save(trainer, cfg: TrainConfig, out: Path) -> dict:
         junk.unlink()
     counts = {"steps": trainer.state.global_step, "final_loss": history[-1]["loss"] if history else None,
               "first_loss": history[0]["loss"] if history else None,
-              "kind": "full" if merged or not cfg.use_lora else "lora_adapter"}
+              "kind": "lora_adapter" if adapter_cfg.exists() else "full"}
     inputs = {"data": cfg.data_uri, "model": cfg.model_uri}
     if cfg.adapter_uri:
         inputs["adapter"] = cfg.adapter_uri
@@ -250,12 +253,16 @@ def run(cfg: TrainConfig) -> dict:
     torch.manual_seed(cfg.seed)
     local_out = Path(tempfile.mkdtemp(prefix="medgo-out-")) if is_s3(cfg.output_uri) else Path(cfg.output_uri)
     local_out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = str(local_out / "checkpoints")
+    # Checkpoints stay out of the published artifact (they hold optimizer state, not a model).
+    ckpt_dir = tempfile.mkdtemp(prefix="medgo-checkpoints-")
     log.info("training", extra=fields(stage=cfg.stage, deepspeed=cfg.deepspeed, lora=cfg.use_lora,
                                       world_size=os.environ.get("WORLD_SIZE", "1")))
-    trainer = _STAGES[cfg.stage](cfg, ckpt_dir)
-    trainer.train()
-    counts = _save(trainer, cfg, local_out)
+    try:
+        trainer = _STAGES[cfg.stage](cfg, ckpt_dir)
+        trainer.train()
+        counts = _save(trainer, cfg, local_out)
+    finally:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     if is_main_process():
         if is_s3(cfg.output_uri):
             publish(local_out, cfg.output_uri)
