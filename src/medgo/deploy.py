@@ -11,6 +11,7 @@ Either way the decision is recorded as ``deployment.json`` next to a manifest.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -36,34 +37,59 @@ def _deploy_local(model_path: str, config: DeployConfig) -> dict:
     return {"endpoint": f"{base_url}/openai/v1/chat/completions", "answer": answer, "decision": "served-locally"}
 
 
-def _deploy_kserve(model_uri: str, config: DeployConfig, deployer=None) -> dict:
-    from medgo.k8s.inference_service import InferenceServiceDeployer, build_inference_service, canary_url
+def model_location(model_path: str | Path, model_uri: str) -> tuple[str, str | None]:
+    """``(base model URI, adapter URI or None)`` of a trained model directory."""
+    path = Path(model_path)
+    if (path / "adapter_config.json").exists() and not (path / "config.json").exists():
+        return json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"], model_uri
+    return model_uri, None
+
+
+def _deploy_kserve(model_path: str, model_uri: str, config: DeployConfig, deployer=None) -> dict:
+    from medgo.k8s.clients import kubernetes_clients
+    from medgo.k8s.inference_service import (
+        InferenceServiceDeployer,
+        build_inference_service,
+        canary_url,
+        rolled_out_revision,
+    )
     from medgo.serve.local import ask
 
     if deployer is None:
-        from kubernetes import client
-        from kubernetes import config as kube_config
-
-        kube_config.load_incluster_config()
-        deployer = InferenceServiceDeployer(client.CustomObjectsApi())
+        deployer = InferenceServiceDeployer(kubernetes_clients().custom)
     name, namespace = config.name, config.namespace
-    isvc = build_inference_service(name=name, namespace=namespace, storage_uri=kserve_storage_uri(model_uri),
-                                   runtime=config.runtime, canary_traffic_percent=config.canary_traffic_percent or None)
-    deployer.apply(isvc)
+    if config.runtime == "medgo-cpu":  # medgo's server resolves an adapter's base model itself
+        storage_uri, adapter_uri = kserve_storage_uri(model_uri), None
+    else:  # vLLM mounts base and adapter side by side
+        base, adapter = model_location(model_path, model_uri)
+        storage_uri, adapter_uri = kserve_storage_uri(base), adapter and kserve_storage_uri(adapter)
+    desired = build_inference_service(name=name, namespace=namespace, storage_uri=storage_uri, runtime=config.runtime,
+                                      lora_adapter_uri=adapter_uri)
+    existing = deployer.get(name, namespace)
+    previous = rolled_out_revision(existing) if existing else None
+    canary = config.canary_traffic_percent if previous else None  # a first rollout has nothing to share with
+    if existing is None:
+        deployer.apply(desired)
+    else:
+        deployer.roll_out(desired, canary)
     try:
         ready = deployer.wait_ready(name, namespace, timeout_s=config.ready_timeout_s)
         url = canary_url(ready)
         if not url:
             raise MedgoError("the InferenceService is Ready but reports no URL")
         answer = ask(url, config.smoke_question, model=name)
-    except Exception as exc:  # a canary that is not ready or fails its smoke test must not take traffic
-        deployer.rollback(name, namespace)
-        log.error("canary failed; rolled back", extra=fields(isvc=name, namespace=namespace,
-                                                             error=type(exc).__name__))
-        raise MedgoError(f"canary of {namespace}/{name} failed ({exc}); rolled back to the previous revision") \
-            from None
-    deployer.promote(name, namespace)
-    return {"endpoint": f"{url}/openai/v1/chat/completions", "answer": answer, "decision": "promoted"}
+    except Exception as exc:  # a revision that is not ready or fails its smoke test must not take traffic
+        log.error("new revision failed", extra=fields(isvc=name, namespace=namespace, error=type(exc).__name__))
+        if previous:
+            deployer.rollback(name, namespace)
+            raise MedgoError(f"canary of {namespace}/{name} failed ({exc}); rolled back: all traffic stays on "
+                             f"revision {previous}") from None
+        raise MedgoError(f"first rollout of {namespace}/{name} failed ({exc}); there is no previous revision to "
+                         "roll back to") from None
+    if canary:
+        deployer.promote(name, namespace)
+    return {"endpoint": f"{url}/openai/v1/chat/completions", "answer": answer,
+            "decision": "promoted" if canary else "deployed", "previous_revision": previous}
 
 
 def deploy_model(*, model_path: str, model_uri: str, config: DeployConfig, record_dir: str | Path,
@@ -77,7 +103,7 @@ def deploy_model(*, model_path: str, model_uri: str, config: DeployConfig, recor
     if config.target == "local":
         record = _deploy_local(model_path, config)
     else:
-        record = _deploy_kserve(model_uri, config, deployer)
+        record = _deploy_kserve(model_path, model_uri, config, deployer)
     record.update(target=config.target, name=config.name, namespace=config.namespace, model_uri=model_uri,
                   seconds=round(time.monotonic() - start, 2))
     record_dir = Path(record_dir)

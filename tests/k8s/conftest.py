@@ -7,7 +7,7 @@ Content-Type, so a wrong keyword or an unsupported patch type fails here as it w
 fake keeps objects in a dict and answers like the API server does for the calls medgo makes: 409 on a
 duplicate create, 404 on a missing object, RFC 7386 merge patches that bump ``metadata.generation`` when the
 spec changes, label-selector pod listing and pod logs. Hooks stand in for admission webhooks that add
-defaults. A later issue adds a real kube-apiserver for server-side validation.
+defaults (``defaulters``) and for operators that write status after a change (``controllers``). A later issue adds a real kube-apiserver for server-side validation.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class FakeApiServer:
         self.requests: list[dict[str, Any]] = []
         #: plural -> function(obj) mutating a stored object on create/patch, like a defaulting webhook.
         self.defaulters: dict[str, Callable[[dict], None]] = {}
+        #: plural -> function(obj) run on the stored object after each create/patch, like an operator reconciling.
+        self.controllers: dict[str, Callable[[dict], None]] = {}
         #: (method, path template) -> exceptions to raise, in order, before serving normally.
         self.failures: dict[tuple[str, str], list[ApiException]] = {}
         self._uids = itertools.count(1)
@@ -105,6 +107,7 @@ class FakeApiServer:
         if p["plural"] in self.defaulters:
             self.defaulters[p["plural"]](obj)
         self.objects[key] = obj
+        self._reconcile(p["plural"], obj)
         return copy.deepcopy(obj)
 
     def _get_custom_item(self, p, query, headers, body):
@@ -126,7 +129,12 @@ class FakeApiServer:
             patched["metadata"]["generation"] = current["metadata"]["generation"] + 1
         patched["metadata"]["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
         self.objects[self._key(p)] = patched
+        self._reconcile(p["plural"], patched)
         return copy.deepcopy(patched)
+
+    def _reconcile(self, plural: str, obj: dict) -> None:
+        if plural in self.controllers:
+            self.controllers[plural](obj)
 
     def _delete_custom_item(self, p, query, headers, body):
         obj = self._stored(p)

@@ -83,6 +83,16 @@ def test_retried_step_attaches_to_the_running_job(server, launcher, fake_clock):
     assert len(server.calls("POST")) == 2 and len([c for c in server.calls("GET")]) >= 2
 
 
+def test_retry_after_a_failed_attempt_trains_again(server, launcher, fake_clock):
+    fake_clock.steps = [operator_sets(server, {"type": "Failed", "reason": "OOMKilled", "message": "rank 3"})]
+    with pytest.raises(MedgoError, match="OOMKilled"):
+        launch(CONFIG, launcher=launcher, **CLUSTER)
+    fake_clock.steps = [operator_sets(server, {"type": "Succeeded"})]
+    launch(CONFIG, launcher=launcher, **CLUSTER)  # the KFP retry: same name, same spec
+    assert len(server.calls("DELETE")) == 1 and len(server.calls("POST")) == 3  # create, 409, re-create
+    assert job(server)["status"]["conditions"][0]["type"] == "Succeeded"
+
+
 def test_unknown_backend_and_missing_image_are_clear_errors():
     with pytest.raises(MedgoError, match="unknown training backend 'slurm'"):
         launch(CONFIG, backend="slurm")

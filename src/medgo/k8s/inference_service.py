@@ -24,6 +24,7 @@ import copy
 import logging
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from kubernetes import client
 
@@ -312,6 +313,27 @@ class InferenceServiceDeployer:
                 )
             self.poller.sleep(min(poll_s, remaining))
 
+    def roll_out(self, isvc: Mapping[str, Any], canary_traffic_percent: int | None) -> dict:
+        """Point an existing InferenceService at ``isvc``'s model and give the new revision a canary share.
+
+        Only the model location (``model.storageUri`` or ``storageUris``) and ``canaryTrafficPercent`` are
+        patched: scheduling, resources and runtime arguments stay as the site's manifests set them. Tag
+        routing is switched on so the new revision has its own URL for smoke tests.
+        """
+        name, namespace = isvc["metadata"]["name"], isvc["metadata"]["namespace"]
+        predictor = isvc["spec"]["predictor"]
+        body = {
+            "metadata": {"annotations": {TAG_ROUTING_ANNOTATION: "true"}},
+            "spec": {"predictor": {
+                "canaryTrafficPercent": canary_traffic_percent,
+                "storageUris": copy.deepcopy(predictor.get("storageUris")),  # None removes it
+                "model": {"storageUri": predictor["model"].get("storageUri")},
+            }},
+        }
+        logger.info("rolling out new model", extra={"fields": {"isvc": name, "namespace": namespace,
+                                                               "canary_percent": canary_traffic_percent}})
+        return self.api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
+
     def promote(self, name: str, namespace: str) -> dict:
         """Send all traffic to the latest revision by removing ``canaryTrafficPercent``."""
         logger.info("promoting canary", extra={"fields": {"isvc": name, "namespace": namespace}})
@@ -361,9 +383,32 @@ def _url(isvc: Mapping[str, Any]) -> str | None:
 
 
 def canary_url(isvc: Mapping[str, Any]) -> str | None:
-    """The URL that reaches the newest revision: its ``latest`` traffic tag (tag routing), else the service URL."""
+    """A URL that reaches the newest revision from inside the cluster.
+
+    With tag routing, the ``latest`` traffic target's URL (Knative names it
+    ``latest-<route>.<namespace>.<domain>``); its cluster-local form
+    ``http://latest-<route>.<namespace>.svc.cluster.local`` resolves from a pipeline pod even when the
+    external domain does not. Without a tag, the service's own address.
+    """
+    namespace = (isvc.get("metadata") or {}).get("namespace")
     predictor = ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
     for target in predictor.get("traffic") or []:
         if target.get("tag") == "latest" and target.get("url"):
-            return target["url"]
-    return _url(isvc)
+            return cluster_local(target["url"], namespace)
+    address = ((isvc.get("status") or {}).get("address") or {}).get("url")
+    return address or _url(isvc)
+
+
+def cluster_local(url: str, namespace: str | None) -> str:
+    """``http://x.<namespace>.<domain>`` → ``http://x.<namespace>.svc.cluster.local``; other URLs unchanged."""
+    parts = urlsplit(url)
+    labels = (parts.hostname or "").split(".")
+    if namespace and len(labels) > 2 and labels[1] == namespace and not parts.hostname.endswith(".svc.cluster.local"):
+        return f"http://{labels[0]}.{namespace}.svc.cluster.local{parts.path}".rstrip("/")
+    return url
+
+
+def rolled_out_revision(isvc: Mapping[str, Any]) -> str | None:
+    """The revision that served all traffic before this rollout (None on a first rollout)."""
+    predictor = ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
+    return predictor.get("latestRolledoutRevision")

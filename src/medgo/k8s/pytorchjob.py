@@ -309,7 +309,8 @@ class PyTorchJobLauncher:
     def submit(self, job: Mapping[str, Any]) -> str:
         """Create ``job`` and return its name; reuse an existing job with the same name and spec.
 
-        Raises :class:`JobSpecConflict` when a job of that name exists with a different spec.
+        A job of that name and spec whose attempt Failed is deleted and created again (a retried step
+        trains again). Raises :class:`JobSpecConflict` when a job of that name exists with a different spec.
         """
         body = copy.deepcopy(dict(job))
         meta = body["metadata"]
@@ -329,10 +330,34 @@ class PyTorchJobLauncher:
                     f"PyTorchJob {namespace}/{name} already exists with a different spec; "
                     "delete it or choose another name"
                 ) from exc
+            failed = condition(existing, "Failed")
+            if failed and failed.get("status") == "True":
+                # A retried pipeline step must train again, not attach to the attempt that failed.
+                logger.info("replacing failed PyTorchJob", extra={"fields": {"job": name, "namespace": namespace}})
+                self.delete(name, namespace)
+                self._wait_deleted(name, namespace)
+                self.api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+                return name
             logger.info("reusing existing PyTorchJob", extra={"fields": {"job": name, "namespace": namespace}})
             return name
         logger.info("created PyTorchJob", extra={"fields": {"job": name, "namespace": namespace}})
         return name
+
+    def _wait_deleted(self, name: str, namespace: str, timeout_s: float = 600, poll_s: float = 5.0) -> None:
+        """Poll until the job is gone (deletion waits for its pods' finalizers)."""
+        deadline = self.poller.clock() + timeout_s
+        while True:
+            try:
+                self.api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            except client.exceptions.ApiException as exc:
+                if is_not_found(exc):
+                    return
+                if not is_transient(exc):
+                    raise
+            remaining = deadline - self.poller.clock()
+            if remaining <= 0:
+                raise TimeoutError(f"PyTorchJob {namespace}/{name} still exists {timeout_s:g}s after deletion")
+            self.poller.sleep(min(poll_s, remaining))
 
     def wait(self, name: str, namespace: str, timeout_s: float = 7 * 24 * 3600, poll_s: float = 30.0) -> dict:
         """Poll the job until its ``Succeeded`` or ``Failed`` condition is True; return the final object.

@@ -144,7 +144,7 @@ def launch(config: TrainConfig, *, backend: str = "local", nnodes: int = 1, npro
     as ``nvidia.com/gpu.product`` node selector, the GPU taint's toleration, priority class
     ``medgo-training``), the data PVC and the S3 Secret. Its failure surfaces with the operator's
     reason and the master's last log lines; an interrupted wait (run cancelled) deletes the job.
-    ``launcher`` defaults to a :class:`~medgo.k8s.pytorchjob.PyTorchJobLauncher` with in-cluster credentials.
+    ``launcher`` defaults to a :class:`~medgo.k8s.pytorchjob.PyTorchJobLauncher` on the reachable cluster.
     """
     if backend == "local":
         launch_local(config, nnodes=nnodes, nproc_per_node=nproc_per_node, work_dir=work_dir, timeout_s=timeout_s)
@@ -156,11 +156,10 @@ def launch(config: TrainConfig, *, backend: str = "local", nnodes: int = 1, npro
     from medgo.k8s.pytorchjob import PyTorchJobFailed, PyTorchJobLauncher, build_pytorchjob
 
     if launcher is None:
-        from kubernetes import client
-        from kubernetes import config as kube_config
+        from medgo.k8s.clients import kubernetes_clients
 
-        kube_config.load_incluster_config()
-        launcher = PyTorchJobLauncher(client.CustomObjectsApi(), client.CoreV1Api())
+        clients = kubernetes_clients()
+        launcher = PyTorchJobLauncher(clients.custom, clients.core)
     try:
         job = build_pytorchjob(
             name=job_name, namespace=namespace, image=image, args=config_to_args(config), nnodes=nnodes,
