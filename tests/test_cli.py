@@ -87,3 +87,24 @@ def test_serve_command_answers_on_loopback(sample_model_dir, tmp_path):
             assert isinstance(ask(base, "发热怎么办？", max_tokens=4), str)
         finally:
             stop_process(proc)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--log-level", "BOGUS", "version"], ["--log-level", "BOGUS"]),
+    (["serve", "--model", "m", "--port", "99999"], ["--port"]),
+    (["demo", "--out", "OUT", "--set", "nope=1"], ["unknown pipeline parameter(s): nope"]),
+])
+def test_bad_options_are_one_line_exit_2(args, fragments, tmp_path):
+    assert_one_line_error(medgo(*[a.replace("OUT", str(tmp_path / "demo")) for a in args]), *fragments)
+    assert not (tmp_path / "demo").exists()  # rejected before any work
+
+
+def test_cluster_commands_outside_a_cluster_say_so(tmp_path, sample_model_dir):
+    env_home = tmp_path / "home"  # no kubeconfig here
+    env_home.mkdir()
+    import os
+
+    result = subprocess.run([sys.executable, "-m", "medgo.cli", "deploy", "--model", str(sample_model_dir), "--out",
+                             str(tmp_path / "rec"), "--set", "target=kserve"], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "HOME": str(env_home), "KUBECONFIG": str(env_home / "none")})
+    assert_one_line_error(result, "no Kubernetes cluster reachable")

@@ -42,6 +42,8 @@ def _root(
     json_logs: Annotated[bool, typer.Option("--json-logs", help="Emit logs as JSON lines.")] = False,
 ) -> None:
     """medgo: Kubernetes-native MLOps for the MedGo Chinese medical LLM."""
+    if log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise typer.BadParameter(f"{log_level!r} is not one of DEBUG, INFO, WARNING, ERROR", param_hint="--log-level")
     setup_logging(log_level, json_logs=json_logs or None)
 
 
@@ -55,7 +57,7 @@ def version() -> None:
 @data_app.command("prepare")
 def data_prepare(
     corpus: Annotated[str, typer.Argument(help="Raw corpus: a JSONL(.gz) file or directory, local or s3://.")],
-    out: Annotated[Path, typer.Argument(help="Output directory (clean shards, quarantine, data card, manifest).")],
+    out: Annotated[str, typer.Argument(help="Output directory, local or s3:// (clean shards, quarantine, data card, manifest).")],
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -68,8 +70,8 @@ def data_prepare(
 
 @data_app.command("pack")
 def data_pack(
-    clean: Annotated[Path, typer.Argument(help="Directory written by `medgo data prepare`.")],
-    out: Annotated[Path, typer.Argument(help="Output directory for tokens-*.parquet and the manifest.")],
+    clean: Annotated[str, typer.Argument(help="Directory written by `medgo data prepare`, local or s3://.")],
+    out: Annotated[str, typer.Argument(help="Output directory for tokens-*.parquet and the manifest, local or s3://.")],
     tokenizer: Annotated[str, typer.Option(help="Tokenizer (model directory, local or s3://).")],
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -83,22 +85,23 @@ def data_pack(
 
 @data_app.command("sft")
 def data_sft(
-    sources: Annotated[Path, typer.Argument(help="Directory with consultations/drug_labels/guideline_qa/diagnosis/safety JSONL.")],
-    out: Annotated[Path, typer.Argument(help="Output directory for train.jsonl and the manifest.")],
+    sources: Annotated[str, typer.Argument(help="Directory with consultations/drug_labels/guideline_qa/diagnosis/safety JSONL, local or s3://.")],
+    out: Annotated[str, typer.Argument(help="Output directory for train.jsonl and the manifest, local or s3://.")],
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Build chat-format SFT records from the source types."""
     from medgo.config import SftBuildConfig, load_config
     from medgo.data.sft import build_sft
+    from medgo.storage import localize
 
-    _print_json(build_sft(sources, out, load_config(SftBuildConfig, config, set_)))
+    _print_json(build_sft(localize(sources, what="SFT sources"), out, load_config(SftBuildConfig, config, set_)))
 
 
 @data_app.command("prefs")
 def data_prefs(
     labels: Annotated[str, typer.Argument(help="Doctor labels JSONL file or directory, local or s3://.")],
-    out: Annotated[Path, typer.Argument(help="Output directory for train.jsonl and the manifest.")],
+    out: Annotated[str, typer.Argument(help="Output directory for train.jsonl and the manifest, local or s3://.")],
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -156,16 +159,18 @@ def train(
 def evaluate(
     candidate: Annotated[str, typer.Option(help="Candidate model or adapter directory (local or s3://).")],
     baseline: Annotated[str, typer.Option(help="Baseline model directory (local or s3://).")],
-    data: Annotated[Path, typer.Option(help="Evaluation data directory (official layouts).")],
-    out: Annotated[Path, typer.Option(help="Output directory for metrics.json, report.html, manifest.json.")],
+    data: Annotated[str, typer.Option(help="Evaluation data directory (official layouts), local or s3://.")],
+    out: Annotated[str, typer.Option(help="Output directory for metrics.json, report.html, manifest.json; local or s3://.")],
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Evaluate candidate vs baseline on the same items and apply the deployment gate (exit 1 if it fails)."""
     from medgo.config import EvalConfig, load_config
     from medgo.eval.runner import run_evaluation
+    from medgo.storage import localize
 
-    result = run_evaluation(candidate, None, baseline, data, out, load_config(EvalConfig, config, set_))
+    result = run_evaluation(candidate, None, baseline, localize(data, what="evaluation data"), out,
+                            load_config(EvalConfig, config, set_))
     _print_json({"gate": result["gate"], "summary": result["summary"]})
     if not result["gate_passed"]:
         raise typer.Exit(1)
@@ -177,7 +182,7 @@ def serve(
     ctx: typer.Context,
     model: Annotated[str, typer.Option(help="Model or adapter directory (local, PVC or s3://).")],
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server beyond this machine.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="HTTP port.")] = 8080,
+    port: Annotated[int, typer.Option(help="HTTP port.", min=1, max=65535)] = 8080,
     grpc: Annotated[bool, typer.Option(help="Also serve KServe's v2 gRPC protocol (all interfaces).")] = False,
 ) -> None:
     """Run the KServe ModelServer (v1/v2 and OpenAI-compatible chat) in the foreground.

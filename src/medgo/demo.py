@@ -117,6 +117,11 @@ def run_demo(out_dir: str | Path | None = None, *, samples_dir: str | Path | Non
     from medgo.modeling.tiny import build_tiny_model, iter_sample_texts
 
     started = time.monotonic()
+    module = load_pipeline_module()
+    known = set(module.medgo_pipeline.component_spec.inputs)
+    unknown = sorted(set(overrides or {}) - known)
+    if unknown:
+        raise MedgoError(f"unknown pipeline parameter(s): {', '.join(unknown)}; see pipelines/medgo_pipeline.py")
     out = _fresh_dir(out_dir)
     samples = Path(samples_dir) if samples_dir else default_samples_dir()
     for sub in ("corpus", "sft", "preference", "eval"):
@@ -125,7 +130,6 @@ def run_demo(out_dir: str | Path | None = None, *, samples_dir: str | Path | Non
     log.info("building tiny base model", extra=fields(samples=str(samples)))
     base = build_tiny_model(out / "base-model", iter_sample_texts(samples))
 
-    module = load_pipeline_module()
     arguments = {
         "base_model_uri": str(base),
         "corpus_uri": str(samples / "corpus"),
