@@ -10,5 +10,8 @@ import functools
 from kfp import dsl
 
 RUNTIME_IMAGE = "ghcr.io/medgo/medgo-runtime:0.1.0"
+#: CUDA image (torch with CUDA, flash-attn) for steps that run a model on GPUs in their own pod.
+TRAINER_IMAGE = "ghcr.io/medgo/medgo-trainer:0.1.0"
 
 medgo_component = functools.partial(dsl.component, base_image=RUNTIME_IMAGE, install_kfp_package=False)
+medgo_gpu_component = functools.partial(dsl.component, base_image=TRAINER_IMAGE, install_kfp_package=False)

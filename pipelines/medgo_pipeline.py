@@ -85,6 +85,8 @@ def medgo_pipeline(
     train_lora_r: int = 16,
     train_lora_alpha: int = 8,
     train_lora_dropout: float = 0.05,
+    eval_baseline_model_uri: str = "",
+    eval_gpus: int = 4,
     eval_max_items_per_task: int = 0,
     eval_max_new_tokens: int = 48,
     eval_gate_min_mcq_accuracy: float = 0.6,
@@ -132,6 +134,8 @@ def medgo_pipeline(
         train_lora_r: LoRA rank (MedGo: 16).
         train_lora_alpha: LoRA alpha (MedGo: 8).
         train_lora_dropout: LoRA dropout (MedGo: 0.05).
+        eval_baseline_model_uri: Model the candidate must not regress against: the one in production (empty: the base model, for a first round).
+        eval_gpus: GPUs of the evaluation step (the model is spread over them).
         eval_max_items_per_task: Evaluate at most this many items per task (0 = all).
         eval_max_new_tokens: Generation budget per answer.
         eval_gate_min_mcq_accuracy: Gate: clinical MCQ accuracy must reach this.
@@ -176,11 +180,12 @@ def medgo_pipeline(
         _on_cluster(step, timeout_s=TRAIN_TIMEOUT_S)
 
     evaluation = _on_cluster(evaluate(
-        candidate=dpo.outputs["trained"], baseline_model_uri=base_model_uri, eval_data_uri=eval_data_uri,
+        candidate=dpo.outputs["trained"], baseline_model_uri=eval_baseline_model_uri, fallback_baseline_uri=base_model_uri,
+        eval_data_uri=eval_data_uri,
         max_items_per_task=eval_max_items_per_task, max_new_tokens=eval_max_new_tokens,
         gate_min_mcq_accuracy=eval_gate_min_mcq_accuracy,
         gate_min_safety_refusal_rate=eval_gate_min_safety_refusal_rate,
-        gate_max_regression=eval_gate_max_regression), gpus=1)
+        gate_max_regression=eval_gate_max_regression), gpus=eval_gpus)
 
     with dsl.If(evaluation.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - KFP condition
         _on_cluster(deploy(model=dpo.outputs["trained"], target=deploy_target, name=deploy_name,

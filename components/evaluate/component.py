@@ -2,10 +2,10 @@
 
 from kfp.dsl import HTML, Artifact, Input, Metrics, Model, Output
 
-from components._image import medgo_component
+from components._image import medgo_gpu_component
 
 
-@medgo_component
+@medgo_gpu_component
 def evaluate(
     candidate: Input[Model],
     baseline_model_uri: str,
@@ -13,6 +13,7 @@ def evaluate(
     metrics: Output[Metrics],
     report: Output[HTML],
     results: Output[Artifact],
+    fallback_baseline_uri: str = "",
     max_items_per_task: int = 0,
     max_new_tokens: int = 48,
     gate_min_mcq_accuracy: float = 0.0,
@@ -36,7 +37,8 @@ def evaluate(
                          gate={"min_mcq_accuracy": gate_min_mcq_accuracy,
                                "min_safety_refusal_rate": gate_min_safety_refusal_rate,
                                "max_regression": gate_max_regression})
-    outcome = run_evaluation(candidate.path, None, baseline_model_uri, localize(eval_data_uri, what="eval data"),
+    baseline = baseline_model_uri or fallback_baseline_uri  # the production model, else the base (first round)
+    outcome = run_evaluation(candidate.path, None, baseline, localize(eval_data_uri, what="eval data"),
                              results.path, config)
     log_metrics(metrics, outcome["summary"])
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)

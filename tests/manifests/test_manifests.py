@@ -50,6 +50,7 @@ EXPECTED_OBJECTS = {
     ("ServingRuntime", "medgo-cpu"),
     ("NetworkPolicy", "medgo-predictor-ingress"),
     ("InferenceService", "medgo"),
+    ("ConfigMap", "kfp-launcher"),
 }
 CLUSTER_SCOPED_KINDS = {"Namespace", "PriorityClass"}
 
@@ -352,3 +353,13 @@ def kubernetes_validate_pod_templates(job: dict) -> None:
                     "metadata": {"name": f"{job['metadata']['name']}-{replica_type.lower()}"},
                     "template": spec["template"]}
         kubernetes_validate.validate(template, K8S_VERSION, strict=True)
+
+
+def test_pipeline_root_is_on_the_medgo_store_with_secret_credentials(objects):
+    """Artifacts must live where the medgo-s3 credentials reach (not KFP's bundled MinIO)."""
+    (launcher,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "kfp-launcher"]
+    assert launcher["data"]["defaultPipelineRoot"].startswith("s3://")
+    providers = yaml.safe_load(launcher["data"]["providers"])
+    credentials = providers["s3"]["default"]["credentials"]
+    assert credentials == {"fromEnv": False, "secretRef": {"secretName": "medgo-s3", "accessKeyKey": "AWS_ACCESS_KEY_ID",
+                                                           "secretKeyKey": "AWS_SECRET_ACCESS_KEY"}}
