@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.medgo-installed
-# CPU path: torch is pinned to the CPU wheel; GPU images install the CUDA build themselves.
+# CPU path: torch is pinned to 2.13.0 CPU; GPU images install the CUDA build themselves. Where pip's
+# index would serve a CUDA build for plain torch==2.13.0, point TORCH_INDEX_URL at the CPU wheels:
+#   make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
 PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check -c requirements/lock-cpu.txt
 PYTEST_ARGS ?=
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/medgo/torch_extensions
@@ -17,7 +20,7 @@ help:  ## list targets
 $(STAMP): pyproject.toml requirements/lock-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q --upgrade "pip>=24" "setuptools>=69" wheel
-	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==2.13.0
 	$(PIP_INSTALL) -e '.[dev]'
 	touch $(STAMP)
 

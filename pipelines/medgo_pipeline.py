@@ -22,13 +22,13 @@ from components.evaluate.component import evaluate
 from components.pack_corpus.component import pack_corpus
 from components.prepare_corpus.component import prepare_corpus
 from components.train.component import train
+from medgo.train.launch import DATA_MOUNT, DATA_PVC, GPU_TOLERATION
 
 PIPELINE_NAME = "medgo"
 COMPILED_PATH = Path(__file__).with_name("medgo_pipeline.yaml")
 
-#: Kubernetes objects the pipeline expects (created by ``kubectl apply -k manifests/overlays/<site>``).
-DATA_PVC = "medgo-data"
-DATA_MOUNT = "/mnt/medgo-data"
+#: Kubernetes objects the pipeline expects (created by ``kubectl apply -k manifests/overlays/<site>``);
+#: the data PVC is mounted where the training pods mount it too.
 S3_SECRET = "medgo-s3"
 S3_ENV = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
           "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"}
@@ -46,7 +46,7 @@ def _on_cluster(task: dsl.PipelineTask, *, timeout_s: int = STEP_TIMEOUT_S, gpus
     if gpus:
         task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
         kubernetes.add_node_selector(task, *GPU_NODE_LABEL)
-        kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+        kubernetes.add_toleration(task, **GPU_TOLERATION)
     return task
 
 
