@@ -247,7 +247,7 @@ def build_pytorchjob(
         return {
             "replicas": replicas,
             # Static rendezvous: if one pod restarts the others' collectives fail and they restart too;
-            # training then resumes from the last checkpoint on shared storage. backoffLimit bounds it.
+            # backoffLimit bounds the restarts (automatic resume from shared checkpoints: training issue).
             "restartPolicy": "OnFailure",
             "template": {"metadata": {"labels": dict(all_labels)}, "spec": copy.deepcopy(pod_spec)},
         }
