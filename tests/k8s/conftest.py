@@ -173,6 +173,21 @@ class FakeApiServer:
     def calls(self, method: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] == method]
 
+    def rbac_requests(self) -> set[tuple[str, str, str]]:
+        """Every request as the RBAC check the API server would make: (apiGroup, resource, verb)."""
+        seen = set()
+        for r in self.requests:
+            p, template = r["params"], r["path"]
+            if template in (_CUSTOM_ITEM, _CUSTOM_COLLECTION):
+                group, resource = p["group"], p["plural"]
+            else:
+                group, resource = "", "pods/log" if template == _POD_LOG else "pods"
+            item = template in (_CUSTOM_ITEM, _POD_LOG)
+            verb = {"POST": "create", "PATCH": "patch", "DELETE": "delete",
+                    "GET": "get" if item else "list"}[r["method"]]
+            seen.add((group, resource, verb))
+        return seen
+
 
 _ROUTES = {
     _CUSTOM_ITEM: "custom_item",

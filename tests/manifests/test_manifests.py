@@ -56,11 +56,10 @@ CLUSTER_SCOPED_KINDS = {"Namespace", "PriorityClass"}
 
 #: The pipeline Role, exactly: (apiGroup, resource) -> verbs.
 LEAST_PRIVILEGE = {
-    ("kubeflow.org", "pytorchjobs"): {"create", "get", "list", "watch", "patch", "delete"},
-    ("serving.kserve.io", "inferenceservices"): {"create", "get", "list", "watch", "patch", "update", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "pods/log"): {"get", "list", "watch"},
-    ("", "events"): {"list", "watch"},
+    ("kubeflow.org", "pytorchjobs"): {"create", "get", "delete"},
+    ("serving.kserve.io", "inferenceservices"): {"create", "get", "patch", "delete"},
+    ("", "pods"): {"list"},
+    ("", "pods/log"): {"get"},
 }
 
 #: Parameters under which build_pytorchjob reproduces base/templates/pytorchjob.yaml.
