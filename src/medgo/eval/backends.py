@@ -7,16 +7,13 @@ endpoint (generation only; an endpoint that returns prompt log-probs can score M
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from tqdm.auto import tqdm
 
 from medgo.logs import fields
-from medgo.storage import localize
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +42,6 @@ def _batches(indices: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(indices[start:start + size])
 
 
-def _tokenizer_source(model_dir: Path, adapter_dir: Path | None) -> str:
-    """Where the tokenizer lives: with the adapter if saved there (SFT/DPO save it), else the model.
-
-    A bare adapter directory given as the model, without a tokenizer, falls back to the base
-    model it records.
-    """
-    for directory in (adapter_dir, model_dir):
-        if directory is not None and (directory / "tokenizer_config.json").exists():
-            return str(directory)
-    adapter_config = model_dir / "adapter_config.json"
-    if adapter_config.exists():
-        return json.loads(adapter_config.read_text(encoding="utf-8"))["base_model_name_or_path"]
-    return str(model_dir)
-
-
 class LocalBackend:
     """A transformers checkpoint (optionally with a LoRA adapter) run in this process.
 
@@ -70,33 +52,19 @@ class LocalBackend:
 
     def __init__(self, model_uri: str, adapter_uri: str | None = None, batch_size: int = 8,
                  device: str | None = None) -> None:
-        import torch
-
-        from medgo.modeling import load_model, load_tokenizer
+        from medgo.modeling import input_device, load_for_inference, stop_token_ids
 
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.name = model_uri if not adapter_uri else f"{model_uri}+{adapter_uri}"
         self.batch_size = batch_size
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        # Localised once: an s3:// checkpoint is downloaded here, not again by each loader.
-        model_dir = localize(model_uri, what="model")
-        adapter_dir = localize(adapter_uri, what="adapter") if adapter_uri else None
-        self.tokenizer = load_tokenizer(_tokenizer_source(model_dir, adapter_dir), require_chat_template=True)
+        # One download per s3:// URI; several GPUs share a large model through a device map.
+        self.model, self.tokenizer = load_for_inference(model_uri, adapter_uri, device=device)
         self.tokenizer.padding_side = "left"
-        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        self.model = load_model(str(model_dir), adapter_uri=str(adapter_dir) if adapter_dir else None,
-                                dtype=dtype).to(self.device).eval()
-        self._eos_ids = self._stop_token_ids()
+        self.device = input_device(self.model)
+        self._eos_ids = stop_token_ids(self.tokenizer, self.model)
         log.info("loaded model for evaluation", extra=fields(model=self.name, device=str(self.device),
                                                               batch_size=batch_size))
-
-    def _stop_token_ids(self) -> list[int]:
-        """EOS ids of the tokenizer and the model's generation config (chat models stop on either)."""
-        ids = {self.tokenizer.eos_token_id}
-        configured = getattr(self.model.generation_config, "eos_token_id", None)
-        ids.update(configured if isinstance(configured, list) else [configured])
-        return sorted(i for i in ids if i is not None)
 
     def _prompt_text(self, chat: Chat) -> str:
         return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
@@ -149,8 +117,9 @@ class LocalBackend:
                 logprobs = torch.log_softmax(logits, dim=-1)
                 row_scores = []
                 for row, ids in enumerate(choice_ids):
-                    targets = torch.tensor(ids, device=self.device)
-                    picked = logprobs[row, torch.arange(len(ids), device=self.device), targets]
+                    # Under a device map the logits live on the last shard's device, not the input's.
+                    targets = torch.tensor(ids, device=logprobs.device)
+                    picked = logprobs[row, torch.arange(len(ids), device=logprobs.device), targets]
                     row_scores.append(float(picked.sum()))
                 scores.append(row_scores)
         return scores

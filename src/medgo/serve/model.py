@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import kserve
@@ -29,7 +27,7 @@ from kserve.utils.utils import generate_uuid
 from medgo.config import DEFAULT_SYSTEM_PROMPT, ServeConfig
 from medgo.errors import ConfigError
 from medgo.logs import fields
-from medgo.modeling import load_model, load_tokenizer
+from medgo.modeling import input_device, load_for_inference, stop_token_ids
 from medgo.serve.generation import (
     Completion,
     GenerationParams,
@@ -37,7 +35,6 @@ from medgo.serve.generation import (
     parse_generation_params,
     parse_messages,
 )
-from medgo.storage import localize
 
 log = logging.getLogger(__name__)
 
@@ -98,23 +95,17 @@ class MedgoModel(kserve.Model):
     # lifecycle
 
     def load(self) -> bool:
-        """Load weights and tokenizer; a tokenizer without a chat template is an error."""
-        import torch
-        from peft import PeftModel
+        """Load weights and tokenizer; a tokenizer without a chat template is an error.
 
+        An adapter is merged into the weights; several visible GPUs share the model through a
+        device map (see :func:`medgo.modeling.load_for_inference`).
+        """
         started = time.monotonic()
-        self._device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.bfloat16 if self._device == "cuda" else torch.float32
-        # Localise once: s3:// URIs would otherwise be downloaded for the weights and the tokenizer each.
-        model_dir = localize(self.model_uri, what="model")
-        adapter_dir = localize(self.adapter_uri, what="adapter") if self.adapter_uri else None
-        model = load_model(str(model_dir), adapter_uri=str(adapter_dir) if adapter_dir else None, dtype=dtype)
-        if isinstance(model, PeftModel):
-            model = model.merge_and_unload()
-        self._model = model.to(self._device).eval()
-        self._tokenizer = load_tokenizer(_tokenizer_source(model_dir, adapter_dir), require_chat_template=True)
+        model, self._tokenizer = load_for_inference(self.model_uri, self.adapter_uri, merge_adapter=True)
+        self._model = model
+        self._device = str(input_device(model))
         self._context_length = getattr(self._model.config, "max_position_embeddings", None)
-        self._eos_token_ids = _eos_token_ids(self._model.generation_config, self._tokenizer)
+        self._eos_token_ids = frozenset(stop_token_ids(self._tokenizer, self._model))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generate-{self.name}")
         self.created = int(time.time())
         self.ready = True
@@ -335,22 +326,6 @@ def _v2_strings(tensor) -> list[str]:
     return texts
 
 
-def _tokenizer_source(model_dir: Path, adapter_dir: Path | None) -> str:
-    """Where the tokenizer lives: the adapter's own (SFT may have set the chat template), else the model's.
-
-    A model directory that is itself an adapter without a tokenizer falls back to its base model.
-    """
-    for candidate in (adapter_dir, model_dir):
-        if candidate is not None and (candidate / "tokenizer_config.json").exists():
-            return str(candidate)
-    adapter_config = model_dir / "adapter_config.json"
-    if adapter_config.exists() and not (model_dir / "config.json").exists():
-        base = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
-        if base:
-            return base
-    return str(model_dir)
-
-
 @contextlib.contextmanager
 def _seeded_rng(seed: int | None, device: str) -> Iterator[None]:
     """Seed sampling for one request only; the RNG stream of unseeded requests is left as it was."""
@@ -359,7 +334,8 @@ def _seeded_rng(seed: int | None, device: str) -> Iterator[None]:
         return
     import torch
 
-    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    # Under a device map sampling runs on the last shard's GPU: fork every visible one.
+    devices = list(range(torch.cuda.device_count())) if device.startswith("cuda") else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
@@ -381,14 +357,6 @@ def _stop_on_strings(tokenizer, prompt_tokens: int, stop: list[str]):
             return torch.tensor([any(s in answer for s in stop) for answer in answers], device=input_ids.device)
 
     return StoppingCriteriaList([StopOnStrings()])
-
-
-def _eos_token_ids(generation_config, tokenizer) -> frozenset[int]:
-    configured = generation_config.eos_token_id
-    ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return frozenset(ids)
 
 
 def _to_completion(generated: list[int], prompt_tokens: int, eos_token_ids: frozenset[int], tokenizer,
