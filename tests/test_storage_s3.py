@@ -44,3 +44,30 @@ def test_model_loads_from_s3_with_the_production_loader(s3_endpoint, sample_mode
     ids = tok("发热咳嗽三天", return_tensors="pt")
     with torch.no_grad():
         assert torch.equal(remote(**ids).logits, local(**ids).logits)
+
+
+def test_cache_is_reused_until_the_objects_change(s3_endpoint, tmp_path, monkeypatch):
+    from medgo import storage
+
+    monkeypatch.setenv("MEDGO_CACHE_DIR", str(tmp_path / "cache"))
+    src = tmp_path / "v"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(b"v1")
+    storage.publish(src, "s3://medgo-test/cache/model")
+    downloads = []
+    real_client = storage.s3_client
+
+    def counting_client():
+        client = real_client()
+        original = client.download_file
+        client.download_file = lambda *a, **k: (downloads.append(a[1]), original(*a, **k))[1]
+        return client
+
+    monkeypatch.setattr(storage, "s3_client", counting_client)
+    first = storage.localize("s3://medgo-test/cache/model")
+    again = storage.localize("s3://medgo-test/cache/model")
+    assert first == again and downloads == ["cache/model/weights.bin"]  # second call: ETags unchanged
+    (src / "weights.bin").write_bytes(b"v2")
+    storage.publish(src, "s3://medgo-test/cache/model")
+    assert (storage.localize("s3://medgo-test/cache/model") / "weights.bin").read_bytes() == b"v2"
+    assert len(downloads) == 2

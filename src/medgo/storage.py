@@ -10,6 +10,7 @@ Every output directory carries a ``manifest.json`` (see :func:`write_manifest`).
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import hashlib
 import json
@@ -73,7 +74,9 @@ def localize(uri: str | os.PathLike, *, what: str = "input", include: Iterable[s
     """Return a local path holding ``uri``'s content, downloading ``s3://`` prefixes to a cache.
 
     ``include`` (glob patterns on file names, e.g. ``["tokenizer*", "*.json"]``) limits what is
-    downloaded, so reading a tokenizer does not fetch a 72B model's weights. Raises
+    downloaded, so reading a tokenizer does not fetch a 72B model's weights. The cache
+    (``MEDGO_CACHE_DIR``) is safe to share between processes: one downloads under a file lock while
+    the others wait, then all reuse the copy for as long as the objects' ETags are unchanged. Raises
     :class:`InputError` naming ``what`` when the input does not exist.
     """
     uri = str(uri)
@@ -88,33 +91,43 @@ def localize(uri: str | os.PathLike, *, what: str = "input", include: Iterable[s
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        keys = _list_keys(client, bucket, key)
+        objects = _list_objects(client, bucket, key)
         if include is not None:
             patterns = list(include)
-            keys = [k for k in keys if any(fnmatch.fnmatch(k.rsplit("/", 1)[-1], p) for p in patterns)]
-        if not keys:
+            objects = {k: tag for k, tag in objects.items()
+                       if any(fnmatch.fnmatch(k.rsplit("/", 1)[-1], p) for p in patterns)}
+        if not objects:
             raise InputError(f"{what} not found: {uri} (no objects under that prefix)")
-        for obj_key in keys:
-            rel = obj_key[len(key):].lstrip("/") if key else obj_key
-            target = dest / rel if rel else dest
-            target.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, obj_key, str(target))
+        signature = hashlib.sha256(json.dumps(sorted(objects.items())).encode()).hexdigest()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        marker = dest.parent / f".{dest.name}.complete"
+        with open(dest.parent / f".{dest.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # other ranks on this node wait for one download
+            if marker.exists() and marker.read_text() == signature:
+                return dest
+            marker.unlink(missing_ok=True)
+            for obj_key in sorted(objects):
+                rel = obj_key[len(key):].lstrip("/") if key else obj_key
+                target = dest / rel if rel else dest
+                target.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, obj_key, str(target))
+            marker.write_text(signature)
     except (ClientError, BotoCoreError) as exc:
         raise InputError(f"cannot read {what} {uri}: {exc}") from None
-    log.info("downloaded from S3", extra={"fields": {"uri": uri, "objects": len(keys), "to": str(dest)}})
+    log.info("downloaded from S3", extra={"fields": {"uri": uri, "objects": len(objects), "to": str(dest)}})
     return dest
 
 
-def _list_keys(client, bucket: str, prefix: str) -> list[str]:
-    keys: list[str] = []
+def _list_objects(client, bucket: str, prefix: str) -> dict[str, str]:
+    """``{key: etag}`` of the object ``prefix`` or everything under ``prefix/``."""
+    objects: dict[str, str] = {}
     paginator = client.get_paginator("list_objects_v2")
-    # An exact object match (a single file) or everything under "prefix/".
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             k = obj["Key"]
             if k == prefix or not prefix or k.startswith(prefix.rstrip("/") + "/"):
-                keys.append(k)
-    return keys
+                objects[k] = obj.get("ETag", "")
+    return objects
 
 
 def publish(local: str | os.PathLike, uri: str | os.PathLike) -> str:
