@@ -112,7 +112,7 @@ def medgo_pipeline(
         data_only_approved_guidelines: Keep only physician-approved guideline QA pairs for SFT.
         data_max_pairs_per_prompt: Cap of chosen×rejected pairs per prompt.
         pack_seq_len: Tokens per packed pretraining sequence.
-        train_backend: ``pytorchjob`` (Kubeflow training operator) or ``local`` (torchrun in the step's pod).
+        train_backend: ``pytorchjob`` (Kubeflow training operator) or ``local`` (in the step's own pod); either way each node runs ``python -m medgo.train.node``, which starts torchrun.
         train_image: Trainer image (CUDA, DeepSpeed, flash-attn) for the PyTorchJob pods.
         train_nnodes: Nodes (PyTorchJob replicas: 1 master + n-1 workers).
         train_nproc_per_node: Processes (GPUs) per node.
