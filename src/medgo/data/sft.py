@@ -69,6 +69,14 @@ def _system(config: SftBuildConfig, department: str | None) -> Message:
     return {"role": "system", "content": content}
 
 
+def _single_turn(rid: str, config: SftBuildConfig, question: str, answer: str, *, department: str | None = None,
+                 filtered: str | None = None) -> Conversation:
+    """System prompt, one user question, one assistant answer."""
+    messages = [_system(config, department), {"role": "user", "content": question},
+                {"role": "assistant", "content": answer}]
+    return Conversation(rid, messages, filtered)
+
+
 _TURN_ROLES = {"patient": "user", "doctor": "assistant"}
 
 
@@ -132,16 +140,7 @@ def drug_label_conversations(
         answer = f"根据药品说明书，{name}的{label}如下：\n{value}"
         if field_name == "dosage":
             answer += "\n具体用药请遵医嘱。"
-        conversations.append(
-            Conversation(
-                f"{rid}#{field_name}",
-                [
-                    _system(config, None),
-                    {"role": "user", "content": question},
-                    {"role": "assistant", "content": answer},
-                ],
-            )
-        )
+        conversations.append(_single_turn(f"{rid}#{field_name}", config, question, answer))
     return conversations
 
 
@@ -159,17 +158,7 @@ def guideline_conversations(
     if guideline:
         answer = f"{answer}\n（依据：{guideline}）"
     filtered = "not_approved" if config.only_approved_guidelines and not approved else None
-    return [
-        Conversation(
-            rid,
-            [
-                _system(config, None),
-                {"role": "user", "content": question},
-                {"role": "assistant", "content": answer},
-            ],
-            filtered,
-        )
-    ]
+    return [_single_turn(rid, config, question, answer, filtered=filtered)]
 
 
 def diagnosis_conversations(
@@ -187,16 +176,7 @@ def diagnosis_conversations(
         "这只是基于有限信息的初步判断，需要结合体格检查和必要的辅助检查，由医生面诊后确诊；"
         "如症状加重，请及时就医。"
     )
-    return [
-        Conversation(
-            rid,
-            [
-                _system(config, clean.optional(data, "department")),
-                {"role": "user", "content": question},
-                {"role": "assistant", "content": answer},
-            ],
-        )
-    ]
+    return [_single_turn(rid, config, question, answer, department=clean.optional(data, "department"))]
 
 
 def safety_conversations(
@@ -204,16 +184,7 @@ def safety_conversations(
 ) -> list[Conversation]:
     """A request the assistant must decline → the authored refusal."""
     prompt, refusal = clean.required(data, "prompt"), clean.required(data, "refusal")
-    return [
-        Conversation(
-            rid,
-            [
-                _system(config, None),
-                {"role": "user", "content": prompt},
-                {"role": "assistant", "content": refusal},
-            ],
-        )
-    ]
+    return [_single_turn(rid, config, prompt, refusal)]
 
 
 @dataclass(frozen=True)
