@@ -113,9 +113,18 @@ class Task(ABC):
         ensure_unique_ids(items, path)
         return items[:max_items] if max_items > 0 else items
 
-    @abstractmethod
     def parse_file(self, path: Path, data: Any) -> list[EvalItem]:
-        """Validate the decoded file and turn its records into items (errors name index and field)."""
+        """Validate the decoded file and turn its records into items (errors name index and field).
+
+        The default reads the CBLUE layout, a JSON array of records, through :meth:`check_record`;
+        tasks published in another layout override this.
+        """
+        return [EvalItem(record_id(record, self.name, index), self.check_record(record, path, f"item {index}"))
+                for index, record in enumerate(require_list(data, path))]
+
+    def check_record(self, record: Any, path: Path, where: str) -> dict[str, Any]:
+        """Validate one record of a JSON-array file; return it as it is scored (labels normalised)."""
+        raise NotImplementedError(f"{type(self).__name__} must define check_record or parse_file")
 
     @abstractmethod
     def evaluate(self, backend: Backend, items: Sequence[EvalItem], *, max_new_tokens: int) -> TaskResult:

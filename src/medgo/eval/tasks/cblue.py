@@ -21,9 +21,7 @@ from medgo.eval.tasks.base import (
     EvalItem,
     GenerativeTask,
     ItemOutcome,
-    record_id,
     require_field,
-    require_list,
 )
 
 #: CMeEE entity types and the Chinese names the prompt and parser use.
@@ -75,15 +73,11 @@ class CMeEE(GenerativeTask):
     relative_path = "CMeEE/CMeEE_dev.json"
     metric = "micro_f1"
 
-    def parse_file(self, path: Path, data: Any) -> list[EvalItem]:
-        items = []
-        for index, record in enumerate(require_list(data, path)):
-            where = f"item {index}"
-            text = require_field(record, "text", str, path, where)
-            for j, entity in enumerate(require_field(record, "entities", list, path, where)):
-                self._check_entity(entity, text, path, f"{where} entities[{j}]")
-            items.append(EvalItem(record_id(record, self.name, index), record))
-        return items
+    def check_record(self, record: Any, path: Path, where: str) -> dict[str, Any]:
+        text = require_field(record, "text", str, path, where)
+        for j, entity in enumerate(require_field(record, "entities", list, path, where)):
+            self._check_entity(entity, text, path, f"{where} entities[{j}]")
+        return record
 
     @staticmethod
     def _check_entity(entity: Any, text: str, path: Path, where: str) -> None:
@@ -183,17 +177,13 @@ class KuakeQIC(GenerativeTask):
     relative_path = "KUAKE-QIC/KUAKE-QIC_dev.json"
     metric = "accuracy"
 
-    def parse_file(self, path: Path, data: Any) -> list[EvalItem]:
-        items = []
-        for index, record in enumerate(require_list(data, path)):
-            where = f"item {index}"
-            require_field(record, "query", str, path, where)
-            label = require_field(record, "label", str, path, where)
-            if label not in QIC_LABELS:
-                raise InputError(f"{where}: unknown label {label!r}; expected one of {', '.join(QIC_LABELS)}",
-                                 source=str(path), field="label")
-            items.append(EvalItem(record_id(record, self.name, index), record))
-        return items
+    def check_record(self, record: Any, path: Path, where: str) -> dict[str, Any]:
+        require_field(record, "query", str, path, where)
+        label = require_field(record, "label", str, path, where)
+        if label not in QIC_LABELS:
+            raise InputError(f"{where}: unknown label {label!r}; expected one of {', '.join(QIC_LABELS)}",
+                             source=str(path), field="label")
+        return record
 
     def prompt(self, item: EvalItem) -> str:
         return ("判断下面这条医疗搜索词的意图类别，从以下选项中选择一个：" + "，".join(QIC_LABELS) + "。\n"
@@ -235,18 +225,14 @@ class ChipSTS(GenerativeTask):
     relative_path = "CHIP-STS/CHIP-STS_dev.json"
     metric = "macro_f1"
 
-    def parse_file(self, path: Path, data: Any) -> list[EvalItem]:
-        items = []
-        for index, record in enumerate(require_list(data, path)):
-            where = f"item {index}"
-            require_field(record, "text1", str, path, where)
-            require_field(record, "text2", str, path, where)
-            label = require_field(record, "label", (str, int), path, where)
-            if str(label) not in STS_LABELS:
-                raise InputError(f"{where}: label must be \"0\" or \"1\", got {label!r}",
-                                 source=str(path), field="label")
-            items.append(EvalItem(record_id(record, self.name, index), {**record, "label": str(label)}))
-        return items
+    def check_record(self, record: Any, path: Path, where: str) -> dict[str, Any]:
+        require_field(record, "text1", str, path, where)
+        require_field(record, "text2", str, path, where)
+        label = require_field(record, "label", (str, int), path, where)
+        if str(label) not in STS_LABELS:
+            raise InputError(f"{where}: label must be \"0\" or \"1\", got {label!r}",
+                             source=str(path), field="label")
+        return {**record, "label": str(label)}
 
     def prompt(self, item: EvalItem) -> str:
         return ("下面两个医疗问句表达的意思是否相同？只回答“是”或“否”。\n"

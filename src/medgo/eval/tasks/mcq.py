@@ -27,9 +27,7 @@ from medgo.eval.tasks.base import (
     TaskResult,
     chat,
     log_parse_failures,
-    record_id,
     require_field,
-    require_list,
 )
 
 _LETTER = re.compile(r"^[A-Z]$")
@@ -64,15 +62,11 @@ class ClinicalMCQ(Task):
     relative_path = "mcq/cmb_dev.json"
     metric = "accuracy"
 
-    def parse_file(self, path: Path, data: Any) -> list[EvalItem]:
-        items = []
-        for index, record in enumerate(require_list(data, path)):
-            where = f"item {index}"
-            require_field(record, "question", str, path, where)
-            options = self._options(require_field(record, "option", dict, path, where), path, where)
-            answer = self._answer(require_field(record, "answer", str, path, where), options, path, where)
-            items.append(EvalItem(record_id(record, self.name, index), {**record, "option": options, "answer": answer}))
-        return items
+    def check_record(self, record: Any, path: Path, where: str) -> dict[str, Any]:
+        require_field(record, "question", str, path, where)
+        options = self._options(require_field(record, "option", dict, path, where), path, where)
+        answer = self._answer(require_field(record, "answer", str, path, where), options, path, where)
+        return {**record, "option": options, "answer": answer}
 
     @staticmethod
     def _options(raw: dict, path: Path, where: str) -> dict[str, str]:
