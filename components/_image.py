@@ -9,9 +9,9 @@ import functools
 
 from kfp import dsl
 
-RUNTIME_IMAGE = "ghcr.io/medgo/medgo-runtime:0.1.0"
-#: CUDA image (torch with CUDA, flash-attn) for steps that run a model on GPUs in their own pod.
-TRAINER_IMAGE = "ghcr.io/medgo/medgo-trainer:0.1.0"
+from medgo.k8s.names import RUNTIME_IMAGE, TRAINER_IMAGE
+
+# TRAINER_IMAGE (torch with CUDA, flash-attn) also runs the steps that put a model on GPUs in their own pod.
 
 medgo_component = functools.partial(dsl.component, base_image=RUNTIME_IMAGE, install_kfp_package=False)
 medgo_gpu_component = functools.partial(dsl.component, base_image=TRAINER_IMAGE, install_kfp_package=False)

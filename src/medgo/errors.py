@@ -31,3 +31,11 @@ class InputError(MedgoError):
             where = f"{where} field '{field}'" if where else f"field '{field}'"
         super().__init__(f"{where}: {message}" if where else message)
         self.source, self.line, self.field = source, line, field
+
+
+class InvalidSpec(MedgoError, ValueError):
+    """A Kubernetes object cannot be built from the given parameters; the message names the parameter.
+
+    Raised before anything reaches the cluster, so a bad pipeline parameter fails in the step that
+    set it instead of as a 422 from the API server minutes later.
+    """

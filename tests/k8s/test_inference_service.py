@@ -14,7 +14,7 @@ import re
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from medgo.k8s import Poller
+from medgo.k8s._common import Poller
 from medgo.k8s.inference_service import (
     GROUP,
     PLURAL,

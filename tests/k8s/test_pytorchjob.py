@@ -14,7 +14,7 @@ import re
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from medgo.k8s import Poller
+from medgo.k8s._common import Poller
 from medgo.k8s.pytorchjob import (
     CONTAINER_NAME,
     GROUP,
@@ -33,12 +33,13 @@ from medgo.k8s.pytorchjob import (
 from tests.fixtures.crds import assert_valid_crd_object, crd_errors
 
 IMAGE = "ghcr.io/medgo/medgo-trainer:0.1.0"
+NODE = ["python", "-m", "medgo.train.node"]
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "node-pool": "a100"}
 
 
 def small_job(**overrides):
-    params = dict(name="medgo-sft", namespace="medgo", image=IMAGE, args=["--stage", "sft"], nnodes=1,
+    params = dict(name="medgo-sft", namespace="medgo", image=IMAGE, command=NODE + ["--stage", "sft"], nnodes=1,
                   nproc_per_node=2)
     params.update(overrides)
     return build_pytorchjob(**params)
@@ -67,7 +68,7 @@ def test_single_node_cpu_job_is_valid_and_has_no_workers():
 
 def test_eight_node_gpu_job_is_valid_with_scheduling_and_storage():
     job = build_pytorchjob(
-        name="medgo-pt", namespace="medgo", image=IMAGE, args=["--stage", "pt", "--config", "/config/pt.yaml"],
+        name="medgo-pt", namespace="medgo", image=IMAGE, command=NODE + ["--stage", "pt", "--config", "/config/pt.yaml"],
         nnodes=8, nproc_per_node=8, gpus_per_node=8, cpu="96", memory="900Gi", shm_size="128Gi",
         node_selector=A100, tolerations=[GPU_TOLERATION], priority_class="medgo-training",
         pvc_mounts={"medgo-data": "/mnt/data", "medgo-checkpoints": "/mnt/checkpoints"},
@@ -100,7 +101,7 @@ def test_eight_node_gpu_job_is_valid_with_scheduling_and_storage():
 
 
 def test_container_follows_the_operator_contract():
-    job = small_job(nnodes=2, args=["--stage", "dpo", "--config", "/config/dpo.yaml"])
+    job = small_job(nnodes=2, command=NODE + ["--stage", "dpo", "--config", "/config/dpo.yaml"])
     for spec in pod_specs(job):
         (container,) = spec["containers"]
         assert container["name"] == CONTAINER_NAME == "pytorch"
@@ -163,7 +164,8 @@ def test_strict_schema_catches_a_misspelt_field():
         ({"image": "ghcr.io/medgo/medgo-trainer:latest"}, "mutable tag 'latest'"),
         ({"cpu": "four"}, "cpu 'four' is not a Kubernetes quantity"),
         ({"memory": "16GB"}, "memory '16GB' is not a Kubernetes quantity"),
-        ({"args": "--stage sft"}, "args must be a list of strings"),
+        ({"command": "python -m medgo.train.node"}, "command must be a non-empty list of strings"),
+        ({"command": []}, "command must be a non-empty list of strings"),
         ({"env": {"MASTER_ADDR": "x"}}, "MASTER_ADDR is set by the operator"),
         ({"env": {"1BAD": "x"}}, "not a valid C-like identifier"),
         ({"env": {"N": 1}}, "must be a string"),

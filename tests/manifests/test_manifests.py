@@ -20,7 +20,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from medgo.k8s import build_inference_service, build_pytorchjob
+from medgo.k8s import names
+from medgo.k8s.inference_service import build_inference_service
+from medgo.k8s.pytorchjob import build_pytorchjob
 from tests.fixtures.crds import CRD_KINDS, assert_valid_crd_object
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,12 +67,12 @@ LEAST_PRIVILEGE = {
 #: Parameters under which build_pytorchjob reproduces base/templates/pytorchjob.yaml.
 TEMPLATE_PARAMS: dict[str, Any] = dict(
     name="medgo-sft", namespace="medgo", image="ghcr.io/medgo/medgo-trainer:0.1.0",
-    args=["--stage", "sft", "--config", "/config/train.yaml"],
+    command=["python", "-m", "medgo.train.node", "--stage", "sft", "--config", "/config/train.yaml"],
     nnodes=2, nproc_per_node=8, gpus_per_node=8, cpu="48", memory="480Gi", shm_size="64Gi",
     node_selector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "node-pool": "a100"},
     tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     priority_class="medgo-training",
-    pvc_mounts={"medgo-data": "/mnt/data", "medgo-checkpoints": "/mnt/checkpoints"},
+    pvc_mounts={names.DATA_PVC: names.DATA_MOUNT, names.CHECKPOINT_PVC: names.CHECKPOINT_MOUNT},
     config_map="medgo-train-config", active_deadline_seconds=259200, backoff_limit=2,
 )
 

@@ -14,76 +14,75 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from medgo.errors import InvalidSpec
+
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Kubernetes resource.Quantity: a signed decimal number with an optional binary/decimal SI suffix or exponent.
 _QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
-#: Labels every medgo object carries, so `kubectl get -l app.kubernetes.io/part-of=medgo` finds them.
-PART_OF_LABELS = {"app.kubernetes.io/part-of": "medgo", "app.kubernetes.io/managed-by": "medgo"}
-
 
 def require_dns1123_label(value: str, what: str) -> None:
-    """Raise ``ValueError`` unless ``value`` is a DNS-1123 label (namespaces, PVC volume names)."""
+    """Raise :class:`~medgo.errors.InvalidSpec` unless ``value`` is a DNS-1123 label (namespaces, PVC volume names)."""
     if not isinstance(value, str) or len(value) > 63 or not _DNS1123_LABEL.match(value):
-        raise ValueError(
+        raise InvalidSpec(
             f"{what} {value!r} must be a DNS-1123 label: at most 63 characters, lowercase letters, "
             "digits and '-', starting and ending with a letter or digit"
         )
 
 
 def require_dns1035_label(value: str, what: str, *, max_len: int = 63) -> None:
-    """Raise ``ValueError`` unless ``value`` is a DNS-1035 label of at most ``max_len`` characters.
+    """Raise :class:`~medgo.errors.InvalidSpec` unless ``value`` is a DNS-1035 label of at most ``max_len`` characters.
 
     Operators derive Service names from job and model names, and Service names must be DNS-1035 labels
     (first character a letter).
     """
     if not isinstance(value, str) or not _DNS1035_LABEL.match(value) or len(value) > max_len:
-        raise ValueError(
+        raise InvalidSpec(
             f"{what} {value!r} must be a DNS-1035 label of at most {max_len} characters: lowercase letters, "
             "digits and '-', starting with a letter and ending with a letter or digit"
         )
 
 
 def require_quantity(value: str, what: str) -> None:
-    """Raise ``ValueError`` unless ``value`` is a Kubernetes quantity string such as ``"4"``, ``"500m"``, ``"16Gi"``."""
+    """Raise :class:`~medgo.errors.InvalidSpec` unless ``value`` is a Kubernetes quantity string such as ``"4"``, ``"500m"``, ``"16Gi"``."""
     if not isinstance(value, str) or not _QUANTITY.match(value):
-        raise ValueError(f"{what} {value!r} is not a Kubernetes quantity (examples: '4', '500m', '16Gi')")
+        raise InvalidSpec(f"{what} {value!r} is not a Kubernetes quantity (examples: '4', '500m', '16Gi')")
 
 
 def require_pinned_image(image: str) -> None:
-    """Raise ``ValueError`` unless ``image`` names a tag other than ``latest`` or a digest.
+    """Raise :class:`~medgo.errors.InvalidSpec` unless ``image`` names a tag other than ``latest`` or a digest.
 
     A job that pulls ``:latest`` cannot be reproduced; the pipeline passes tag and digest explicitly.
     """
     if not isinstance(image, str) or not image or any(c.isspace() for c in image):
-        raise ValueError(f"image {image!r} must be a non-empty image reference without spaces")
+        raise InvalidSpec(f"image {image!r} must be a non-empty image reference without spaces")
     if "@sha256:" in image:
         return
     last = image.rsplit("/", 1)[-1]
     if ":" not in last:
-        raise ValueError(f"image {image!r} has no tag or digest; pin it (e.g. ':0.1.0' or '@sha256:…')")
+        raise InvalidSpec(f"image {image!r} has no tag or digest; pin it (e.g. ':0.1.0' or '@sha256:…')")
     if last.rsplit(":", 1)[1] == "latest":
-        raise ValueError(f"image {image!r} uses the mutable tag 'latest'; pin a version tag or digest")
+        raise InvalidSpec(f"image {image!r} uses the mutable tag 'latest'; pin a version tag or digest")
 
 
 def require_env_names(env: Mapping[str, str], reserved: frozenset[str] = frozenset()) -> None:
-    """Raise ``ValueError`` for invalid environment variable names, non-string values or reserved names."""
+    """Raise :class:`~medgo.errors.InvalidSpec` for invalid environment variable names, non-string values or reserved names."""
     for name, value in env.items():
         if not isinstance(name, str) or not _ENV_NAME.match(name):
-            raise ValueError(f"environment variable name {name!r} is not a valid C-like identifier")
+            raise InvalidSpec(f"environment variable name {name!r} is not a valid C-like identifier")
         if not isinstance(value, str):
-            raise ValueError(f"environment variable {name} must be a string, got {type(value).__name__}")
+            raise InvalidSpec(f"environment variable {name} must be a string, got {type(value).__name__}")
         if name in reserved:
-            raise ValueError(f"environment variable {name} is set by the operator and must not be overridden")
+            raise InvalidSpec(f"environment variable {name} is set by the operator and must not be overridden")
 
 
 def require_labels(labels: Mapping[str, str]) -> None:
-    """Raise ``ValueError`` unless all label keys and values are strings (the API server rejects anything else)."""
+    """Raise :class:`~medgo.errors.InvalidSpec` unless all label keys and values are strings (the API server rejects anything else)."""
     for key, value in labels.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise ValueError(f"label {key!r}={value!r}: label keys and values must be strings")
+            raise InvalidSpec(f"label {key!r}={value!r}: label keys and values must be strings")
 
 
 def is_not_found(exc: BaseException) -> bool:

@@ -23,13 +23,13 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from kubernetes import client
 
+from medgo.errors import InvalidSpec
 from medgo.k8s._common import (
-    PART_OF_LABELS,
     Poller,
     condition,
     is_conflict,
@@ -41,19 +41,23 @@ from medgo.k8s._common import (
     require_labels,
     require_quantity,
 )
+from medgo.k8s.names import (
+    CPU_MODEL_FORMAT,
+    CPU_SERVING_RUNTIME,
+    GPU_RESOURCE,
+    PART_OF_LABELS,
+    SERVING_SERVICE_ACCOUNT,
+    ServingRuntime,
+)
+from medgo.logs import fields
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 GROUP = "serving.kserve.io"
 VERSION = "v1beta1"
 PLURAL = "inferenceservices"
 KIND = "InferenceService"
 
-Runtime = Literal["medgo-cpu", "huggingface-vllm"]
-
-#: ServingRuntime shipped in manifests/base; its supportedModelFormats entry is named "medgo".
-MEDGO_CPU_RUNTIME = "medgo-cpu"
-MEDGO_MODEL_FORMAT = "medgo"
 #: KServe's ClusterServingRuntime for Hugging Face models (installed with KServe).
 HF_RUNTIME = "kserve-huggingfaceserver"
 HF_MODEL_FORMAT = "huggingface"
@@ -61,7 +65,6 @@ HF_MODEL_FORMAT = "huggingface"
 MODEL_ROOT = "/mnt/models"
 BASE_MODEL_DIR = f"{MODEL_ROOT}/base"
 ADAPTER_DIR = f"{MODEL_ROOT}/adapter"
-GPU_RESOURCE = "nvidia.com/gpu"
 MAX_GPUS = 8
 
 # Knative names the first revision "<name>-predictor-00001", and revision names are 63-character labels.
@@ -82,21 +85,21 @@ def _validate_resources(resources: Mapping[str, Any], runtime: str) -> int:
     """Check a ResourceRequirements dict; return the GPU limit (0 if none)."""
     unknown = set(resources) - {"requests", "limits"}
     if unknown:
-        raise ValueError(f"resources may only have 'requests' and 'limits', got {sorted(unknown)}")
+        raise InvalidSpec(f"resources may only have 'requests' and 'limits', got {sorted(unknown)}")
     for section in ("requests", "limits"):
         for res_name, qty in (resources.get(section) or {}).items():
             require_quantity(qty, f"resources.{section}.{res_name}")
     gpu_limit = (resources.get("limits") or {}).get(GPU_RESOURCE)
     gpus = int(gpu_limit) if gpu_limit is not None and gpu_limit.isdigit() else None
     if gpu_limit is not None and gpus is None:
-        raise ValueError(f"resources.limits.{GPU_RESOURCE} must be a whole number, got {gpu_limit!r}")
+        raise InvalidSpec(f"resources.limits.{GPU_RESOURCE} must be a whole number, got {gpu_limit!r}")
     if runtime == "huggingface-vllm" and not (gpus and 1 <= gpus <= MAX_GPUS):
-        raise ValueError(
+        raise InvalidSpec(
             f"the huggingface-vllm runtime needs resources.limits['{GPU_RESOURCE}'] between 1 and {MAX_GPUS}, "
             f"got {gpu_limit!r}"
         )
     if runtime == "medgo-cpu" and gpus:
-        raise ValueError("the medgo-cpu runtime is CPU-only; use runtime='huggingface-vllm' for GPUs")
+        raise InvalidSpec("the medgo-cpu runtime is CPU-only; use runtime='huggingface-vllm' for GPUs")
     return gpus or 0
 
 
@@ -105,8 +108,8 @@ def build_inference_service(
     name: str,
     namespace: str,
     storage_uri: str,
-    runtime: Runtime,
-    service_account: str = "medgo-serving",
+    runtime: ServingRuntime,
+    service_account: str = SERVING_SERVICE_ACCOUNT,
     canary_traffic_percent: int | None = None,
     min_replicas: int = 1,
     max_replicas: int = 1,
@@ -125,49 +128,49 @@ def build_inference_service(
     share of traffic to this new revision; ``None`` rolls it out to all traffic. On ``huggingface-vllm``,
     ``resources`` must limit 1-8 GPUs (more than one turns on vLLM tensor parallelism across them) and
     ``lora_adapter_uri`` serves an adapter next to the base model (``max_lora_rank`` must be at least the
-    adapter's rank). Raises ``ValueError`` naming the bad parameter.
+    adapter's rank). Raises :class:`~medgo.errors.InvalidSpec` naming the bad parameter.
     """
     if runtime not in DEFAULT_RESOURCES:
-        raise ValueError(f"runtime must be one of {sorted(DEFAULT_RESOURCES)}, got {runtime!r}")
+        raise InvalidSpec(f"runtime must be one of {sorted(DEFAULT_RESOURCES)}, got {runtime!r}")
     require_dns1035_label(name, "InferenceService name", max_len=_MAX_NAME_LEN)
     require_dns1123_label(namespace, "namespace")
     require_dns1123_label(service_account, "service_account")
     for field, uri in (("storage_uri", storage_uri), ("lora_adapter_uri", lora_adapter_uri)):
         if uri is not None and (not isinstance(uri, str) or not uri.startswith(_STORAGE_SCHEMES)):
-            raise ValueError(f"{field} {uri!r} must be a URI KServe can download, e.g. s3://bucket/path")
+            raise InvalidSpec(f"{field} {uri!r} must be a URI KServe can download, e.g. s3://bucket/path")
     if canary_traffic_percent is not None and (
         isinstance(canary_traffic_percent, bool) or not isinstance(canary_traffic_percent, int)
         or not 0 <= canary_traffic_percent <= 100
     ):
-        raise ValueError(f"canary_traffic_percent must be an int from 0 to 100 or None, got {canary_traffic_percent!r}")
+        raise InvalidSpec(f"canary_traffic_percent must be an int from 0 to 100 or None, got {canary_traffic_percent!r}")
     for field, value in (("min_replicas", min_replicas), ("max_replicas", max_replicas)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{field} must be an int >= 0, got {value!r}")
+            raise InvalidSpec(f"{field} must be an int >= 0, got {value!r}")
     if max_replicas < max(min_replicas, 1):
-        raise ValueError(f"max_replicas ({max_replicas}) must be >= max(min_replicas, 1) (min_replicas={min_replicas})")
+        raise InvalidSpec(f"max_replicas ({max_replicas}) must be >= max(min_replicas, 1) (min_replicas={min_replicas})")
     if lora_adapter_uri is not None and runtime != "huggingface-vllm":
-        raise ValueError(
+        raise InvalidSpec(
             "lora_adapter_uri needs runtime='huggingface-vllm'; for medgo-cpu export the adapter merged "
             "into the model and pass the merged model as storage_uri"
         )
     if lora_adapter_uri is not None and (isinstance(max_lora_rank, bool) or not isinstance(max_lora_rank, int)
                                          or max_lora_rank < 1):
-        raise ValueError(f"max_lora_rank must be a positive int, got {max_lora_rank!r}")
+        raise InvalidSpec(f"max_lora_rank must be a positive int, got {max_lora_rank!r}")
     if priority_class is not None:
         require_dns1123_label(priority_class, "priority_class")
     labels = dict(labels or {})
     require_labels(labels)
     require_labels(node_selector or {})
     if not all(isinstance(t, dict) for t in tolerations or []):
-        raise ValueError(f"tolerations must be a list of toleration dicts, got {tolerations!r}")
+        raise InvalidSpec(f"tolerations must be a list of toleration dicts, got {tolerations!r}")
     resources = copy.deepcopy(resources) if resources is not None else copy.deepcopy(DEFAULT_RESOURCES[runtime])
     gpus = _validate_resources(resources, runtime)
 
     model: dict[str, Any] = {}
     predictor: dict[str, Any] = {}
     if runtime == "medgo-cpu":
-        model["modelFormat"] = {"name": MEDGO_MODEL_FORMAT}
-        model["runtime"] = MEDGO_CPU_RUNTIME
+        model["modelFormat"] = {"name": CPU_MODEL_FORMAT}
+        model["runtime"] = CPU_SERVING_RUNTIME
         model["storageUri"] = storage_uri
     else:
         model["modelFormat"] = {"name": HF_MODEL_FORMAT}
@@ -258,7 +261,7 @@ class InferenceServiceDeployer:
         name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
         try:
             created = self.api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-            logger.info("created InferenceService", extra={"fields": {"isvc": name, "namespace": namespace}})
+            log.info("created InferenceService", extra=fields(isvc=name, namespace=namespace))
             return created
         except client.exceptions.ApiException as exc:
             if not is_conflict(exc):
@@ -277,11 +280,11 @@ class InferenceServiceDeployer:
         if meta_patch:
             patch["metadata"] = meta_patch
         if not patch:
-            logger.info("InferenceService unchanged", extra={"fields": {"isvc": name, "namespace": namespace}})
+            log.info("InferenceService unchanged", extra=fields(isvc=name, namespace=namespace))
             return existing
         patched = self.api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
-        logger.info("patched InferenceService", extra={"fields": {"isvc": name, "namespace": namespace,
-                                                                  "fields_changed": sorted(spec_patch)}})
+        log.info("patched InferenceService", extra=fields(isvc=name, namespace=namespace,
+                                                                  fields_changed=sorted(spec_patch)))
         return patched
 
     def wait_ready(self, name: str, namespace: str, timeout_s: float = 1800, poll_s: float = 10.0) -> dict:
@@ -304,7 +307,7 @@ class InferenceServiceDeployer:
             if isvc is not None:
                 ready, last_reason = _readiness(isvc)
                 if ready:
-                    logger.info("InferenceService ready", extra={"fields": {"isvc": name, "url": _url(isvc)}})
+                    log.info("InferenceService ready", extra=fields(isvc=name, url=_url(isvc)))
                     return isvc
             remaining = deadline - self.poller.clock()
             if remaining <= 0:
@@ -330,18 +333,18 @@ class InferenceServiceDeployer:
                 "model": {"storageUri": predictor["model"].get("storageUri")},
             }},
         }
-        logger.info("rolling out new model", extra={"fields": {"isvc": name, "namespace": namespace,
-                                                               "canary_percent": canary_traffic_percent}})
+        log.info("rolling out new model", extra=fields(isvc=name, namespace=namespace,
+                                                               canary_percent=canary_traffic_percent))
         return self.api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
 
     def promote(self, name: str, namespace: str) -> dict:
         """Send all traffic to the latest revision by removing ``canaryTrafficPercent``."""
-        logger.info("promoting canary", extra={"fields": {"isvc": name, "namespace": namespace}})
+        log.info("promoting canary", extra=fields(isvc=name, namespace=namespace))
         return self._patch_canary(name, namespace, None)
 
     def rollback(self, name: str, namespace: str) -> dict:
         """Send all traffic back to the previously rolled-out revision (``canaryTrafficPercent: 0``)."""
-        logger.info("rolling back canary", extra={"fields": {"isvc": name, "namespace": namespace}})
+        log.info("rolling back canary", extra=fields(isvc=name, namespace=namespace))
         return self._patch_canary(name, namespace, 0)
 
     def delete(self, name: str, namespace: str) -> bool:

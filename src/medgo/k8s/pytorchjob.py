@@ -4,11 +4,11 @@
 validated against the CRD schema, printed as YAML or sent with the Kubernetes client), and
 :class:`PyTorchJobLauncher` submits it, waits for the outcome and fetches the master's logs.
 
-The environment contract is the one ``medgo.train`` expects everywhere (DESIGN.md): the operator sets
-``MASTER_ADDR``/``MASTER_PORT``, ``PET_NNODES``, ``PET_NPROC_PER_NODE`` (from ``spec.nprocPerNode``) and
-``PET_NODE_RANK`` (the pod's *node* index: master 0, worker i -> i + 1) in every pod, and each pod runs
-``python -m medgo.train.node``, which reads those variables and execs ``torchrun`` (it assigns the
-per-process ranks) -- the same entry a local simulated node runs.
+The builder runs whatever command it is given (as the Kubeflow SDKs take a container's command as
+data); medgo's launcher passes its node entry, ``python -m medgo.train.node …``. The operator sets the
+environment contract DESIGN.md describes in every pod: ``MASTER_ADDR``/``MASTER_PORT``, ``PET_NNODES``,
+``PET_NPROC_PER_NODE`` (from ``spec.nprocPerNode``) and ``PET_NODE_RANK`` (the pod's *node* index:
+master 0, worker i -> i + 1); the node entry reads them and execs ``torchrun``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 from kubernetes import client
 
+from medgo.errors import InvalidSpec
 from medgo.k8s._common import (
-    PART_OF_LABELS,
     Poller,
     condition,
     contains,
@@ -37,9 +37,10 @@ from medgo.k8s._common import (
     require_pinned_image,
     require_quantity,
 )
-from medgo.train.distributed import NODE_MODULE
+from medgo.k8s.names import PART_OF_LABELS, S3_SECRET, TRAINER_SERVICE_ACCOUNT
+from medgo.logs import fields
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 GROUP = "kubeflow.org"
 VERSION = "v1"
@@ -59,9 +60,6 @@ REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 #: "different job with the same name" even after the operator's webhook has added defaults to the spec.
 SPEC_HASH_ANNOTATION = "medgo.io/spec-sha256"
 
-#: Every node's command: reads the operator's env contract and execs torchrun (medgo.train.node).
-NODE_COMMAND = ("python", "-m", NODE_MODULE)
-
 #: Variables the operator injects; overriding them would break the rendezvous.
 OPERATOR_ENV = frozenset({"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "PET_NNODES",
                           "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT"})
@@ -72,13 +70,8 @@ CONFIG_VOLUME = "train-config"
 _MAX_NNODES = 1024
 
 
-def trainer_command(args: Sequence[str]) -> list[str]:
-    """The container command: the node entry (which starts torchrun from the operator's env) + trainer args."""
-    return [*NODE_COMMAND, *args]
-
-
 def _validate(
-    *, name: str, namespace: str, image: str, args: Sequence[str], nnodes: int, nproc_per_node: int,
+    *, name: str, namespace: str, image: str, command: Sequence[str], nnodes: int, nproc_per_node: int,
     gpus_per_node: int, cpu: str, memory: str, shm_size: str, service_account: str,
     pvc_mounts: Mapping[str, str], s3_secret: str | None, env: Mapping[str, str], labels: Mapping[str, str],
     node_selector: Mapping[str, str], tolerations: Sequence[Any], priority_class: str | None, config_map: str | None, active_deadline_seconds: int | None, backoff_limit: int,
@@ -86,33 +79,33 @@ def _validate(
     for field, value in (("nnodes", nnodes), ("nproc_per_node", nproc_per_node),
                          ("gpus_per_node", gpus_per_node), ("backoff_limit", backoff_limit)):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{field} must be an int, got {value!r}")
+            raise InvalidSpec(f"{field} must be an int, got {value!r}")
     if not 1 <= nnodes <= _MAX_NNODES:
-        raise ValueError(f"nnodes must be between 1 and {_MAX_NNODES}, got {nnodes}")
+        raise InvalidSpec(f"nnodes must be between 1 and {_MAX_NNODES}, got {nnodes}")
     if nproc_per_node < 1:
-        raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
+        raise InvalidSpec(f"nproc_per_node must be >= 1, got {nproc_per_node}")
     if gpus_per_node < 0:
-        raise ValueError(f"gpus_per_node must be >= 0, got {gpus_per_node}")
+        raise InvalidSpec(f"gpus_per_node must be >= 0, got {gpus_per_node}")
     if gpus_per_node and nproc_per_node > gpus_per_node:
-        raise ValueError(
+        raise InvalidSpec(
             f"nproc_per_node={nproc_per_node} exceeds gpus_per_node={gpus_per_node}: "
             "each training process needs its own GPU"
         )
     if backoff_limit < 0:
-        raise ValueError(f"backoff_limit must be >= 0, got {backoff_limit}")
+        raise InvalidSpec(f"backoff_limit must be >= 0, got {backoff_limit}")
     if active_deadline_seconds is not None and (
         isinstance(active_deadline_seconds, bool) or not isinstance(active_deadline_seconds, int)
         or active_deadline_seconds < 1
     ):
-        raise ValueError(f"active_deadline_seconds must be a positive int or None, got {active_deadline_seconds!r}")
+        raise InvalidSpec(f"active_deadline_seconds must be a positive int or None, got {active_deadline_seconds!r}")
 
     # The operator names Services "<job>-master-0" and "<job>-worker-<i>"; they must stay DNS-1035 labels.
     longest_suffix = len(f"-worker-{nnodes - 2}") if nnodes > 1 else len("-master-0")
     require_dns1035_label(name, "job name", max_len=63 - longest_suffix)
     require_dns1123_label(namespace, "namespace")
     require_pinned_image(image)
-    if isinstance(args, str) or not all(isinstance(a, str) for a in args):
-        raise ValueError(f"args must be a list of strings, got {args!r}")
+    if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
+        raise InvalidSpec(f"command must be a non-empty list of strings, got {command!r}")
     for field, value in (("cpu", cpu), ("memory", memory), ("shm_size", shm_size)):
         require_quantity(value, field)
     require_dns1123_label(service_account, "service_account")
@@ -126,17 +119,17 @@ def _validate(
     require_labels(labels)
     require_labels(node_selector)
     if not all(isinstance(t, dict) for t in tolerations):
-        raise ValueError(f"tolerations must be a list of toleration dicts, got {tolerations!r}")
+        raise InvalidSpec(f"tolerations must be a list of toleration dicts, got {tolerations!r}")
 
     taken = {"/dev/shm"} | ({CONFIG_MOUNT_PATH} if config_map else set())
     for claim, mount_path in pvc_mounts.items():
         require_dns1123_label(claim, "PVC claim name")
         if claim in (SHM_VOLUME, CONFIG_VOLUME):
-            raise ValueError(f"PVC claim name {claim!r} clashes with a volume the job defines itself")
+            raise InvalidSpec(f"PVC claim name {claim!r} clashes with a volume the job defines itself")
         if not isinstance(mount_path, str) or not mount_path.startswith("/"):
-            raise ValueError(f"mount path {mount_path!r} for PVC {claim!r} must be an absolute path")
+            raise InvalidSpec(f"mount path {mount_path!r} for PVC {claim!r} must be an absolute path")
         if mount_path.rstrip("/") in taken:
-            raise ValueError(f"mount path {mount_path!r} for PVC {claim!r} is already used")
+            raise InvalidSpec(f"mount path {mount_path!r} for PVC {claim!r} is already used")
         taken.add(mount_path.rstrip("/"))
 
 
@@ -145,7 +138,7 @@ def build_pytorchjob(
     name: str,
     namespace: str,
     image: str,
-    args: list[str],
+    command: Sequence[str],
     nnodes: int,
     nproc_per_node: int,
     gpus_per_node: int = 0,
@@ -155,16 +148,16 @@ def build_pytorchjob(
     node_selector: dict[str, str] | None = None,
     tolerations: list[dict[str, Any]] | None = None,
     priority_class: str | None = None,
-    service_account: str = "medgo-trainer",
+    service_account: str = TRAINER_SERVICE_ACCOUNT,
     pvc_mounts: dict[str, str] | None = None,
-    s3_secret: str | None = "medgo-s3",
+    s3_secret: str | None = S3_SECRET,
     env: dict[str, str] | None = None,
     labels: dict[str, str] | None = None,
     active_deadline_seconds: int | None = None,
     backoff_limit: int = 0,
     config_map: str | None = None,
 ) -> dict[str, Any]:
-    """A PyTorchJob running ``python -m medgo.train.node <args>`` (torchrun + trainer) on ``nnodes`` pods.
+    """A PyTorchJob running ``command`` in the ``pytorch`` container of ``nnodes`` pods.
 
     One Master and ``nnodes - 1`` Workers (the Worker replica spec is omitted for a single node), each
     with ``nproc_per_node`` processes, ``gpus_per_node`` GPUs (``nvidia.com/gpu``), Guaranteed QoS
@@ -172,7 +165,7 @@ def build_pytorchjob(
     64 MiB). ``pvc_mounts`` maps claim names to mount paths (shared storage, so checkpoints survive a
     restart on another node); ``s3_secret`` is exposed as environment variables with ``envFrom``;
     ``config_map``, when given, is mounted read-only at ``/config``. Pods run as non-root with every
-    capability dropped. Raises ``ValueError`` naming the bad parameter.
+    capability dropped. Raises :class:`~medgo.errors.InvalidSpec` naming the bad parameter.
     """
     node_selector = dict(node_selector or {})
     tolerations = copy.deepcopy(list(tolerations or []))
@@ -180,7 +173,7 @@ def build_pytorchjob(
     env = dict(env or {})
     labels = dict(labels or {})
     _validate(
-        name=name, namespace=namespace, image=image, args=args, nnodes=nnodes, nproc_per_node=nproc_per_node,
+        name=name, namespace=namespace, image=image, command=command, nnodes=nnodes, nproc_per_node=nproc_per_node,
         gpus_per_node=gpus_per_node, cpu=cpu, memory=memory, shm_size=shm_size, service_account=service_account,
         pvc_mounts=pvc_mounts, s3_secret=s3_secret, env=env, labels=labels, node_selector=node_selector,
         tolerations=tolerations, priority_class=priority_class,
@@ -206,7 +199,7 @@ def build_pytorchjob(
         "name": CONTAINER_NAME,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": trainer_command(args),
+        "command": list(command),
         "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
         "resources": {"requests": dict(resources), "limits": dict(resources)},
         "securityContext": {
@@ -333,14 +326,14 @@ class PyTorchJobLauncher:
             failed = condition(existing, "Failed")
             if failed and failed.get("status") == "True":
                 # A retried pipeline step must train again, not attach to the attempt that failed.
-                logger.info("replacing failed PyTorchJob", extra={"fields": {"job": name, "namespace": namespace}})
+                log.info("replacing failed PyTorchJob", extra=fields(job=name, namespace=namespace))
                 self.delete(name, namespace)
                 self._wait_deleted(name, namespace)
                 self.api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
                 return name
-            logger.info("reusing existing PyTorchJob", extra={"fields": {"job": name, "namespace": namespace}})
+            log.info("reusing existing PyTorchJob", extra=fields(job=name, namespace=namespace))
             return name
-        logger.info("created PyTorchJob", extra={"fields": {"job": name, "namespace": namespace}})
+        log.info("created PyTorchJob", extra=fields(job=name, namespace=namespace))
         return name
 
     def _wait_deleted(self, name: str, namespace: str, timeout_s: float = 600, poll_s: float = 5.0) -> None:
@@ -376,7 +369,7 @@ class PyTorchJobLauncher:
                     raise RuntimeError(f"PyTorchJob {namespace}/{name} no longer exists") from exc
                 if not is_transient(exc):
                     raise
-                logger.warning("API error while polling; retrying", extra={"fields": {"status": exc.status}})
+                log.warning("API error while polling; retrying", extra=fields(status=exc.status))
                 job = None
             if job is not None:
                 for cond_type in ("Failed", "Succeeded"):
@@ -384,11 +377,11 @@ class PyTorchJobLauncher:
                     if cond and cond.get("status") == "True":
                         if cond_type == "Failed":
                             raise PyTorchJobFailed(name, namespace, cond.get("reason", ""), cond.get("message", ""))
-                        logger.info("PyTorchJob succeeded", extra={"fields": {"job": name}})
+                        log.info("PyTorchJob succeeded", extra=fields(job=name))
                         return job
                 state = _latest_true_condition(job)
                 if state != last_state:
-                    logger.info("PyTorchJob state", extra={"fields": {"job": name, "state": state}})
+                    log.info("PyTorchJob state", extra=fields(job=name, state=state))
                     last_state = state
             remaining = deadline - self.poller.clock()
             if remaining <= 0:
@@ -418,7 +411,7 @@ class PyTorchJobLauncher:
             if is_not_found(exc):
                 return False
             raise
-        logger.info("deleted PyTorchJob", extra={"fields": {"job": name, "namespace": namespace}})
+        log.info("deleted PyTorchJob", extra=fields(job=name, namespace=namespace))
         return True
 
 
