@@ -74,7 +74,8 @@ def test_serve_command_answers_on_loopback(sample_model_dir, tmp_path):
     """`medgo serve` runs the real ModelServer in the foreground; asked over HTTP, it answers."""
     import time
 
-    from medgo.serve.local import ask, free_port, stop_process, wait_until_ready
+    from medgo.processes import free_port, stop_process_tree
+    from medgo.serve.local import ask, wait_until_ready
 
     port = free_port()
     log_path = tmp_path / "serve.log"
@@ -86,7 +87,7 @@ def test_serve_command_answers_on_loopback(sample_model_dir, tmp_path):
             wait_until_ready(proc, f"{base}/v2/health/ready", deadline=time.monotonic() + 180, log_path=log_path)
             assert isinstance(ask(base, "发热怎么办？", max_tokens=4), str)
         finally:
-            stop_process(proc)
+            stop_process_tree(proc)
 
 
 @pytest.mark.parametrize("args, fragments", [
@@ -105,6 +106,14 @@ def test_cluster_commands_outside_a_cluster_say_so(tmp_path, sample_model_dir):
     import os
 
     result = subprocess.run([sys.executable, "-m", "medgo.cli", "deploy", "--model", str(sample_model_dir), "--out",
-                             str(tmp_path / "rec"), "--set", "target=kserve"], capture_output=True, text=True,
+                             str(tmp_path / "rec"), "--model-uri", "s3://medgo-models/candidate", "--set",
+                             "target=kserve"], capture_output=True, text=True,
                             timeout=300, env={**os.environ, "HOME": str(env_home), "KUBECONFIG": str(env_home / "none")})
     assert_one_line_error(result, "no Kubernetes cluster reachable")
+
+
+def test_bad_inference_service_name_is_one_line_before_any_cluster_call(tmp_path, sample_model_dir):
+    """The builder's InvalidSpec is a MedgoError: the CLI names the parameter instead of printing a traceback."""
+    result = medgo("deploy", "--model", str(sample_model_dir), "--out", str(tmp_path / "rec"), "--set",
+                   "target=kserve", "--set", "name=Medgo_Prod")
+    assert_one_line_error(result, "InferenceService name 'Medgo_Prod'", "DNS-1035")

@@ -36,7 +36,7 @@ def train(
 ):
     """``model`` is the base model (pt, sft) or the SFT adapter (dpo); ``trained`` a loadable model dir."""
     from medgo.components_io import artifact_location, log_metrics, run_name
-    from medgo.config import TrainConfig, load_config
+    from medgo.config import LaunchConfig, TrainConfig, load_config
     from medgo.storage import read_manifest
     from medgo.train.launch import launch
 
@@ -48,9 +48,10 @@ def train(
         per_device_batch_size=per_device_batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
         max_seq_len=max_seq_len, deepspeed=deepspeed, bf16=bf16,
         lora={"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout})
-    launch(config, backend=backend, nnodes=nnodes, nproc_per_node=nproc_per_node, gpus_per_node=gpus_per_node,
-           gpu_product=gpu_product, image=trainer_image, namespace=namespace,
-           job_name=run_name(f"medgo-{stage}", run_id), timeout_s=timeout_s)
+    where = load_config(LaunchConfig, backend=backend, nnodes=nnodes, nproc_per_node=nproc_per_node,
+                        gpus_per_node=gpus_per_node, gpu_product=gpu_product, image=trainer_image,
+                        namespace=namespace, job_name=run_name(f"medgo-{stage}", run_id), timeout_s=timeout_s)
+    launch(config, where)
     manifest = read_manifest(trained.path) if not remote else None
     if manifest:
         log_metrics(metrics, manifest["counts"], prefix=stage)

@@ -131,26 +131,36 @@ def model_tiny(
 
 
 # -------------------------------------------------------------------------------------------- train
+def _launch_help(name: str) -> str:
+    from medgo.config import LaunchConfig
+
+    return LaunchConfig.model_fields[name].description + "."
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Option("--config", "-c", help="TrainConfig YAML (stage, model_uri, data_uri, output_uri, …).")],
     set_: SetOpt = None,
-    backend: Annotated[str, typer.Option(help="local (torchrun here) or pytorchjob (Kubeflow, in-cluster).")] = "local",
-    nnodes: Annotated[int, typer.Option(help="Nodes; locally, simulated nodes on 127.0.0.1.")] = 1,
-    nproc_per_node: Annotated[int, typer.Option(help="Processes per node.")] = 1,
-    gpus_per_node: Annotated[int, typer.Option(help="GPUs per node (pytorchjob).")] = 0,
-    image: Annotated[str, typer.Option(help="Trainer image (pytorchjob).")] = "",
-    namespace: Annotated[str, typer.Option(help="Namespace (pytorchjob).")] = "medgo",
-    job_name: Annotated[str, typer.Option(help="PyTorchJob name (pytorchjob).")] = "",
-    timeout: Annotated[float | None, typer.Option(help="Fail after this many seconds.")] = None,
+    backend: Annotated[str, typer.Option(help=_launch_help("backend"))] = "local",
+    nnodes: Annotated[int, typer.Option(help=_launch_help("nnodes"))] = 1,
+    nproc_per_node: Annotated[int, typer.Option(help=_launch_help("nproc_per_node"))] = 1,
+    gpus_per_node: Annotated[int, typer.Option(help=_launch_help("gpus_per_node"))] = 0,
+    gpu_product: Annotated[str, typer.Option(help=_launch_help("gpu_product"))] = "",
+    image: Annotated[str, typer.Option(help=_launch_help("image"))] = "",
+    namespace: Annotated[str, typer.Option(help=_launch_help("namespace"))] = "medgo",
+    job_name: Annotated[str, typer.Option(help=_launch_help("job_name"))] = "",
+    timeout: Annotated[float | None, typer.Option(help=_launch_help("timeout_s"))] = None,
+    work_dir: Annotated[str | None, typer.Option(help=_launch_help("work_dir"))] = None,
 ) -> None:
     """Run one training stage (pt | sft | dpo) under torchrun or as a PyTorchJob."""
-    from medgo.config import TrainConfig, load_config
+    from medgo.config import LaunchConfig, TrainConfig, load_config
     from medgo.train.launch import launch
 
     cfg = load_config(TrainConfig, config, set_)
-    launch(cfg, backend=backend, nnodes=nnodes, nproc_per_node=nproc_per_node, gpus_per_node=gpus_per_node,
-           image=image, namespace=namespace, job_name=job_name, timeout_s=timeout)
+    where = load_config(LaunchConfig, backend=backend, nnodes=nnodes, nproc_per_node=nproc_per_node,
+                        gpus_per_node=gpus_per_node, gpu_product=gpu_product, image=image, namespace=namespace,
+                        job_name=job_name, timeout_s=timeout, work_dir=work_dir)
+    launch(cfg, where)
     typer.echo(cfg.output_uri)
 
 
@@ -215,13 +225,14 @@ def deploy(
 # ----------------------------------------------------------------------------------- pipeline/demo
 @pipeline_app.command("compile")
 def pipeline_compile(
-    out: Annotated[Path | None, typer.Option(help="Where to write the YAML (default pipelines/medgo_pipeline.yaml).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the YAML (default: beside the pipeline's source, "
+                                             "pipelines/medgo_pipeline.yaml).")] = None,
+    name: Annotated[str, typer.Option(help="Registered pipeline (entry-point group medgo.pipelines).")] = "medgo",
 ) -> None:
-    """Compile pipelines/medgo_pipeline.py to the YAML that `kfp run submit` takes."""
-    from medgo.demo import load_pipeline_module
+    """Compile the pipeline to the YAML that `kfp run submit` takes."""
+    from medgo.demo import compile_pipeline, registered_pipeline
 
-    module = load_pipeline_module()
-    typer.echo(module.compile_pipeline(out or module.COMPILED_PATH))
+    typer.echo(compile_pipeline(registered_pipeline(name), out))
 
 
 @app.command()
@@ -232,9 +243,9 @@ def demo(
 ) -> None:
     """Run the whole pipeline locally through kfp.local on a tiny model and the bundled samples."""
     from medgo.config import parse_overrides
-    from medgo.demo import print_demo_summary, run_demo
+    from medgo.demo import print_demo_summary, registered_pipeline, run_demo
 
-    summary = run_demo(out, samples_dir=samples, overrides=parse_overrides(set_))
+    summary = run_demo(registered_pipeline(), out, samples_dir=samples, overrides=parse_overrides(set_))
     print_demo_summary(summary)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medgo.config import DeployConfig, TrainConfig
+from medgo.config import DeployConfig, LaunchConfig, TrainConfig
 from medgo.deploy import deploy_model
 from medgo.errors import MedgoError
 from medgo.k8s._common import Poller
@@ -35,8 +35,9 @@ def test_role_is_exactly_what_the_code_calls(server, custom_api, core_api, fake_
     poller = Poller(fake_clock.clock, fake_clock.sleep)
     # Training: a failed attempt (reason + master log), then the retry that replaces it.
     cfg = TrainConfig(stage="sft", model_uri="s3://m/pt", data_uri="s3://d/sft", output_uri="s3://o/sft")
-    cluster = dict(backend="pytorchjob", image="ghcr.io/medgo/medgo-trainer:0.1.0", job_name="medgo-sft-1",
-                   launcher=PyTorchJobLauncher(custom_api, core_api, poller=poller), timeout_s=100)
+    where = LaunchConfig(backend="pytorchjob", image="ghcr.io/medgo/medgo-trainer:0.1.0", job_name="medgo-sft-1",
+                         timeout_s=100)
+    launcher = PyTorchJobLauncher(custom_api, core_api, poller=poller)
     server.add_pod("medgo", "medgo-sft-1-master-0", {"training.kubeflow.org/job-name": "medgo-sft-1",
                                                      "training.kubeflow.org/replica-type": "master"},
                    logs={"pytorch": "boom\n"})
@@ -46,9 +47,9 @@ def test_role_is_exactly_what_the_code_calls(server, custom_api, core_api, fake_
                                          {"conditions": [{"type": kind, "status": "True"}]})
     fake_clock.steps = [operator("Failed")]
     with pytest.raises(MedgoError):
-        launch(cfg, **cluster)
+        launch(cfg, where, launcher=launcher)
     fake_clock.steps = [operator("Succeeded")]
-    launch(cfg, **cluster)
+    launch(cfg, where, launcher=launcher)
     # Deployment: an existing service, a canary that fails its smoke test, a rollback.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

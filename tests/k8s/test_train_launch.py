@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from medgo.config import TrainConfig, load_config
-from medgo.errors import MedgoError
+from medgo.config import LaunchConfig, TrainConfig, load_config
+from medgo.errors import ConfigError, MedgoError
 from medgo.k8s._common import Poller
 from medgo.k8s.pytorchjob import GROUP, PLURAL, VERSION, PyTorchJobLauncher
 from medgo.train.launch import launch
@@ -41,7 +41,7 @@ def operator_sets(server, *conditions):
 def test_job_carries_the_config_and_the_gpu_pool_and_succeeds(server, launcher, fake_clock):
     fake_clock.steps = [operator_sets(server, {"type": "Created"}, {"type": "Running"}),
                         operator_sets(server, {"type": "Succeeded"})]
-    launch(CONFIG, launcher=launcher, **CLUSTER)
+    launch(CONFIG, LaunchConfig(**CLUSTER), launcher=launcher)
     obj = job(server)
     assert_valid_crd_object({k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec")})
     specs = obj["spec"]["pytorchReplicaSpecs"]
@@ -67,34 +67,34 @@ def test_failed_job_reports_the_reason_and_the_master_log(server, launcher, fake
     fake_clock.steps = [operator_sets(server, {"type": "Failed", "reason": "PyTorchJobFailed",
                                                "message": "master-0 exited with code 2"})]
     with pytest.raises(MedgoError, match=r"(?s)PyTorchJobFailed: master-0 exited with code 2.*SFT data not found"):
-        launch(CONFIG, launcher=launcher, **CLUSTER)
+        launch(CONFIG, LaunchConfig(**CLUSTER), launcher=launcher)
 
 
 def test_timeout_deletes_the_job(server, launcher):
     with pytest.raises(MedgoError, match="did not finish within 3600s.*deleted"):
-        launch(CONFIG, launcher=launcher, **CLUSTER)
+        launch(CONFIG, LaunchConfig(**CLUSTER), launcher=launcher)
     assert not server.objects, "the timed-out job was not deleted"
 
 
 def test_retried_step_attaches_to_the_running_job(server, launcher, fake_clock):
     fake_clock.steps = [operator_sets(server, {"type": "Succeeded"})]
-    launch(CONFIG, launcher=launcher, **CLUSTER)
-    launch(CONFIG, launcher=launcher, **CLUSTER)  # the job exists, same spec, already Succeeded
+    launch(CONFIG, LaunchConfig(**CLUSTER), launcher=launcher)
+    launch(CONFIG, LaunchConfig(**CLUSTER), launcher=launcher)  # the job exists, same spec, already Succeeded
     assert len(server.calls("POST")) == 2 and len([c for c in server.calls("GET")]) >= 2
 
 
 def test_retry_after_a_failed_attempt_trains_again(server, launcher, fake_clock):
     fake_clock.steps = [operator_sets(server, {"type": "Failed", "reason": "OOMKilled", "message": "rank 3"})]
     with pytest.raises(MedgoError, match="OOMKilled"):
-        launch(CONFIG, launcher=launcher, **CLUSTER)
+        launch(CONFIG, LaunchConfig(**CLUSTER), launcher=launcher)
     fake_clock.steps = [operator_sets(server, {"type": "Succeeded"})]
-    launch(CONFIG, launcher=launcher, **CLUSTER)  # the KFP retry: same name, same spec
+    launch(CONFIG, LaunchConfig(**CLUSTER), launcher=launcher)  # the KFP retry: same name, same spec
     assert len(server.calls("DELETE")) == 1 and len(server.calls("POST")) == 3  # create, 409, re-create
     assert job(server)["status"]["conditions"][0]["type"] == "Succeeded"
 
 
 def test_unknown_backend_and_missing_image_are_clear_errors():
-    with pytest.raises(MedgoError, match="unknown training backend 'slurm'"):
-        launch(CONFIG, backend="slurm")
+    with pytest.raises(ConfigError, match="backend"):
+        load_config(LaunchConfig, backend="slurm")
     with pytest.raises(MedgoError, match="needs an image and a job name"):
-        launch(CONFIG, backend="pytorchjob", job_name="x")
+        launch(CONFIG, LaunchConfig(backend="pytorchjob", job_name="x"))

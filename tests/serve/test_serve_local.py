@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from medgo.errors import MedgoError
-from medgo.serve.local import ask, free_port, serve_locally, stop_process
+from medgo.processes import free_port, stop_process_tree
+from medgo.serve.local import ask, serve_locally
 
 
 def test_ask_returns_the_answer_text(server_url):
@@ -63,7 +64,7 @@ def test_stop_process_kills_a_process_that_ignores_sigterm():
                                stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().strip() == "ready"
-        stop_process(process, timeout_s=0.5)
+        stop_process_tree(process, timeout_s=0.5)
         assert process.returncode == -signal.SIGKILL
     finally:
         if process.poll() is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,13 +23,12 @@ import httpx
 
 from medgo.errors import MedgoError
 from medgo.logs import fields
+from medgo.processes import DEFAULT_STOP_TIMEOUT_S, LOOPBACK, free_port, log_tail, stop_process_tree
 from medgo.serve.paths import chat_completions_path, model_ready_path
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 DEFAULT_READY_TIMEOUT_S = 180.0
-DEFAULT_STOP_TIMEOUT_S = 15.0
 #: Pause between readiness probes; spent waiting on the process, so an early exit ends it at once.
 _PROBE_INTERVAL_S = 0.2
 #: A free port found by the caller can be taken before the server binds it; try a few.
@@ -40,13 +38,6 @@ _LOG_TAIL_LINES = 20
 
 class _PortTaken(Exception):
     """The server could not bind its port (another process took it first)."""
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port that was free on ``host`` a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def server_command(model_uri: str, *, port: int, model_name: str, adapter_uri: str | None = None,
@@ -86,7 +77,7 @@ def serve_locally(model_uri: str | os.PathLike, *, adapter_uri: str | os.PathLik
         try:
             yield base_url
         finally:
-            stop_process(process, timeout_s=stop_timeout_s)
+            stop_process_tree(process, timeout_s=stop_timeout_s)
             log.info("local model server stopped", extra=fields(pid=process.pid, exit_code=process.returncode))
 
 
@@ -106,14 +97,14 @@ def _start_until_ready(log_file: BinaryIO, log_path: Path, *, port: int, ready_t
             wait_until_ready(process, base_url + ready_path, deadline=started + ready_timeout_s,
                              log_path=log_path, log_offset=log_offset)
         except _PortTaken:
-            stop_process(process, timeout_s=DEFAULT_STOP_TIMEOUT_S)
+            stop_process_tree(process, timeout_s=DEFAULT_STOP_TIMEOUT_S)
             if port:
                 raise MedgoError(f"port {port} on {LOOPBACK} is already in use; pick another or pass port=0") \
                     from None
             log.warning("port taken before the server bound it; retrying", extra=fields(port=chosen_port))
             continue
         except BaseException:
-            stop_process(process, timeout_s=DEFAULT_STOP_TIMEOUT_S)
+            stop_process_tree(process, timeout_s=DEFAULT_STOP_TIMEOUT_S)
             raise
         log.info("local model server ready", extra=fields(
             url=base_url, pid=process.pid, log=str(log_path), seconds=round(time.monotonic() - started, 1)))
@@ -135,7 +126,7 @@ def wait_until_ready(process: subprocess.Popen, ready_url: str, *, deadline: flo
                 pass
             if time.monotonic() >= deadline:
                 raise MedgoError(f"model server was not ready at {ready_url} in time; last log lines "
-                                 f"({log_path}):\n{_log_tail(log_path, log_offset)}")
+                                 f"({log_path}):\n{log_tail(log_path, _LOG_TAIL_LINES, offset=log_offset)}")
             try:
                 process.wait(timeout=_PROBE_INTERVAL_S)
             except subprocess.TimeoutExpired:
@@ -143,31 +134,11 @@ def wait_until_ready(process: subprocess.Popen, ready_url: str, *, deadline: flo
 
 
 def _raise_exited(process: subprocess.Popen, log_path: Path, log_offset: int) -> None:
-    tail = _log_tail(log_path, log_offset)
+    tail = log_tail(log_path, _LOG_TAIL_LINES, offset=log_offset)
     if "address already in use" in tail.lower():
         raise _PortTaken()
     raise MedgoError(f"model server exited with code {process.returncode} before it was ready; "
                      f"last log lines ({log_path}):\n{tail}")
-
-
-def _log_tail(log_path: Path, offset: int) -> str:
-    with open(log_path, "rb") as fh:
-        fh.seek(offset)
-        lines = fh.read().decode("utf-8", errors="replace").splitlines()
-    return "\n".join(lines[-_LOG_TAIL_LINES:])
-
-
-def stop_process(process: subprocess.Popen, *, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
-    """SIGTERM, wait up to ``timeout_s``, then SIGKILL; returns once the process is gone."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        log.warning("model server ignored SIGTERM; killing it", extra=fields(pid=process.pid))
-        process.kill()
-        process.wait()
 
 
 def ask(base_url: str, question: str, *, model: str = "medgo", max_tokens: int = 32, system: str | None = None,

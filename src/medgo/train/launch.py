@@ -1,37 +1,46 @@
 """Launch the trainer: ``local`` starts torchrun processes on 127.0.0.1 (one per simulated
-node, same env contract as a PyTorchJob); the cluster backend lives in :mod:`medgo.k8s`.
+node, same env contract as a PyTorchJob); ``pytorchjob`` submits a Kubeflow PyTorchJob through
+:mod:`medgo.k8s.pytorchjob`.
 
-Both backends run the identical command line, ``torchrun … -m medgo.train --config …``.
+Both backends run the identical node command, ``python -m medgo.train.node …`` (which execs
+``torchrun … -m medgo.train``); how big the run is and where it goes is a :class:`LaunchConfig`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 import yaml
 
-from medgo.config import TrainConfig
+from medgo.config import LaunchConfig, TrainConfig
 from medgo.errors import MedgoError
+from medgo.k8s.names import (
+    DATA_MOUNT,
+    DATA_PVC,
+    GPU_NODE_LABEL,
+    GPU_TOLERATION,
+    TRAINING_PRIORITY_CLASS,
+)
 from medgo.logs import fields
+from medgo.processes import LOOPBACK, free_port, log_tail, stop_process_tree
 from medgo.train.distributed import NODE_MODULE, NodeEnv
 
 log = logging.getLogger(__name__)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def node_command(trainer_args: list[str], python: str = "python") -> list[str]:
+    """What every node runs (a PyTorchJob pod or a local simulated node): the node entry, which reads the
+    distributed env contract and execs torchrun, followed by the trainer's arguments."""
+    return [python, "-m", NODE_MODULE, *trainer_args]
 
 
 def write_train_config(config: TrainConfig, path: str | Path) -> Path:
@@ -45,9 +54,8 @@ def write_train_config(config: TrainConfig, path: str | Path) -> Path:
 def _failure_cause(path: Path, n: int = 25) -> str:
     """The trainer's own one-line ``error: …`` if it printed one, else the log's last lines."""
     with open(path, encoding="utf-8", errors="replace") as fh:
-        lines = fh.readlines()
-    errors = [line.strip() for line in lines if line.startswith("error: ")]
-    return errors[-1] if errors else "last lines of the log:\n" + "".join(deque(lines, maxlen=n))
+        errors = [line.strip() for line in fh if line.startswith("error: ")]
+    return errors[-1] if errors else "last lines of the log:\n" + log_tail(path, n)
 
 
 def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 1, work_dir: str | Path | None = None,
@@ -76,9 +84,9 @@ def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 
                                                logs=str(work)))
     try:
         for rank in range(nnodes):
-            node = NodeEnv("127.0.0.1", port, nnodes, nproc_per_node, rank)
+            node = NodeEnv(LOOPBACK, port, nnodes, nproc_per_node, rank)
             log_path = work / f"node-{rank}.log"
-            cmd = [sys.executable, "-m", NODE_MODULE, "--config", str(cfg_path)]
+            cmd = node_command(["--config", str(cfg_path)], python=sys.executable)
             fh = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed with the process below
             procs.append((rank, subprocess.Popen(cmd, env={**env, **node.as_env()}, stdout=fh,
                                                  stderr=subprocess.STDOUT), log_path))
@@ -102,12 +110,7 @@ def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 
                                      f"{_failure_cause(log_path)}")
     finally:
         for _, proc, _ in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_process_tree(proc, timeout_s=10)
     log.info("trainer finished", extra=fields(stage=config.stage, logs=str(work)))
     return work
 
@@ -118,8 +121,6 @@ def config_to_args(config: TrainConfig) -> list[str]:
     Used where no config file can be shared with the pods (a PyTorchJob); values are JSON,
     which the trainer's YAML override parser reads back losslessly.
     """
-    import json
-
     args: list[str] = []
     for key, value in config.model_dump(mode="json", exclude_none=True).items():
         if isinstance(value, dict):
@@ -129,62 +130,53 @@ def config_to_args(config: TrainConfig) -> list[str]:
     return args
 
 
-#: Where the cluster's shared data PVC is mounted in training pods (same path as the pipeline's steps).
-DATA_PVC, DATA_MOUNT = "medgo-data", "/mnt/medgo-data"
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-
-
-def launch(config: TrainConfig, *, backend: str = "local", nnodes: int = 1, nproc_per_node: int = 1,
-           gpus_per_node: int = 0, image: str = "", namespace: str = "medgo", job_name: str = "",
-           gpu_product: str = "", timeout_s: float | None = None, work_dir: str | Path | None = None,
-           launcher=None) -> None:
-    """Run a training stage on ``backend``: ``local`` (torchrun here) or ``pytorchjob`` (Kubeflow).
+def launch(config: TrainConfig, where: LaunchConfig | None = None, *, launcher=None) -> None:
+    """Run a training stage where ``where`` says: ``local`` (torchrun here) or ``pytorchjob`` (Kubeflow).
 
     The PyTorchJob gets the whole config as ``--set`` arguments, the GPU node pool (``gpu_product``
-    as ``nvidia.com/gpu.product`` node selector, the GPU taint's toleration, priority class
-    ``medgo-training``), the data PVC and the S3 Secret. Its failure surfaces with the operator's
-    reason and the master's last log lines; an interrupted wait (run cancelled) deletes the job.
-    ``launcher`` defaults to a :class:`~medgo.k8s.pytorchjob.PyTorchJobLauncher` on the reachable cluster.
+    as node selector, the GPU taint's toleration, the training priority class), the data PVC and
+    the S3 Secret. Its failure surfaces with the operator's reason and the master's last log lines;
+    an interrupted wait (run cancelled) deletes the job. ``launcher`` defaults to a
+    :class:`~medgo.k8s.pytorchjob.PyTorchJobLauncher` on the reachable cluster.
     """
-    if backend == "local":
-        launch_local(config, nnodes=nnodes, nproc_per_node=nproc_per_node, work_dir=work_dir, timeout_s=timeout_s)
+    where = where or LaunchConfig()
+    if where.backend == "local":
+        launch_local(config, nnodes=where.nnodes, nproc_per_node=where.nproc_per_node, work_dir=where.work_dir,
+                     timeout_s=where.timeout_s)
         return
-    if backend != "pytorchjob":
-        raise MedgoError(f"unknown training backend {backend!r}; expected 'local' or 'pytorchjob'")
-    if not image or not job_name:
+    if not where.image or not where.job_name:
         raise MedgoError("the pytorchjob backend needs an image and a job name")
     from medgo.k8s.pytorchjob import PyTorchJobFailed, PyTorchJobLauncher, build_pytorchjob
 
+    job = build_pytorchjob(
+        name=where.job_name, namespace=where.namespace, image=where.image,
+        command=node_command(config_to_args(config)), nnodes=where.nnodes, nproc_per_node=where.nproc_per_node,
+        gpus_per_node=where.gpus_per_node,
+        node_selector={GPU_NODE_LABEL: where.gpu_product} if where.gpu_product else None,
+        tolerations=[GPU_TOLERATION] if where.gpus_per_node else None, priority_class=TRAINING_PRIORITY_CLASS,
+        pvc_mounts={DATA_PVC: DATA_MOUNT}, labels={"medgo.io/stage": config.stage})
     if launcher is None:
         from medgo.k8s.clients import kubernetes_clients
 
         clients = kubernetes_clients()
         launcher = PyTorchJobLauncher(clients.custom, clients.core)
-    try:
-        job = build_pytorchjob(
-            name=job_name, namespace=namespace, image=image, args=config_to_args(config), nnodes=nnodes,
-            nproc_per_node=nproc_per_node, gpus_per_node=gpus_per_node,
-            node_selector={"nvidia.com/gpu.product": gpu_product} if gpu_product else None,
-            tolerations=[GPU_TOLERATION] if gpus_per_node else None, priority_class="medgo-training",
-            pvc_mounts={DATA_PVC: DATA_MOUNT}, labels={"medgo.io/stage": config.stage})
-    except ValueError as exc:
-        raise MedgoError(f"cannot build the PyTorchJob: {exc}") from None
+    name, namespace = where.job_name, where.namespace
     launcher.submit(job)
     previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
         else None
     try:
-        launcher.wait(job_name, namespace, timeout_s=timeout_s or 7 * 24 * 3600)
+        launcher.wait(name, namespace, timeout_s=where.timeout_s or 7 * 24 * 3600)
     except PyTorchJobFailed as exc:
         try:
-            tail = launcher.logs(job_name, namespace, tail_lines=20)
+            tail = launcher.logs(name, namespace, tail_lines=20)
         except Exception as log_exc:  # logs are a courtesy; the failure itself must surface
             tail = f"(master log unavailable: {log_exc})"
         raise MedgoError(f"{exc}\nlast lines of the master's log:\n{tail}") from None
     except TimeoutError as exc:
-        launcher.delete(job_name, namespace)
+        launcher.delete(name, namespace)
         raise MedgoError(f"{exc}; the job was deleted") from None
     except KeyboardInterrupt:  # KFP cancels a run by terminating the step: take the job down with it
-        launcher.delete(job_name, namespace)
+        launcher.delete(name, namespace)
         raise
     finally:
         if previous is not None:
