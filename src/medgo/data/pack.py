@@ -30,7 +30,7 @@ from medgo.data.io import Quarantined, iter_records, output_directory
 from medgo.data.prepare import CLEAN_DIR
 from medgo.errors import InputError
 from medgo.logs import fields
-from medgo.storage import atomic_path, is_s3, localize, write_manifest
+from medgo.storage import atomic_path, is_s3, localize, verify_artifact, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,11 @@ def _clean_records_root(clean_dir: str | os.PathLike) -> tuple[Path, Path]:
     """
     root = localize(clean_dir, what="clean corpus")
     if (root / CLEAN_DIR).is_dir():
-        return root / CLEAN_DIR, root
-    return root, root.parent if root.name == CLEAN_DIR else root
+        records, artifact = root / CLEAN_DIR, root
+    else:
+        records, artifact = root, root.parent if root.name == CLEAN_DIR else root
+    verify_artifact(artifact)
+    return records, artifact
 
 
 def iter_document_texts(clean_root: str | os.PathLike) -> Iterator[str]:

@@ -36,6 +36,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from medgo.config import PrefsConfig
+from medgo.data.accounting import Ledger
 from medgo.data.io import JsonlWriter, Quarantined, Record, iter_records, output_directory
 from medgo.data.validate import RecordError, TextCleaner, record_id, require_str
 from medgo.logs import fields
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 STAGE = "data.prefs"
 LABEL_VALUES = {"acceptable": True, "unacceptable": False}
 _PROMPT_ROLES = {"system", "user", "assistant"}
-Message = dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +61,9 @@ class DoctorLabel:
     source: str
     line: int
 
-    def excluded(self, reason: str) -> dict[str, Any]:
-        return {"id": self.id, "source_file": self.source, "line": self.line, "reason": reason}
+    def entry(self) -> dict[str, Any]:
+        """What identifies this label in ``excluded.jsonl`` (no text)."""
+        return {"id": self.id, "source_file": self.source, "line": self.line}
 
 
 def _prompt_messages(value: Any, clean: TextCleaner, config: PrefsConfig) -> tuple[tuple[str, str], ...]:
@@ -147,58 +148,47 @@ def _pair_id(prompt_key: str, chosen: str, rejected: str) -> str:
 
 @dataclass
 class _PrefsRun:
-    """State of one build: read and supersede labels, group them and drop conflicts, emit pairs."""
+    """State of one build: read and supersede labels, group them and drop conflicts, emit pairs.
+
+    Labels are the unit of account (:class:`~medgo.data.accounting.Ledger`): a label that gives a
+    pair is kept, a superseded one is a duplicate of the doctor's later label, one on a disputed
+    response is filtered as ``conflict`` and one whose prompt gets no pair as ``no_pair``.
+    """
 
     config: PrefsConfig
     source_name: str
-    clean: TextCleaner = field(default_factory=TextCleaner)
+    ledger: Ledger
+    clean: TextCleaner = field(init=False)
     counts: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(
-            (
-                "labels_in",
-                "quarantined",
-                "superseded",
-                "conflicts",
-                "conflict_labels",
-                "labels_without_pair",
-                "labels_used",
-                "prompts",
-                "prompts_without_pair",
-                "pairs",
-                "pairs_over_cap",
-            ),
-            0,
-        )
-    )
+        default_factory=lambda: dict.fromkeys(("conflicts", "prompts", "prompts_without_pair", "pairs",
+                                               "pairs_over_cap"), 0))
     # prompt key → response → votes; insertion order is first-seen order.
     prompts: dict[str, dict[str, _ResponseVotes]] = field(default_factory=dict)
     prompt_messages: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     latest: dict[tuple[str, str, str], DoctorLabel] = field(default_factory=dict)
 
-    def read(
-        self, items: Iterable[Record | Quarantined], quarantine: JsonlWriter, excluded: JsonlWriter
-    ) -> None:
+    def __post_init__(self) -> None:
+        self.clean = TextCleaner.for_config(self.config)
+
+    def read(self, items: Iterable[Record | Quarantined]) -> None:
         """Validate labels; keep each doctor's last label per (prompt, response)."""
         for item in items:
-            self.counts["labels_in"] += 1
             if isinstance(item, Record):
                 try:
                     label = parse_label(item, self.clean, self.config)
                 except RecordError as err:
                     item = Quarantined.of(item, err.reason)
             if isinstance(item, Quarantined):
-                self.counts["quarantined"] += 1
-                quarantine.write(item)
+                self.ledger.quarantined(item)
                 continue
             prompt_key = json.dumps(label.prompt, ensure_ascii=False)
             self.prompt_messages.setdefault(prompt_key, label.prompt)
             key = (prompt_key, label.response, label.doctor_id)
             if key in self.latest:
-                self.counts["superseded"] += 1
-                excluded.write(self.latest[key].excluded("superseded"))
+                self.ledger.duplicate(label.id, self.latest[key].entry(), reason="superseded")
             self.latest[key] = label
 
-    def group(self, excluded: JsonlWriter) -> None:
+    def group(self) -> None:
         """Group the surviving labels by prompt and response; drop responses doctors disagree on."""
         responses: dict[str, dict[str, _ResponseVotes]] = {}
         for (prompt_key, response, _), label in self.latest.items():
@@ -208,13 +198,12 @@ class _PrefsRun:
             for response in list(votes):
                 if len(votes[response].verdicts) > 1:
                     self.counts["conflicts"] += 1
-                    self.counts["conflict_labels"] += len(votes[response].labels)
                     for label in votes.pop(response).labels:
-                        excluded.write(label.excluded("conflict"))
+                        self.ledger.filtered("conflict", label.entry())
             self.prompts[prompt_key] = votes
         self.counts["prompts"] = len(responses)
 
-    def pairs(self, excluded: JsonlWriter) -> Iterable[dict[str, Any]]:
+    def pairs(self) -> Iterable[dict[str, Any]]:
         """Preference records, prompt by prompt in first-seen order."""
         cap = self.config.max_pairs_per_prompt
         for prompt_key, votes in self.prompts.items():
@@ -223,11 +212,11 @@ class _PrefsRun:
             rejected = _ranked({r: v for r, v in votes.items() if v.verdicts == {False}})
             if not chosen or not rejected:
                 self.counts["prompts_without_pair"] += 1
-                self.counts["labels_without_pair"] += len(labels)
                 for label in labels:
-                    excluded.write(label.excluded("no_pair"))
+                    self.ledger.filtered("no_pair", label.entry())
                 continue
-            self.counts["labels_used"] += len(labels)
+            for _ in labels:
+                self.ledger.kept()
             order = pair_order(len(chosen), len(rejected))
             self.counts["pairs_over_cap"] += max(0, len(order) - cap)
             prompt = [
@@ -243,20 +232,18 @@ class _PrefsRun:
                     "source": self.source_name,
                 }
 
-    def check(self) -> None:
-        c = self.counts
-        accounted = (
-            c["quarantined"]
-            + c["superseded"]
-            + c["conflict_labels"]
-            + c["labels_without_pair"]
-            + c["labels_used"]
-        )
-        if c["labels_in"] != accounted:
-            raise RuntimeError(
-                f"{STAGE}: labels do not reconcile: in={c['labels_in']} != {accounted} accounted "
-                f"for (quarantined, superseded, conflicting, without pair, used)"
-            )
+    def label_counts(self) -> dict[str, int]:
+        """The ledger's totals, also under the names the data card has always used for labels."""
+        self.ledger.check()
+        total = self.ledger.total
+        return {
+            **total.as_counts(),
+            "labels_in": total.records_in,
+            "superseded": total.duplicates,
+            "conflict_labels": total.reasons["conflict"],
+            "labels_without_pair": total.reasons["no_pair"],
+            "labels_used": total.kept,
+        }
 
 
 def build_preferences(
@@ -271,7 +258,6 @@ def build_preferences(
     ``source_name`` goes into each record's ``source`` (e.g. ``feedback`` for the feedback
     store's export). Raises if the label counts do not reconcile.
     """
-    run = _PrefsRun(config, source_name)
     local_input = [] if is_s3(labels_uri) else [localize(labels_uri, what="doctor labels")]
     with output_directory(output_dir, inputs=local_input) as out:
         with (
@@ -279,17 +265,17 @@ def build_preferences(
             JsonlWriter(out / "quarantine.jsonl") as quarantine,
             JsonlWriter(out / "excluded.jsonl") as excluded,
         ):
+            run = _PrefsRun(config, source_name, Ledger(STAGE, (), quarantine=quarantine, dropped=excluded))
             items = tqdm(
                 iter_records(labels_uri, what="doctor labels"), desc=STAGE, unit="label", disable=None
             )
-            run.read(items, quarantine, excluded)
-            run.group(excluded)
-            for record in run.pairs(excluded):
+            run.read(items)
+            run.group()
+            for record in run.pairs():
                 train.write(record)
-        run.check()
-        counts = {**run.counts, "pii": sum(run.clean.pii.values())}
+        counts = {**run.label_counts(), **run.counts, "pii": sum(run.clean.pii.values())}
         write_manifest(out, stage=STAGE, counts=counts, config=config, inputs={"labels": str(labels_uri)})
     if counts["pairs"] == 0:
-        log.warning("no preference pairs built", extra=fields(**run.counts))
-    log.info("preference pairs built", extra=fields(**run.counts, output=str(output_dir)))
+        log.warning("no preference pairs built", extra=fields(**counts))
+    log.info("preference pairs built", extra=fields(**counts, output=str(output_dir)))
     return counts

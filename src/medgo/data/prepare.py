@@ -29,11 +29,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from medgo.config import PrepareConfig
-from medgo.data.accounting import Tally
+from medgo.data.accounting import Ledger
 from medgo.data.io import JsonlWriter, Quarantined, Record, iter_records, output_directory
 from medgo.data.normalize import normalize_text
 from medgo.data.pii import scrub_pii, scrub_pii_values
-from medgo.data.validate import RecordError, optional_str, record_id, require_str
+from medgo.data.validate import RecordError, optional_str, record_id, record_number_prefixes, require_str
 from medgo.logs import fields
 from medgo.storage import atomic_write_json, is_s3, localize, write_manifest
 
@@ -43,12 +43,6 @@ STAGE = "data.prepare"
 CLEAN_DIR = "clean"
 CLEAN_SHARD = "part-00000.jsonl"
 _CATEGORY_REASON_MAX = 40
-
-
-@dataclass
-class _CategoryStats:
-    tally: Tally = field(default_factory=Tally)
-    chars_kept: int = 0
 
 
 @dataclass
@@ -105,67 +99,49 @@ def _source_name(relative_path: str) -> str:
 
 
 @dataclass
-class _Outputs:
-    clean: JsonlWriter
-    quarantine: JsonlWriter
-    dropped: JsonlWriter
-
-
-@dataclass
 class _CorpusRun:
-    """State of one preparation pass: counts, dedup index and the per-record routing."""
+    """State of one preparation pass: the ledger, the dedup index and the per-record routing."""
 
     config: PrepareConfig
+    ledger: Ledger
+    clean: JsonlWriter
     allowed: frozenset[str] = field(init=False)
-    total: Tally = field(default_factory=Tally)
-    per_category: dict[str, _CategoryStats] = field(init=False)
+    chars_kept: Counter = field(default_factory=Counter)
     pii_counts: Counter = field(default_factory=Counter)
     survivors: dict[bytes, str] = field(default_factory=dict)
     seen_ids: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.allowed = frozenset(self.config.categories)
-        self.per_category = {name: _CategoryStats() for name in self.config.categories}
 
-    def route(self, item: Record | Quarantined, out: _Outputs) -> None:
+    def route(self, item: Record | Quarantined) -> None:
         """Send one input line to exactly one of clean, quarantine or dropped, counting it."""
         if isinstance(item, Quarantined):
-            self.total.add_quarantined(item.reason)
-            out.quarantine.write(item)
+            self.ledger.quarantined(item)
             return
         try:
             rec = _validate(item, self.allowed)
         except RecordError as err:
-            self.total.add_quarantined(err.reason)
-            out.quarantine.write(Quarantined.of(item, err.reason))
+            self.ledger.quarantined(Quarantined.of(item, err.reason))
             return
-        stats = self.per_category[rec.category]
         text = normalize_text(rec.text, t2s=self.config.traditional_to_simplified)
         failed = quality_filter(text, self.config)
         if failed:
-            self.total.add_filtered(failed)
-            stats.tally.add_filtered(failed)
-            out.dropped.write(_dropped_entry(rec, item, "filter", failed))
+            self.ledger.filtered(failed, _dropped_entry(rec, item, "filter"), rec.category)
             return
         digest = hashlib.sha1(text.encode("utf-8")).digest()
         if digest in self.survivors:
-            self.total.add_duplicate()
-            stats.tally.add_duplicate()
-            out.dropped.write(
-                _dropped_entry(rec, item, "dedup", "duplicate", survivor=self.survivors[digest])
-            )
+            self.ledger.duplicate(self.survivors[digest], _dropped_entry(rec, item, "dedup"), rec.category)
             return
         if rec.id in self.seen_ids:
-            self.total.add_quarantined("duplicate_id")
-            stats.tally.add_quarantined("duplicate_id")
-            out.quarantine.write(Quarantined.of(item, "duplicate_id"))
+            self.ledger.quarantined(Quarantined.of(item, "duplicate_id"), rec.category)
             return
         self.survivors[digest] = rec.id
         self.seen_ids.add(rec.id)
         found: Counter = Counter()
         meta = rec.meta
         if self.config.scrub_pii:
-            prefixes = self.config.record_number_prefixes
+            prefixes = record_number_prefixes(self.config)
             text, found = scrub_pii(text, record_number_prefixes=prefixes)
             meta, found_in_meta = scrub_pii_values(meta, record_number_prefixes=prefixes)
             found.update(found_in_meta)
@@ -173,30 +149,21 @@ class _CorpusRun:
         meta = {**meta, "pii": dict(sorted(found.items())), "source_file": item.source, "line": item.line}
         if item.encoding != "utf-8":
             meta["source_encoding"] = item.encoding
-        out.clean.write(
-            {"id": rec.id, "text": text, "category": rec.category, "source": rec.source, "meta": meta}
-        )
-        self.total.add_kept()
-        stats.tally.add_kept()
-        stats.chars_kept += len(text)
-
-    def check(self) -> None:
-        """Raise unless every record is accounted for, overall and within each category."""
-        self.total.check(STAGE)
-        for name, stats in self.per_category.items():
-            stats.tally.check(f"{STAGE}:{name}")
+        self.clean.write({"id": rec.id, "text": text, "category": rec.category, "source": rec.source, "meta": meta})
+        self.ledger.kept(rec.category)
+        self.chars_kept[rec.category] += len(text)
 
     def data_card(self) -> dict:
         config = self.config
         return {
             "stage": STAGE,
-            "totals": self.total.as_counts(),
+            "totals": self.ledger.total.as_counts(),
             "categories": {
-                name: {**stats.tally.as_counts(), "chars_kept": stats.chars_kept}
-                for name, stats in self.per_category.items()
+                name: {**counts, "chars_kept": self.chars_kept[name]}
+                for name, counts in self.ledger.slice_counts().items()
             },
             "pii": dict(sorted(self.pii_counts.items())),
-            "reasons": dict(sorted(self.total.reasons.items())),
+            "reasons": dict(sorted(self.ledger.total.reasons.items())),
             "filters": {
                 "min_chars": config.min_chars,
                 "max_chars": config.max_chars,
@@ -205,20 +172,8 @@ class _CorpusRun:
         }
 
 
-def _dropped_entry(
-    rec: _ValidRecord, where: Record, stage: str, reason: str, survivor: str | None = None
-) -> dict[str, Any]:
-    entry = {
-        "id": rec.id,
-        "category": rec.category,
-        "source_file": where.source,
-        "line": where.line,
-        "stage": stage,
-        "reason": reason,
-    }
-    if survivor is not None:
-        entry["survivor"] = survivor
-    return entry
+def _dropped_entry(rec: _ValidRecord, where: Record, stage: str) -> dict[str, Any]:
+    return {"id": rec.id, "category": rec.category, "source_file": where.source, "line": where.line, "stage": stage}
 
 
 def prepare_corpus(input_uri: str, output_dir: str | os.PathLike, config: PrepareConfig) -> dict:
@@ -228,7 +183,6 @@ def prepare_corpus(input_uri: str, output_dir: str | os.PathLike, config: Prepar
     sorted file order survives and each duplicate names its survivor. Raises if the counts
     do not reconcile (``in == kept + filtered + duplicates + quarantined``).
     """
-    run = _CorpusRun(config)
     local_input = [] if is_s3(input_uri) else [localize(input_uri, what="corpus")]
     with output_directory(output_dir, inputs=local_input) as out:
         with (
@@ -236,14 +190,15 @@ def prepare_corpus(input_uri: str, output_dir: str | os.PathLike, config: Prepar
             JsonlWriter(out / "quarantine.jsonl") as quarantine,
             JsonlWriter(out / "dropped.jsonl") as dropped,
         ):
-            outputs = _Outputs(clean, quarantine, dropped)
+            ledger = Ledger(STAGE, config.categories, quarantine=quarantine, dropped=dropped)
+            run = _CorpusRun(config, ledger, clean)
             for item in tqdm(iter_records(input_uri, what="corpus"), desc=STAGE, unit="rec", disable=None):
-                run.route(item, outputs)
-        run.check()
-        counts = {**run.total.as_counts(), "pii": sum(run.pii_counts.values())}
+                run.route(item)
+        ledger.check()
+        counts = {**ledger.total.as_counts(), "pii": sum(run.pii_counts.values())}
         atomic_write_json(out / "data_card.json", run.data_card())
         write_manifest(out, stage=STAGE, counts=counts, config=config, inputs={"raw": str(input_uri)})
-    if run.total.kept == 0:
-        log.warning("no records survived preparation", extra=fields(**run.total.as_counts()))
+    if ledger.total.kept == 0:
+        log.warning("no records survived preparation", extra=fields(**ledger.total.as_counts()))
     log.info("corpus prepared", extra=fields(**counts, output=str(output_dir)))
     return counts

@@ -38,8 +38,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from medgo.chat import Message, Messages
 from medgo.config import SftBuildConfig
-from medgo.data.accounting import Tally
+from medgo.data.accounting import Ledger
 from medgo.data.io import JsonlWriter, Quarantined, Record, iter_records, output_directory
 from medgo.data.validate import RecordError, TextCleaner, record_id, require_str
 from medgo.errors import InputError
@@ -49,19 +50,18 @@ from medgo.storage import localize, write_manifest
 log = logging.getLogger(__name__)
 
 STAGE = "data.sft"
-Message = dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
-class Conversation:
-    """One candidate SFT example; ``filtered`` names the filter that rejects it, if any."""
+class SftExample:
+    """One candidate SFT conversation; ``filtered`` names the filter that rejects it, if any."""
 
     id: str
-    messages: list[Message]
+    messages: Messages
     filtered: str | None = None
 
 
-Converter = Callable[[dict[str, Any], str, TextCleaner, SftBuildConfig], list[Conversation]]
+Converter = Callable[[dict[str, Any], str, TextCleaner, SftBuildConfig], list[SftExample]]
 
 
 def _system(config: SftBuildConfig, department: str | None) -> Message:
@@ -70,11 +70,11 @@ def _system(config: SftBuildConfig, department: str | None) -> Message:
 
 
 def _single_turn(rid: str, config: SftBuildConfig, question: str, answer: str, *, department: str | None = None,
-                 filtered: str | None = None) -> Conversation:
+                 filtered: str | None = None) -> SftExample:
     """System prompt, one user question, one assistant answer."""
     messages = [_system(config, department), {"role": "user", "content": question},
                 {"role": "assistant", "content": answer}]
-    return Conversation(rid, messages, filtered)
+    return SftExample(rid, messages, filtered)
 
 
 _TURN_ROLES = {"patient": "user", "doctor": "assistant"}
@@ -82,7 +82,7 @@ _TURN_ROLES = {"patient": "user", "doctor": "assistant"}
 
 def consultation_conversations(
     data: dict[str, Any], rid: str, clean: TextCleaner, config: SftBuildConfig
-) -> list[Conversation]:
+) -> list[SftExample]:
     """Patient/doctor turns → user/assistant messages; consecutive turns of one speaker are joined."""
     turns = data.get("turns")
     if turns is None:
@@ -107,7 +107,7 @@ def consultation_conversations(
         raise RecordError("first_turn_not_patient")
     if messages[-1]["role"] != "assistant":
         raise RecordError("last_turn_not_doctor")
-    return [Conversation(rid, messages)]
+    return [SftExample(rid, messages)]
 
 
 # (field, label in answers, question templates); a template is picked per drug name and field
@@ -123,7 +123,7 @@ _DRUG_LABEL_FIELDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 
 def drug_label_conversations(
     data: dict[str, Any], rid: str, clean: TextCleaner, config: SftBuildConfig
-) -> list[Conversation]:
+) -> list[SftExample]:
     """One single-turn QA per label section (indications, contraindications, adverse reactions, dosage).
 
     Every section is required: a label with a section missing is incomplete, and answering
@@ -146,7 +146,7 @@ def drug_label_conversations(
 
 def guideline_conversations(
     data: dict[str, Any], rid: str, clean: TextCleaner, config: SftBuildConfig
-) -> list[Conversation]:
+) -> list[SftExample]:
     """Question → answer citing its guideline; unapproved pairs are filtered when only approved are kept."""
     question, answer = clean.required(data, "question"), clean.required(data, "answer")
     guideline = clean.optional(data, "guideline")
@@ -163,7 +163,7 @@ def guideline_conversations(
 
 def diagnosis_conversations(
     data: dict[str, Any], rid: str, clean: TextCleaner, config: SftBuildConfig
-) -> list[Conversation]:
+) -> list[SftExample]:
     """Complaint and history → the likely diagnosis, stated as a preliminary judgement."""
     complaint, diagnosis = clean.required(data, "chief_complaint"), clean.required(data, "diagnosis")
     history = clean.optional(data, "history")
@@ -181,7 +181,7 @@ def diagnosis_conversations(
 
 def safety_conversations(
     data: dict[str, Any], rid: str, clean: TextCleaner, config: SftBuildConfig
-) -> list[Conversation]:
+) -> list[SftExample]:
     """A request the assistant must decline → the authored refusal."""
     prompt, refusal = clean.required(data, "prompt"), clean.required(data, "refusal")
     return [_single_turn(rid, config, prompt, refusal)]
@@ -212,95 +212,74 @@ def _find_source_file(root: Path, stem: str) -> Path | None:
     return None
 
 
-def _first_user_message(messages: list[Message]) -> str:
+def _first_user_message(messages: Messages) -> str:
     return next(m["content"] for m in messages if m["role"] == "user")
 
 
 @dataclass
-class _Outputs:
-    train: JsonlWriter
-    quarantine: JsonlWriter
-    dropped: JsonlWriter
-
-
-@dataclass
 class _SftRun:
-    """State of one build: counts overall and per task, the prompt dedup index, the ids used."""
+    """State of one build: the ledger (per conversation, sliced by task), the prompt dedup index, the ids used."""
 
     config: SftBuildConfig
-    total: Tally = field(default_factory=Tally)
-    per_task: dict[str, Tally] = field(default_factory=lambda: {s.task: Tally() for s in SFT_SOURCES})
+    ledger: Ledger
+    train: JsonlWriter
     records_in: int = 0
     records_converted: int = 0
-    clean: TextCleaner = field(default_factory=TextCleaner)
+    clean: TextCleaner = field(init=False)
     prompt_owner: dict[bytes, str] = field(default_factory=dict)
     seen_ids: set[str] = field(default_factory=set)
 
-    def route(self, item: Record | Quarantined, source: SftSource, out: _Outputs) -> None:
+    def __post_init__(self) -> None:
+        self.clean = TextCleaner.for_config(self.config)
+
+    def route(self, item: Record | Quarantined, source: SftSource) -> None:
         """Convert one input line and send each resulting conversation to exactly one output."""
         self.records_in += 1
-        tally = self.per_task[source.task]
         if isinstance(item, Record):
             try:
                 rid = record_id(item.data, item.source, item.line)
                 if rid in self.seen_ids:
                     raise RecordError("duplicate_id")
-                conversations = source.convert(item.data, rid, self.clean, self.config)
+                examples = source.convert(item.data, rid, self.clean, self.config)
             except RecordError as err:
                 item = Quarantined.of(item, err.reason)
         if isinstance(item, Quarantined):
-            out.quarantine.write(item)
-            self.total.add_quarantined(item.reason)
-            tally.add_quarantined(item.reason)
+            self.ledger.quarantined(item, source.task)
             return
         self.records_converted += 1
         self.seen_ids.add(rid)
-        for conv in conversations:
-            self._route_conversation(conv, source, tally, out)
+        for example in examples:
+            self._route_example(example, source)
 
-    def _route_conversation(self, conv: Conversation, source: SftSource, tally: Tally, out: _Outputs) -> None:
-        if conv.filtered:
-            out.dropped.write({"id": conv.id, "task": source.task, "reason": conv.filtered})
-            self.total.add_filtered(conv.filtered)
-            tally.add_filtered(conv.filtered)
+    def _route_example(self, example: SftExample, source: SftSource) -> None:
+        entry = {"id": example.id, "task": source.task}
+        if example.filtered:
+            self.ledger.filtered(example.filtered, entry, source.task)
             return
-        key = hashlib.sha1(_first_user_message(conv.messages).encode("utf-8")).digest()
+        key = hashlib.sha1(_first_user_message(example.messages).encode("utf-8")).digest()
         if key in self.prompt_owner:
-            out.dropped.write(
-                {
-                    "id": conv.id,
-                    "task": source.task,
-                    "reason": "duplicate_prompt",
-                    "survivor": self.prompt_owner[key],
-                }
-            )
-            self.total.add_duplicate("duplicate_prompt")
-            tally.add_duplicate("duplicate_prompt")
+            self.ledger.duplicate(self.prompt_owner[key], entry, source.task, reason="duplicate_prompt")
             return
-        self.prompt_owner[key] = conv.id
-        out.train.write(
-            {"id": conv.id, "messages": conv.messages, "source": source.stem, "task": source.task}
-        )
-        self.total.add_kept()
-        tally.add_kept()
+        self.prompt_owner[key] = example.id
+        self.train.write({"id": example.id, "messages": example.messages, "source": source.stem, "task": source.task})
+        self.ledger.kept(source.task)
 
     def counts(self) -> dict[str, Any]:
         """Counts for the manifest; raises if any conversation or record is unaccounted for."""
-        self.total.check(STAGE)
-        for task, tally in self.per_task.items():
-            tally.check(f"{STAGE}:{task}")
-        if self.records_in != self.records_converted + self.total.quarantined:
+        self.ledger.check()
+        total = self.ledger.total
+        if self.records_in != self.records_converted + total.quarantined:
             raise RuntimeError(
                 f"{STAGE}: records do not reconcile: {self.records_in} read != "
-                f"{self.records_converted} converted + {self.total.quarantined} quarantined"
+                f"{self.records_converted} converted + {total.quarantined} quarantined"
             )
         return {
-            **self.total.as_counts(),
+            **total.as_counts(),
             "records_in": self.records_in,
             "records_converted": self.records_converted,
             "pii": sum(self.clean.pii.values()),
-            "tasks": {task: tally.as_counts() for task, tally in self.per_task.items()},
-            "reasons": dict(sorted(self.total.reasons.items())),
+            "tasks": self.ledger.slice_counts(),
+            "reasons": dict(sorted(total.reasons.items())),
         }
 
 
@@ -332,20 +311,20 @@ def build_sft(sources_dir: str | os.PathLike, output_dir: str | os.PathLike, con
     read in the order of :data:`SFT_SOURCES`, which decides which duplicate survives.
     """
     root, found = _locate_sources(sources_dir)
-    run = _SftRun(config)
     with output_directory(output_dir, inputs=[root]) as out:
         with (
             JsonlWriter(out / "train.jsonl") as train,
             JsonlWriter(out / "quarantine.jsonl") as quarantine,
             JsonlWriter(out / "dropped.jsonl") as dropped,
         ):
-            outputs = _Outputs(train, quarantine, dropped)
+            ledger = Ledger(STAGE, [s.task for s in SFT_SOURCES], quarantine=quarantine, dropped=dropped)
+            run = _SftRun(config, ledger, train)
             for source in SFT_SOURCES:
                 if source.stem not in found:
                     continue
                 items = iter_records(found[source.stem], what=f"SFT source {source.stem}")
                 for item in tqdm(items, desc=f"{STAGE}:{source.stem}", unit="rec", disable=None):
-                    run.route(item, source, outputs)
+                    run.route(item, source)
         counts = run.counts()
         write_manifest(
             out,
@@ -355,10 +334,10 @@ def build_sft(sources_dir: str | os.PathLike, output_dir: str | os.PathLike, con
             inputs={"sources": str(sources_dir)},
             extra={"sources_read": sorted(found)},
         )
-    if run.total.kept == 0:
-        log.warning("no SFT conversations kept", extra=fields(**run.total.as_counts()))
+    if ledger.total.kept == 0:
+        log.warning("no SFT conversations kept", extra=fields(**ledger.total.as_counts()))
     log.info(
         "SFT set built",
-        extra=fields(**run.total.as_counts(), records_in=run.records_in, output=str(output_dir)),
+        extra=fields(**ledger.total.as_counts(), records_in=run.records_in, output=str(output_dir)),
     )
     return counts

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from medgo.config import ScrubbingConfig
 from medgo.data.normalize import normalize_text
-from medgo.data.pii import scrub_pii
+from medgo.data.pii import DEFAULT_RECORD_NUMBER_PREFIXES, scrub_pii
 
 
 class RecordError(ValueError):
@@ -59,6 +61,13 @@ def record_id(data: dict[str, Any], source: str, line: int) -> str:
     return value
 
 
+def record_number_prefixes(config: ScrubbingConfig) -> tuple[str, ...]:
+    """The record-number labels a stage masks after: its configured ones, else the built-in list."""
+    if config.record_number_prefixes is None:
+        return DEFAULT_RECORD_NUMBER_PREFIXES
+    return tuple(config.record_number_prefixes)
+
+
 @dataclass
 class TextCleaner:
     """Normalise and scrub each text that goes into a conversation, counting masked identifiers.
@@ -67,13 +76,21 @@ class TextCleaner:
     text that cleans down to nothing is a record error.
     """
 
+    scrub: bool = True
+    prefixes: Sequence[str] = DEFAULT_RECORD_NUMBER_PREFIXES
     pii: Counter = field(default_factory=Counter)
 
+    @classmethod
+    def for_config(cls, config: ScrubbingConfig) -> TextCleaner:
+        return cls(scrub=config.scrub_pii, prefixes=record_number_prefixes(config))
+
     def __call__(self, text: str, name: str) -> str:
-        cleaned, found = scrub_pii(normalize_text(text))
+        cleaned = normalize_text(text)
+        if self.scrub:
+            cleaned, found = scrub_pii(cleaned, record_number_prefixes=self.prefixes)
+            self.pii.update(found)
         if not cleaned:
             raise RecordError(f"empty_field:{name}")
-        self.pii.update(found)
         return cleaned
 
     def required(self, data: dict[str, Any], name: str) -> str:
