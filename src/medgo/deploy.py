@@ -11,7 +11,6 @@ Either way the decision is recorded as ``deployment.json`` next to a manifest.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -39,9 +38,10 @@ def _deploy_local(model_path: str, config: DeployConfig) -> dict:
 
 def model_location(model_path: str | Path, model_uri: str) -> tuple[str, str | None]:
     """``(base model URI, adapter URI or None)`` of a trained model directory."""
-    path = Path(model_path)
-    if (path / "adapter_config.json").exists() and not (path / "config.json").exists():
-        return json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"], model_uri
+    from medgo.modeling.loading import adapter_base_model, is_adapter_dir
+
+    if is_adapter_dir(model_path):
+        return adapter_base_model(Path(model_path)), model_uri
     return model_uri, None
 
 
@@ -55,8 +55,6 @@ def _deploy_kserve(model_path: str, model_uri: str, config: DeployConfig, deploy
     )
     from medgo.serve.local import ask
 
-    if deployer is None:
-        deployer = InferenceServiceDeployer(kubernetes_clients().custom)
     name, namespace = config.name, config.namespace
     if config.runtime == "medgo-cpu":  # medgo's server resolves an adapter's base model itself
         storage_uri, adapter_uri = kserve_storage_uri(model_uri), None
@@ -65,6 +63,8 @@ def _deploy_kserve(model_path: str, model_uri: str, config: DeployConfig, deploy
         storage_uri, adapter_uri = kserve_storage_uri(base), adapter and kserve_storage_uri(adapter)
     desired = build_inference_service(name=name, namespace=namespace, storage_uri=storage_uri, runtime=config.runtime,
                                       lora_adapter_uri=adapter_uri)
+    if deployer is None:  # after building the spec: a bad parameter fails before the cluster is contacted
+        deployer = InferenceServiceDeployer(kubernetes_clients().custom)
     existing = deployer.get(name, namespace)
     previous = rolled_out_revision(existing) if existing else None
     canary = config.canary_traffic_percent if previous else None  # a first rollout has nothing to share with

@@ -1,4 +1,4 @@
-"""Structured logging: ``logger.info("msg", extra={"fields": {...}})`` renders as ``msg key=value``."""
+"""Structured logging: ``log.info("msg", extra=fields(key=value))`` renders as ``msg key=value`` (JSON in a pod)."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from medgo.errors import InputError, MedgoError
+from medgo.logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def localize(uri: str | os.PathLike, *, what: str = "input", include: Iterable[s
             marker.write_text(signature)
     except (ClientError, BotoCoreError) as exc:
         raise InputError(f"cannot read {what} {uri}: {exc}") from None
-    log.info("downloaded from S3", extra={"fields": {"uri": uri, "objects": len(objects), "to": str(dest)}})
+    log.info("downloaded from S3", extra=fields(uri=uri, objects=len(objects), to=str(dest)))
     return dest
 
 
@@ -154,7 +155,7 @@ def publish(local: str | os.PathLike, uri: str | os.PathLike) -> str:
         rel = path.relative_to(local).as_posix() if local.is_dir() else ""
         obj_key = f"{key}/{rel}".strip("/") if rel else key
         client.upload_file(str(path), bucket, obj_key)
-    log.info("uploaded to S3", extra={"fields": {"uri": uri, "objects": len(files)}})
+    log.info("uploaded to S3", extra=fields(uri=uri, objects=len(files)))
     return uri
 
 
@@ -248,6 +249,23 @@ def read_manifest(path: str | os.PathLike) -> dict | None:
         return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise MedgoError(f"{p}: corrupt manifest ({exc})") from None
+
+
+def localize_artifact(uri: str | os.PathLike, *, what: str = "input") -> Path:
+    """:func:`localize` an upstream stage's output and, when it carries a manifest, verify its files.
+
+    A stage that reads a damaged or half-copied artifact fails here, naming the file, instead of
+    training on what is left of it.
+    """
+    path = localize(uri, what=what)
+    verify_artifact(path if path.is_dir() else path.parent)
+    return path
+
+
+def verify_artifact(directory: str | os.PathLike) -> None:
+    """:func:`verify_manifest` when ``directory`` has a manifest; a directory without one is not checked."""
+    if (Path(directory) / MANIFEST_NAME).is_file():
+        verify_manifest(directory)
 
 
 def verify_manifest(path: str | os.PathLike) -> None:

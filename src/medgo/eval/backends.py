@@ -13,12 +13,12 @@ from typing import Protocol, runtime_checkable
 
 from tqdm.auto import tqdm
 
+from medgo.chat import Messages
 from medgo.logs import fields
 
 log = logging.getLogger(__name__)
 
 #: A conversation in TRL's conversational format: ``[{"role": ..., "content": ...}, ...]``.
-Chat = list[dict[str, str]]
 
 
 @runtime_checkable
@@ -28,11 +28,11 @@ class Backend(Protocol):
     #: Identifies the model in results and logs (a URI, never prompt text).
     name: str
 
-    def generate(self, chats: Sequence[Chat], max_new_tokens: int) -> list[str]:
+    def generate(self, chats: Sequence[Messages], max_new_tokens: int) -> list[str]:
         """The greedy assistant reply to each chat, without the prompt or special tokens."""
         ...
 
-    def choice_logprobs(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[list[float]]:
+    def choice_logprobs(self, chats: Sequence[Messages], choices: Sequence[str]) -> list[list[float]]:
         """For each chat, the log-likelihood of each choice as the start of the assistant's reply."""
         ...
 
@@ -66,10 +66,10 @@ class LocalBackend:
         log.info("loaded model for evaluation", extra=fields(model=self.name, device=str(self.device),
                                                               batch_size=batch_size))
 
-    def _prompt_text(self, chat: Chat) -> str:
+    def _prompt_text(self, chat: Messages) -> str:
         return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
 
-    def generate(self, chats: Sequence[Chat], max_new_tokens: int) -> list[str]:
+    def generate(self, chats: Sequence[Messages], max_new_tokens: int) -> list[str]:
         import torch
         from transformers import GenerationConfig
 
@@ -92,7 +92,7 @@ class LocalBackend:
         progress.close()
         return replies
 
-    def choice_logprobs(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[list[float]]:
+    def choice_logprobs(self, chats: Sequence[Messages], choices: Sequence[str]) -> list[list[float]]:
         import torch
 
         if not choices:

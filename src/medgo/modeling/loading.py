@@ -15,8 +15,11 @@ import importlib.util
 import json
 import logging
 from pathlib import Path
+from typing import get_args
 
+from medgo.config import AttentionBackend
 from medgo.errors import InputError, MedgoError
+from medgo.logs import fields
 from medgo.storage import localize
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,7 @@ def resolve_attn_implementation(requested: str = "auto") -> str:
     An explicit ``flash_attention_2`` request on a machine without it is an error (the user
     asked for something specific); ``auto`` falls back to SDPA with a log line.
     """
-    if requested not in {"auto", "flash_attention_2", "sdpa", "eager"}:
+    if requested not in get_args(AttentionBackend):
         raise MedgoError(f"unknown attention implementation {requested!r}")
     if requested == "flash_attention_2" and not flash_attention_available():
         raise MedgoError("attn_implementation=flash_attention_2 needs a CUDA GPU and the flash-attn package "
@@ -47,7 +50,7 @@ def resolve_attn_implementation(requested: str = "auto") -> str:
             _logged_backend.add(chosen)
             reason = "CUDA and flash-attn present" if chosen == "flash_attention_2" else \
                 "flash-attn unavailable (no CUDA or package missing); falling back to SDPA"
-            log.info("attention backend", extra={"fields": {"backend": chosen, "reason": reason}})
+            log.info("attention backend", extra=fields(backend=chosen, reason=reason))
         return chosen
     return requested
 
@@ -55,6 +58,8 @@ def resolve_attn_implementation(requested: str = "auto") -> str:
 #: File-name patterns of everything a tokenizer (and its chat template) may need; an ``s3://``
 #: tokenizer read fetches only these, never the weights. ``adapter_config.json`` is fetched so an
 #: adapter-only directory can be followed to its base model.
+ADAPTER_CONFIG = "adapter_config.json"
+
 TOKENIZER_FILES = (
     "tokenizer*", "special_tokens_map.json", "chat_template*", "vocab*", "merges.txt", "*.model",
     "added_tokens.json", "config.json", "generation_config.json", "adapter_config.json",
@@ -63,7 +68,7 @@ TOKENIZER_FILES = (
 
 def _model_dir(uri: str, what: str) -> Path:
     path = localize(uri, what=what)
-    if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+    if not (path / "config.json").exists() and not (path / ADAPTER_CONFIG).exists():
         raise InputError(f"{what} at {uri} has no config.json or adapter_config.json; not a saved model")
     return path
 
@@ -72,14 +77,32 @@ def _has_tokenizer(directory: Path) -> bool:
     return (directory / "tokenizer_config.json").exists() or (directory / "tokenizer.json").exists()
 
 
-def _is_adapter_only(directory: Path) -> bool:
+def is_adapter_dir(directory: str | Path) -> bool:
     """A LoRA adapter saved on its own: ``adapter_config.json`` without a model ``config.json``."""
-    return (directory / "adapter_config.json").exists() and not (directory / "config.json").exists()
+    directory = Path(directory)
+    return (directory / ADAPTER_CONFIG).exists() and not (directory / "config.json").exists()
+
+
+def resolve_model_dirs(model_uri: str, adapter_uri: str | None = None) -> tuple[Path, Path | None]:
+    """Local ``(model_dir, adapter_dir)`` for a model URI and an optional adapter URI.
+
+    A ``model_uri`` that is itself an adapter directory stands for the base model it records plus
+    that adapter, so callers may pass a trained adapter wherever a model is expected.
+    """
+    model_dir = _model_dir(model_uri, "model")
+    adapter_dir = _model_dir(adapter_uri, "adapter") if adapter_uri else None
+    if is_adapter_dir(model_dir):
+        if adapter_dir is not None:
+            raise InputError(f"model {model_uri} is itself a LoRA adapter; give its base model as the model "
+                             f"to apply adapter {adapter_uri}")
+        adapter_dir = model_dir
+        model_dir = _model_dir(adapter_base_model(model_dir), "base model")
+    return model_dir, adapter_dir
 
 
 def adapter_base_model(adapter_dir: Path) -> str:
     """The base model an adapter directory records (a path, hub id or ``s3://`` URI)."""
-    config = adapter_dir / "adapter_config.json"
+    config = Path(adapter_dir) / ADAPTER_CONFIG
     try:
         base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
     except (OSError, json.JSONDecodeError) as exc:
@@ -101,7 +124,7 @@ def tokenizer_source(model_dir: Path, adapter_dir: Path | None = None) -> str:
     model_dir = Path(model_dir)
     if adapter_dir is not None and _has_tokenizer(Path(adapter_dir)):
         return str(adapter_dir)
-    if _is_adapter_only(model_dir) and not _has_tokenizer(model_dir):
+    if is_adapter_dir(model_dir) and not _has_tokenizer(model_dir):
         return adapter_base_model(model_dir)
     return str(model_dir)
 
@@ -127,7 +150,7 @@ def load_tokenizer(uri: str, *, require_chat_template: bool = False):
     from transformers import AutoTokenizer
 
     path = localize(uri, what="tokenizer", include=TOKENIZER_FILES)
-    if path.is_dir() and not _has_tokenizer(path) and _is_adapter_only(path):
+    if path.is_dir() and not _has_tokenizer(path) and is_adapter_dir(path):
         return load_tokenizer(adapter_base_model(path), require_chat_template=require_chat_template)
     tok = AutoTokenizer.from_pretrained(str(path))
     if require_chat_template and not tok.chat_template:
@@ -149,21 +172,14 @@ def load_model(uri: str, *, adapter_uri: str | None = None, attn_implementation:
     import torch
     from transformers import AutoModelForCausalLM
 
-    path = _model_dir(uri, "model")
-    if _is_adapter_only(path):
-        if adapter_uri:
-            raise InputError(f"model {uri} is itself a LoRA adapter; give its base model as the model "
-                             f"to apply adapter {adapter_uri}")
-        return load_model(adapter_base_model(path), adapter_uri=str(path), attn_implementation=attn_implementation,
-                          dtype=dtype, trainable_adapter=trainable_adapter, device_map=device_map)
+    path, adapter_path = resolve_model_dirs(uri, adapter_uri)
     options = {"device_map": device_map} if device_map is not None else {}
     model = AutoModelForCausalLM.from_pretrained(
         str(path), attn_implementation=resolve_attn_implementation(attn_implementation),
         dtype=dtype or torch.float32, **options)
-    if adapter_uri:
+    if adapter_path is not None:
         from peft import PeftModel
 
-        adapter_path = _model_dir(adapter_uri, "adapter")
         model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=trainable_adapter)
     return model
 
@@ -202,14 +218,7 @@ def load_for_inference(model_uri: str, adapter_uri: str | None = None, *, device
     """
     import torch
 
-    model_dir = _model_dir(model_uri, "model")
-    adapter_dir = _model_dir(adapter_uri, "adapter") if adapter_uri else None
-    if _is_adapter_only(model_dir):
-        if adapter_dir is not None:
-            raise InputError(f"model {model_uri} is itself a LoRA adapter; give its base model as the model "
-                             f"to apply adapter {adapter_uri}")
-        adapter_dir = model_dir
-        model_dir = _model_dir(adapter_base_model(model_dir), "base model")
+    model_dir, adapter_dir = resolve_model_dirs(model_uri, adapter_uri)
     tokenizer = load_tokenizer(tokenizer_source(model_dir, adapter_dir), require_chat_template=require_chat_template)
     target, device_map = inference_placement(device)
     if dtype is None:

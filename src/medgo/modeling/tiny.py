@@ -13,6 +13,8 @@ import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from medgo.logs import fields
+
 log = logging.getLogger(__name__)
 
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
@@ -103,5 +105,5 @@ def build_tiny_model(out_dir: str | Path, texts: Iterable[str], *, hidden_size: 
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("built tiny model", extra={"fields": {"dir": str(out), "params": n_params, "vocab": len(tokenizer)}})
+    log.info("built tiny model", extra=fields(dir=str(out), params=n_params, vocab=len(tokenizer)))
     return out

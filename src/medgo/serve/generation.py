@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 from kserve.errors import InvalidInput
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
+from medgo.chat import Message, Messages
+
 #: At most this many stop sequences, as in the OpenAI API.
 MAX_STOP_SEQUENCES = 4
 
@@ -36,7 +38,7 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
 
-    def as_template_turn(self) -> dict[str, str]:
+    def as_template_turn(self) -> Message:
         """The ``{"role", "content"}`` dict a chat template expects, parts joined into one string."""
         role = "system" if self.role == "developer" else self.role
         content = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
@@ -118,7 +120,7 @@ def parse_generation_params(raw: Mapping[str, Any] | None, *, where: str = "para
         raise InvalidInput(describe_validation_error(exc, where=where)) from None
 
 
-def parse_messages(raw: Any, *, where: str = "messages") -> list[dict[str, str]]:
+def parse_messages(raw: Any, *, where: str = "messages") -> Messages:
     """Validate a chat (a non-empty list of turns) and return it as chat-template turns."""
     if not isinstance(raw, Sequence) or isinstance(raw, str | bytes) or not raw:
         raise InvalidInput(f"{where} must be a non-empty list of chat messages")

@@ -24,6 +24,7 @@ from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse, to_http_parameters
 from kserve.utils.utils import generate_uuid
 
+from medgo.chat import Messages
 from medgo.config import DEFAULT_SYSTEM_PROMPT, ServeConfig
 from medgo.errors import ConfigError
 from medgo.logs import fields
@@ -43,8 +44,6 @@ V2_INPUT_NAME = "text_input"
 V2_OUTPUT_NAME = "text_output"
 #: v2 request parameters that steer the transport, not generation.
 _V2_TRANSPORT_PARAMETERS = frozenset({"binary_data_output"})
-
-Conversation = list[dict[str, str]]
 
 
 class MedgoModel(kserve.Model):
@@ -85,11 +84,10 @@ class MedgoModel(kserve.Model):
         self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_config(cls, config: ServeConfig, *, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-                    max_batch_size: int = 16) -> MedgoModel:
+    def from_config(cls, config: ServeConfig) -> MedgoModel:
         return cls(config.model_name, config.model_uri, adapter_uri=config.adapter_uri,
                    max_new_tokens=config.max_new_tokens, max_prompt_tokens=config.max_prompt_tokens,
-                   system_prompt=system_prompt, max_batch_size=max_batch_size)
+                   system_prompt=config.system_prompt, max_batch_size=config.max_batch_size)
 
     # ----------------------------------------------------------------------------------------
     # lifecycle
@@ -142,7 +140,7 @@ class MedgoModel(kserve.Model):
         completion = self.complete(parse_messages(messages), params)
         return completion.text, completion.usage
 
-    def complete(self, conversation: Conversation, params: GenerationParams | None = None) -> Completion:
+    def complete(self, conversation: Messages, params: GenerationParams | None = None) -> Completion:
         """Generate one answer for a validated conversation (blocking, serialised)."""
         params = params or GenerationParams()
         max_tokens = self.resolve_max_tokens(params)
@@ -153,7 +151,7 @@ class MedgoModel(kserve.Model):
             generated = self._generate(prompt_ids, max_tokens, params)
         return _to_completion(generated, len(prompt_ids), self._eos_token_ids, tokenizer, params.stop)
 
-    async def acomplete(self, conversations: Sequence[Conversation],
+    async def acomplete(self, conversations: Sequence[Messages],
                         params: GenerationParams | None = None) -> list[Completion]:
         """Answer conversations on the generation thread, keeping the event loop responsive."""
         if not self.ready or self._executor is None:
@@ -180,7 +178,7 @@ class MedgoModel(kserve.Model):
                                f"{self.max_new_tokens} tokens per answer")
         return params.max_tokens
 
-    def _complete_all(self, conversations: Sequence[Conversation], params: GenerationParams) -> list[Completion]:
+    def _complete_all(self, conversations: Sequence[Messages], params: GenerationParams) -> list[Completion]:
         return [self.complete(conversation, params) for conversation in conversations]
 
     def _require_loaded(self):
@@ -188,12 +186,12 @@ class MedgoModel(kserve.Model):
             raise RuntimeError(f"model {self.name} is not loaded; call load() first")
         return self._tokenizer
 
-    def _with_system_prompt(self, conversation: Conversation) -> Conversation:
+    def _with_system_prompt(self, conversation: Messages) -> Messages:
         if self.system_prompt is None or any(turn["role"] == "system" for turn in conversation):
             return list(conversation)
         return [{"role": "system", "content": self.system_prompt}, *conversation]
 
-    def _encode(self, conversation: Conversation) -> list[int]:
+    def _encode(self, conversation: Messages) -> list[int]:
         from jinja2 import TemplateError
 
         try:
@@ -294,7 +292,7 @@ class MedgoModel(kserve.Model):
                                f"{self.max_batch_size} per request")
 
 
-def _instance_conversation(instance: Any, where: str) -> Conversation:
+def _instance_conversation(instance: Any, where: str) -> Messages:
     """A v1 instance as chat-template turns: a bare string or ``prompt`` is one user turn."""
     if isinstance(instance, str):
         instance = {"prompt": instance}

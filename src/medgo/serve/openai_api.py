@@ -26,6 +26,7 @@ from kserve.errors import InvalidInput
 from kserve.model_repository import ModelRepository
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from medgo.chat import Messages
 from medgo.logs import fields
 from medgo.serve.generation import (
     ChatMessage,
@@ -68,7 +69,7 @@ class ChatCompletionRequest(BaseModel):
                     "stop": self.stop, "seed": self.seed}
         return parse_generation_params({k: v for k, v in settings.items() if v is not None}, where="")
 
-    def conversation(self) -> list[dict[str, str]]:
+    def conversation(self) -> Messages:
         return [message.as_template_turn() for message in self.messages]
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from kserve import ModelServer
 from kserve import model_server as kserve_model_server
 
-from medgo.config import DEFAULT_SYSTEM_PROMPT, ServeConfig, load_config
+from medgo.config import ServeConfig, load_config
 from medgo.errors import ConfigError, MedgoError
 from medgo.logs import fields, setup_logging
 from medgo.serve.model import MedgoModel
@@ -64,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="most tokens per answer; also the default when a request does not say")
     parser.add_argument("--max_prompt_tokens", type=int, default=defaults["max_prompt_tokens"].default,
                         help="longest accepted prompt in tokens, after the chat template")
-    parser.add_argument("--max_batch_size", type=int, default=16, help="most prompts per v1/v2 request")
-    parser.add_argument("--system_prompt", default=DEFAULT_SYSTEM_PROMPT,
-                        help="system turn added to chats that have none; '' disables")
+    parser.add_argument("--max_batch_size", type=int, default=defaults["max_batch_size"].default,
+                        help=defaults["max_batch_size"].description)
+    parser.add_argument("--system_prompt", default=defaults["system_prompt"].default,
+                        help=defaults["system_prompt"].description)
     parser.set_defaults(model_name=defaults["model_name"].default)
     return parser
 
@@ -78,13 +79,12 @@ def kserve_server_options(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names}
 
 
-def run(config: ServeConfig, *, enable_grpc: bool = True, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-        max_batch_size: int = 16, server_options: Mapping[str, Any] | None = None) -> None:
+def run(config: ServeConfig, *, enable_grpc: bool = True, server_options: Mapping[str, Any] | None = None) -> None:
     """Load the model and serve it until SIGTERM/SIGINT (blocking).
 
     ``server_options`` are further ``ModelServer`` keyword arguments (see :func:`kserve_server_options`).
     """
-    model = MedgoModel.from_config(config, system_prompt=system_prompt, max_batch_size=max_batch_size)
+    model = MedgoModel.from_config(config)
     model.load()
     server = MedgoModelServer(http_host=config.host, http_port=config.http_port, grpc_port=config.grpc_port,
                               enable_grpc=enable_grpc, workers=1, **dict(server_options or {}))
@@ -108,9 +108,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = load_config(ServeConfig, model_uri=args.model_uri, model_name=args.model_name,
                              adapter_uri=args.adapter_uri, host=args.http_host, http_port=args.http_port,
                              grpc_port=args.grpc_port, max_new_tokens=args.max_new_tokens,
-                             max_prompt_tokens=args.max_prompt_tokens)
-        run(config, enable_grpc=args.enable_grpc, system_prompt=args.system_prompt,
-            max_batch_size=args.max_batch_size, server_options=kserve_server_options(args))
+                             max_prompt_tokens=args.max_prompt_tokens, max_batch_size=args.max_batch_size,
+                             system_prompt=args.system_prompt)
+        run(config, enable_grpc=args.enable_grpc, server_options=kserve_server_options(args))
     except MedgoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

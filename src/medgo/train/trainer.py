@@ -24,9 +24,18 @@ from importlib import resources
 from pathlib import Path
 
 from medgo.config import TrainConfig, load_config
+from medgo.data.io import Quarantined, iter_records
 from medgo.errors import InputError, MedgoError
 from medgo.logs import fields, setup_logging
-from medgo.storage import is_s3, localize, publish, write_manifest
+from medgo.modeling.loading import (
+    ADAPTER_CONFIG,
+    adapter_base_model,
+    is_adapter_dir,
+    load_model,
+    load_tokenizer,
+    resolve_attn_implementation,
+)
+from medgo.storage import is_s3, localize, localize_artifact, publish, write_manifest
 from medgo.train.distributed import is_main_process
 
 log = logging.getLogger(__name__)
@@ -39,7 +48,8 @@ def deepspeed_config_path(preset: str) -> str | None:
     return str(resources.files("medgo.train") / "deepspeed" / f"{preset}.json")
 
 
-def _common_args(cfg: TrainConfig, output_dir: str) -> dict:
+def training_arguments(cfg: TrainConfig, output_dir: str) -> dict:
+    """The ``TrainingArguments`` (and TRL config) fields every stage shares."""
     import torch
 
     use_cpu = cfg.use_cpu or not torch.cuda.is_available()
@@ -86,20 +96,20 @@ def _lora_config(cfg: TrainConfig, task_type: str = "CAUSAL_LM"):
 
 
 def _read_jsonl_dataset(data_uri: str, what: str):
+    """The ``train*.jsonl`` records of a data-stage artifact; an unreadable line is an error, not a skip
+    (the data stage already quarantined what it could not use)."""
     from datasets import Dataset
 
-    root = localize(data_uri, what=what)
+    root = localize_artifact(data_uri, what=what)
     files = sorted(root.glob("train*.jsonl")) if root.is_dir() else [root]
     if not files:
         raise InputError(f"{what} at {data_uri} has no train*.jsonl")
     rows = []
-    for f in files:
-        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"malformed JSON ({exc.msg})", source=str(f), line=n) from None
+    for path in files:
+        for item in iter_records(path, what=what):
+            if isinstance(item, Quarantined):
+                raise InputError(f"unusable line ({item.reason})", source=str(path), line=item.line)
+            rows.append(item.data)
     if not rows:
         raise InputError(f"{what} at {data_uri} is empty")
     return Dataset.from_list(rows)
@@ -108,7 +118,7 @@ def _read_jsonl_dataset(data_uri: str, what: str):
 def _load_token_shards(data_uri: str):
     from datasets import load_dataset
 
-    root = localize(data_uri, what="packed token shards")
+    root = localize_artifact(data_uri, what="packed token shards")
     files = sorted(str(p) for p in root.glob("tokens-*.parquet"))
     if not files:
         raise InputError(f"packed token shards at {data_uri}: no tokens-*.parquet files")
@@ -141,12 +151,12 @@ class _PackedCollator:
         return batch
 
 
-def _train_pt(cfg: TrainConfig, out: str):
+def build_pt_trainer(cfg: TrainConfig, out: str):
+    """A ``transformers.Trainer`` for continued pretraining on packed token shards."""
     from transformers import Trainer, TrainingArguments
 
-    from medgo.modeling import load_model, load_tokenizer, resolve_attn_implementation
 
-    args = TrainingArguments(**_common_args(cfg, out))
+    args = TrainingArguments(**training_arguments(cfg, out))
     _init_zero3(cfg, args.use_cpu)
     dataset = _load_token_shards(cfg.data_uri)
     attn = resolve_attn_implementation(cfg.attn_implementation)
@@ -164,12 +174,12 @@ def _train_pt(cfg: TrainConfig, out: str):
     return trainer
 
 
-def _train_sft(cfg: TrainConfig, out: str):
+def build_sft_trainer(cfg: TrainConfig, out: str):
+    """A TRL ``SFTTrainer`` for LoRA SFT with the loss on assistant tokens only."""
     from trl import SFTConfig, SFTTrainer
 
-    from medgo.modeling import load_model, load_tokenizer
 
-    args = SFTConfig(**_common_args(cfg, out), max_length=cfg.max_seq_len, assistant_only_loss=True,
+    args = SFTConfig(**training_arguments(cfg, out), max_length=cfg.max_seq_len, assistant_only_loss=True,
                      packing=False, dataset_kwargs={"skip_prepare_dataset": False})
     _init_zero3(cfg, args.use_cpu)
     dataset = _read_jsonl_dataset(cfg.data_uri, "SFT data").select_columns(["messages"])
@@ -179,7 +189,7 @@ def _train_sft(cfg: TrainConfig, out: str):
                       peft_config=_lora_config(cfg))
 
 
-def _train_dpo(cfg: TrainConfig, out: str):
+def build_dpo_trainer(cfg: TrainConfig, out: str):
     """DPO with LoRA. Starting from the SFT adapter (``model_uri`` is its directory), TRL keeps training
     that adapter and makes a frozen copy of it the reference: the reference is the SFT policy, held as a
     second small adapter on the same base weights rather than a second model. Works under ZeRO-3
@@ -188,9 +198,8 @@ def _train_dpo(cfg: TrainConfig, out: str):
     from peft import PeftModel
     from trl import DPOConfig, DPOTrainer
 
-    from medgo.modeling import load_model, load_tokenizer
 
-    args = DPOConfig(**_common_args(cfg, out), max_length=cfg.max_seq_len, beta=cfg.dpo_beta,
+    args = DPOConfig(**training_arguments(cfg, out), max_length=cfg.max_seq_len, beta=cfg.dpo_beta,
                      loss_type=[cfg.dpo_loss_type])
     _init_zero3(cfg, args.use_cpu)
     dataset = _read_jsonl_dataset(cfg.data_uri, "preference data").select_columns(["prompt", "chosen", "rejected"])
@@ -202,7 +211,7 @@ def _train_dpo(cfg: TrainConfig, out: str):
                       peft_config=None if continues_adapter else _lora_config(cfg))
 
 
-_STAGES = {"pt": _train_pt, "sft": _train_sft, "dpo": _train_dpo}
+TRAINER_BUILDERS = {"pt": build_pt_trainer, "sft": build_sft_trainer, "dpo": build_dpo_trainer}
 
 
 def base_model_uri(cfg: TrainConfig) -> str:
@@ -212,9 +221,9 @@ def base_model_uri(cfg: TrainConfig) -> str:
     recorded base is then the base of the new adapter too.
     """
     if cfg.adapter_uri is None:
-        adapter_cfg = localize(cfg.model_uri, what="model") / "adapter_config.json"
-        if adapter_cfg.exists():
-            return json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
+        model_dir = localize(cfg.model_uri, what="model")
+        if is_adapter_dir(model_dir):
+            return adapter_base_model(model_dir)
     return cfg.model_uri
 
 
@@ -226,7 +235,7 @@ def _save(trainer, cfg: TrainConfig, out: Path) -> dict:
         return {}
     shutil.rmtree(out / "ref", ignore_errors=True)  # DPO's frozen reference copy is not part of the result
     trainer.processing_class.save_pretrained(out)
-    adapter_cfg = out / "adapter_config.json"
+    adapter_cfg = out / ADAPTER_CONFIG
     if adapter_cfg.exists():
         data = json.loads(adapter_cfg.read_text())
         data["base_model_name_or_path"] = base_model_uri(cfg)  # a URI, not this node's download cache
@@ -258,7 +267,7 @@ def run(cfg: TrainConfig) -> dict:
     log.info("training", extra=fields(stage=cfg.stage, deepspeed=cfg.deepspeed, lora=cfg.use_lora,
                                       world_size=os.environ.get("WORLD_SIZE", "1")))
     try:
-        trainer = _STAGES[cfg.stage](cfg, ckpt_dir)
+        trainer = TRAINER_BUILDERS[cfg.stage](cfg, ckpt_dir)
         trainer.train()
         counts = _save(trainer, cfg, local_out)
     finally:
@@ -275,7 +284,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m medgo.train",
         description="medgo trainer (pt | sft | dpo). Start it under torchrun; see medgo.train.launch.")
     parser.add_argument("--config", help="TrainConfig YAML file")
-    parser.add_argument("--stage", choices=sorted(_STAGES), help="overrides the config's stage")
+    parser.add_argument("--stage", choices=sorted(TRAINER_BUILDERS), help="overrides the config's stage")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field (dotted keys reach nested fields, e.g. lora.r=8); repeatable")
     return parser.parse_args(argv)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from medgo.chat import Messages
 from medgo.config import DEFAULT_SYSTEM_PROMPT
 from medgo.errors import InputError
-from medgo.eval.backends import Backend, Chat
+from medgo.eval.backends import Backend
 from medgo.logs import fields
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class GenerativeTask(Task):
                          for item, pred in zip(items, predictions, strict=True)])
 
 
-def chat(user_message: str, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> Chat:
+def chat(user_message: str, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> Messages:
     """A single-turn chat with the system prompt the SFT data is built with."""
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user_message}]
 
