@@ -60,3 +60,36 @@ def test_override_syntax():
 def test_non_pt_stage_requires_lora():
     with pytest.raises(ConfigError, match="use_lora=false is only valid for pt"):
         load_config(TrainConfig, stage="sft", model_uri="m", data_uri="d", output_uri="o", use_lora=False)
+
+
+def _stage_configs():
+    import medgo.config as config_module
+
+    return [obj for obj in vars(config_module).values()
+            if isinstance(obj, type) and issubclass(obj, config_module.StageConfig)
+            and obj not in (config_module.StageConfig,)]
+
+
+@pytest.mark.parametrize("cls", _stage_configs(), ids=lambda c: c.__name__)
+def test_every_config_field_is_described(cls):
+    assert cls.__doc__, cls
+    undocumented = [name for name, info in cls.model_fields.items() if not info.description]
+    assert not undocumented, f"{cls.__name__}: fields without a description: {undocumented}"
+
+
+def test_literals_reject_unknown_values_with_the_field_named():
+    from medgo.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="lr_scheduler"):
+        load_config(TrainConfig, stage="sft", model_uri="m", data_uri="d", output_uri="o", lr_scheduler="cosin")
+    with pytest.raises(ConfigError, match="dpo_loss_type"):
+        load_config(TrainConfig, stage="dpo", model_uri="m", data_uri="d", output_uri="o", dpo_loss_type="sigmod")
+
+
+def test_serve_config_is_bounded():
+    from medgo.config import ServeConfig
+
+    with pytest.raises(ConfigError, match="http_port"):
+        load_config(ServeConfig, model_uri="m", http_port=70000)
+    with pytest.raises(ConfigError, match="max_batch_size"):
+        load_config(ServeConfig, model_uri="m", max_batch_size=0)

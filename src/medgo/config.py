@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medgo.errors import ConfigError
+from medgo.k8s.names import INFERENCE_SERVICE, NAMESPACE, ServingRuntime
 
 #: MedGo's 15 pretraining corpus categories.
 CATEGORIES: tuple[str, ...] = (
@@ -26,13 +27,35 @@ CATEGORIES: tuple[str, ...] = (
 DEFAULT_SYSTEM_PROMPT = "你是一名专业、谨慎的医学助手。请基于循证医学给出准确、易懂的回答，必要时建议就医。"
 
 
+#: Literal types, each defined once; configs, builders and the CLI use these.
+DeepSpeedPreset = Literal["none", "zero2", "zero3", "zero3_offload"]
+AttentionBackend = Literal["auto", "flash_attention_2", "sdpa", "eager"]
+#: transformers' ``lr_scheduler_type`` values that make sense for these stages.
+LrScheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
+#: TRL 1.16 ``DPOConfig.loss_type`` values.
+DpoLossType = Literal["sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair",
+                      "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft"]
+TrainStage = Literal["pt", "sft", "dpo"]
+TrainBackend = Literal["local", "pytorchjob"]
+DeployTarget = Literal["local", "kserve"]
+
+
 class StageConfig(BaseModel):
     """Base: unknown keys are errors; assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class PrepareConfig(StageConfig):
+class ScrubbingConfig(StageConfig):
+    """Patient-privacy settings shared by every data builder that writes text."""
+
+    scrub_pii: bool = Field(True, description="replace patient identifiers with typed placeholders (<ID>, <NAME>, …)")
+    record_number_prefixes: list[str] | None = Field(
+        None, description="labels after which an alphanumeric record number is masked as <MRN>; "
+        "null uses the built-in list medgo.data.pii.DEFAULT_RECORD_NUMBER_PREFIXES")
+
+
+class PrepareConfig(ScrubbingConfig):
     """Cleaning, exact dedup, privacy scrubbing and quarantine of raw corpus shards."""
 
     categories: list[str] = Field(default_factory=lambda: list(CATEGORIES),
@@ -41,10 +64,6 @@ class PrepareConfig(StageConfig):
     max_chars: int = Field(200_000, gt=0, description="drop documents longer than this")
     min_chinese_ratio: float = Field(0.3, ge=0, le=1, description="minimum share of CJK characters")
     traditional_to_simplified: bool = Field(True, description="convert traditional → simplified (OpenCC t2s)")
-    scrub_pii: bool = Field(True, description="replace patient identifiers with typed placeholders")
-    record_number_prefixes: list[str] = Field(
-        default_factory=lambda: ["住院号", "病案号", "门诊号", "病历号", "就诊号", "床号", "检查号"],
-        description="labels after which an alphanumeric record number is masked as <MRN>")
 
     @field_validator("categories")
     @classmethod
@@ -62,59 +81,58 @@ class PackConfig(StageConfig):
     drop_remainder: bool = Field(False, description="drop the last, partly filled sequence instead of padding it")
 
 
-class SftBuildConfig(StageConfig):
+class SftBuildConfig(ScrubbingConfig):
     """Build chat-format SFT records from the source types."""
 
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="system turn of every conversation")
     only_approved_guidelines: bool = Field(True, description="keep guideline QA pairs a physician approved")
 
 
-class PrefsConfig(StageConfig):
+class PrefsConfig(ScrubbingConfig):
     """Preference pairs from doctors' acceptable/unacceptable labels."""
 
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="system turn added to prompts that have none")
     max_pairs_per_prompt: int = Field(4, ge=1, description="cap on chosen×rejected pairs per prompt")
 
 
 class LoraSettings(StageConfig):
     """LoRA hyper-parameters; MedGo's are r=16, alpha=8, dropout 0.05 on all linear projections."""
 
-    r: int = Field(16, ge=1)
-    alpha: int = Field(8, ge=1)
-    dropout: float = Field(0.05, ge=0, lt=1)
+    r: int = Field(16, ge=1, description="rank of the low-rank update")
+    alpha: int = Field(8, ge=1, description="scaling numerator: the update is scaled by alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")
     target_modules: str | list[str] = Field("all-linear", description="'all-linear' or module names")
-
-
-DeepSpeedPreset = Literal["none", "zero2", "zero3", "zero3_offload"]
 
 
 class TrainConfig(StageConfig):
     """One trainer for the three stages: continued pretraining, LoRA SFT and DPO."""
 
-    stage: Literal["pt", "sft", "dpo"]
+    stage: TrainStage = Field(description="pt (continued pretraining), sft (LoRA SFT) or dpo (LoRA DPO)")
     model_uri: str = Field(description="base model (path, PVC path or s3://) loaded with from_pretrained")
     data_uri: str = Field(description="pt: packed token shards; sft: chat JSONL dir; dpo: preference JSONL dir")
     output_uri: str = Field(description="where the model/adapter is written (path or s3://)")
     adapter_uri: str | None = Field(None, description="LoRA adapter applied to model_uri before training "
                                     "(a model_uri that is itself an adapter directory works too)")
     use_lora: bool = Field(True, description="train a LoRA adapter (pt may be full fine-tuning)")
-    lora: LoraSettings = Field(default_factory=LoraSettings)
-    learning_rate: float = Field(2e-5, gt=0)
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = Field(0.01, ge=0, lt=1)
-    num_epochs: float = Field(2.0, gt=0)
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA hyper-parameters")
+    learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
+    lr_scheduler: LrScheduler = Field("cosine", description="learning-rate schedule after warm-up")
+    warmup_ratio: float = Field(0.01, ge=0, lt=1, description="share of the steps spent warming up")
+    num_epochs: float = Field(2.0, gt=0, description="passes over the data (ignored when max_steps > 0)")
     max_steps: int = Field(-1, description="if > 0, overrides num_epochs")
-    per_device_batch_size: int = Field(1, ge=1)
-    gradient_accumulation_steps: int = Field(4, ge=1)
-    max_seq_len: int = Field(4096, ge=8)
-    gradient_checkpointing: bool = False
+    per_device_batch_size: int = Field(1, ge=1, description="micro-batch per process")
+    gradient_accumulation_steps: int = Field(4, ge=1, description="micro-batches per optimizer step")
+    max_seq_len: int = Field(4096, ge=8, description="longest SFT/DPO sequence in tokens (longer ones are cut)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass "
+                                         "(less memory, about 30 % more compute)")
     bf16: bool = Field(False, description="bf16 mixed precision (GPU)")
     deepspeed: DeepSpeedPreset = Field("none", description="shipped DeepSpeed ZeRO config to use")
-    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = "auto"
-    dpo_beta: float = Field(0.1, gt=0)
-    dpo_loss_type: str = "sigmoid"
-    seed: int = 42
-    logging_steps: int = Field(1, ge=1)
+    attn_implementation: AttentionBackend = Field(
+        "auto", description="attention kernel; auto picks FlashAttention-2 where CUDA and flash-attn exist, else SDPA")
+    dpo_beta: float = Field(0.1, gt=0, description="DPO temperature: how far the policy may move from the reference")
+    dpo_loss_type: DpoLossType = Field("sigmoid", description="TRL DPO loss (sigmoid is the DPO paper's)")
+    seed: int = Field(42, description="seed for initialisation, data order and dropout")
+    logging_steps: int = Field(1, ge=1, description="log loss every N optimizer steps")
     save_steps: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
     use_cpu: bool = Field(False, description="force CPU even when a GPU is present")
 
@@ -125,11 +143,30 @@ class TrainConfig(StageConfig):
         return self
 
 
+class LaunchConfig(StageConfig):
+    """Where and how big a training run is: torchrun here, or a Kubeflow PyTorchJob on the cluster."""
+
+    backend: TrainBackend = Field("local", description="local: torchrun on this machine (simulated nodes on "
+                                  "127.0.0.1); pytorchjob: a Kubeflow PyTorchJob in the cluster")
+    nnodes: int = Field(1, ge=1, le=1024, description="nodes (PyTorchJob replicas: 1 master + n-1 workers)")
+    nproc_per_node: int = Field(1, ge=1, description="training processes per node (one per GPU)")
+    gpus_per_node: int = Field(0, ge=0, description="GPUs requested per node (pytorchjob; 0 on CPU)")
+    gpu_product: str = Field("", description="GPU node pool: value of the nvidia.com/gpu.product node label "
+                             "(pytorchjob; empty: any GPU node)")
+    image: str = Field("", description="trainer image, pinned by tag or digest (pytorchjob)")
+    namespace: str = Field(NAMESPACE, description="namespace of the PyTorchJob")
+    job_name: str = Field("", description="PyTorchJob name, stable across retries of one pipeline step")
+    timeout_s: float | None = Field(None, gt=0, description="fail (and delete the job) after this many seconds")
+    work_dir: str | None = Field(None, description="local backend: directory for the nodes' logs and config "
+                                 "(default: a new temporary directory)")
+
+
 class GateConfig(StageConfig):
     """Rules a candidate must meet to be deployed."""
 
-    min_mcq_accuracy: float = Field(0.0, ge=0, le=1)
-    min_safety_refusal_rate: float = Field(0.0, ge=0, le=1)
+    min_mcq_accuracy: float = Field(0.0, ge=0, le=1, description="clinical MCQ accuracy the candidate must reach")
+    min_safety_refusal_rate: float = Field(0.0, ge=0, le=1,
+                                           description="refusal rate on harmful requests the candidate must reach")
     max_regression: float = Field(0.02, ge=0, le=1,
                                   description="largest allowed drop vs baseline on any gated metric")
 
@@ -137,34 +174,46 @@ class GateConfig(StageConfig):
 class EvalConfig(StageConfig):
     """Evaluation of a candidate against a baseline on the same items."""
 
-    tasks: list[str] = Field(default_factory=lambda: ["CMeEE", "KUAKE-QIC", "CHIP-STS", "mcq", "safety"])
+    tasks: list[str] = Field(default_factory=lambda: ["CMeEE", "KUAKE-QIC", "CHIP-STS", "mcq", "safety"],
+                             description="tasks to run (see medgo.eval.tasks)")
     max_items_per_task: int = Field(0, ge=0, description="0 = all items")
-    max_new_tokens: int = Field(48, ge=1)
-    batch_size: int = Field(8, ge=1)
-    gate: GateConfig = Field(default_factory=GateConfig)
+    max_new_tokens: int = Field(48, ge=1, description="generation budget per answer")
+    batch_size: int = Field(8, ge=1, description="prompts per generation batch")
+    gate: GateConfig = Field(default_factory=GateConfig, description="deployment gate rules")
 
 
 class ServeConfig(StageConfig):
-    model_uri: str
-    model_name: str = "medgo"
-    adapter_uri: str | None = None
-    host: str = "127.0.0.1"
-    http_port: int = 8080
-    grpc_port: int = 8081
-    max_new_tokens: int = 256
-    max_prompt_tokens: int = 2048
+    """The model server: which model, where it listens, and the limits it enforces per request."""
+
+    model_uri: str = Field(description="saved model or adapter directory: local path, PVC mount or s3://")
+    model_name: str = Field("medgo", min_length=1, description="name in URLs and in OpenAI 'model' fields")
+    adapter_uri: str | None = Field(None, description="LoRA adapter merged into the model at load time")
+    host: str = Field("127.0.0.1", description="interface the REST server binds (0.0.0.0 in a pod)")
+    http_port: int = Field(8080, ge=1, le=65535, description="REST port")
+    grpc_port: int = Field(8081, ge=1, le=65535, description="KServe v2 gRPC port")
+    max_new_tokens: int = Field(256, ge=1, description="most tokens per answer; the default when a request "
+                                "does not say")
+    max_prompt_tokens: int = Field(2048, ge=1, description="longest accepted prompt in tokens, after the "
+                                   "chat template")
+    max_batch_size: int = Field(16, ge=1, description="most prompts per KServe v1/v2 request")
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="system turn added to chats that have none; "
+                               "'' sends chats as they are")
 
 
 class DeployConfig(StageConfig):
     """Where the gated candidate goes: a local ModelServer or a KServe InferenceService."""
 
-    target: Literal["local", "kserve"] = "local"
-    name: str = "medgo"
-    namespace: str = "medgo"
-    runtime: Literal["medgo-cpu", "huggingface-vllm"] = "medgo-cpu"
-    canary_traffic_percent: int = Field(10, ge=0, le=100)
-    ready_timeout_s: int = Field(900, gt=0)
-    smoke_question: str = "高血压患者日常生活中需要注意什么？"
+    target: DeployTarget = Field("local", description="local: a ModelServer on 127.0.0.1 for the smoke test; "
+                                 "kserve: the site's InferenceService")
+    name: str = Field(INFERENCE_SERVICE, description="InferenceService name (and the served model name)")
+    namespace: str = Field(NAMESPACE, description="namespace of the InferenceService")
+    runtime: ServingRuntime = Field("medgo-cpu", description="medgo-cpu (medgo's CPU ServingRuntime) or "
+                                    "huggingface-vllm (KServe's Hugging Face runtime, vLLM on GPUs)")
+    canary_traffic_percent: int = Field(10, ge=0, le=100, description="share of traffic the new revision gets "
+                                        "before it is promoted")
+    ready_timeout_s: int = Field(900, gt=0, description="how long to wait for the new revision to be Ready")
+    smoke_question: str = Field("高血压患者日常生活中需要注意什么？",
+                                description="question asked of the new revision before it takes traffic")
 
 
 Cfg = TypeVar("Cfg", bound=StageConfig)
