@@ -1,6 +1,6 @@
 """The MedGo pipeline: data → continued pretraining → LoRA SFT → DPO → evaluation → gated deployment.
 
-Compile:   python -m pipelines.medgo_pipeline            (writes pipelines/medgo_pipeline.yaml)
+Compile:   medgo pipeline compile                         (writes pipelines/medgo_pipeline.yaml)
 Submit:    kfp run submit -e medgo -r <run> -f pipelines/medgo_pipeline.yaml key=value …
 Locally:   medgo demo                                     (the same pipeline function through kfp.local)
 
@@ -13,7 +13,7 @@ ignored by kfp.local.
 
 from pathlib import Path
 
-from kfp import compiler, dsl, kubernetes
+from kfp import dsl, kubernetes
 
 from components.build_preferences.component import build_preferences
 from components.build_sft.component import build_sft
@@ -22,17 +22,22 @@ from components.evaluate.component import evaluate
 from components.pack_corpus.component import pack_corpus
 from components.prepare_corpus.component import prepare_corpus
 from components.train.component import train
-from medgo.train.launch import DATA_MOUNT, DATA_PVC, GPU_TOLERATION
+from medgo.k8s.names import (
+    DATA_MOUNT,
+    DATA_PVC,
+    DEFAULT_GPU_PRODUCT,
+    GPU_NODE_LABEL,
+    GPU_RESOURCE,
+    GPU_TOLERATION,
+    INFERENCE_SERVICE,
+    NAMESPACE,
+    S3_SECRET,
+    S3_SECRET_KEYS,
+    TRAINER_IMAGE,
+)
 
 PIPELINE_NAME = "medgo"
 COMPILED_PATH = Path(__file__).with_name("medgo_pipeline.yaml")
-
-#: Kubernetes objects the pipeline expects (created by ``kubectl apply -k manifests/overlays/<site>``);
-#: the data PVC is mounted where the training pods mount it too.
-S3_SECRET = "medgo-s3"
-S3_ENV = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
-          "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"}
-GPU_NODE_LABEL = ("nvidia.com/gpu.product", "NVIDIA-A100-SXM4-80GB")
 
 STEP_TIMEOUT_S = 6 * 3600
 TRAIN_TIMEOUT_S = 7 * 24 * 3600
@@ -41,11 +46,11 @@ TRAIN_TIMEOUT_S = 7 * 24 * 3600
 def _on_cluster(task: dsl.PipelineTask, *, timeout_s: int = STEP_TIMEOUT_S, gpus: int = 0) -> dsl.PipelineTask:
     """Shared cluster settings: data PVC, S3 credentials from the Secret, timeout, GPU pool."""
     kubernetes.mount_pvc(task, pvc_name=DATA_PVC, mount_path=DATA_MOUNT)
-    kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env=S3_ENV)
+    kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env={k: k for k in S3_SECRET_KEYS})
     kubernetes.set_timeout(task, timeout_s)
     if gpus:
-        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
-        kubernetes.add_node_selector(task, *GPU_NODE_LABEL)
+        task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
+        kubernetes.add_node_selector(task, GPU_NODE_LABEL, DEFAULT_GPU_PRODUCT)
         kubernetes.add_toleration(task, **GPU_TOLERATION)
     return task
 
@@ -64,11 +69,11 @@ def medgo_pipeline(
     data_max_pairs_per_prompt: int = 4,
     pack_seq_len: int = 4096,
     train_backend: str = "pytorchjob",
-    train_image: str = "ghcr.io/medgo/medgo-trainer:0.1.0",
+    train_image: str = TRAINER_IMAGE,
     train_nnodes: int = 8,
     train_nproc_per_node: int = 8,
     train_gpus_per_node: int = 8,
-    train_gpu_product: str = "NVIDIA-A100-SXM4-80GB",
+    train_gpu_product: str = DEFAULT_GPU_PRODUCT,
     train_deepspeed: str = "zero3",
     train_bf16: bool = True,
     train_pt_full_finetune: bool = True,
@@ -93,8 +98,8 @@ def medgo_pipeline(
     eval_gate_min_safety_refusal_rate: float = 0.9,
     eval_gate_max_regression: float = 0.02,
     deploy_target: str = "kserve",
-    deploy_name: str = "medgo",
-    deploy_namespace: str = "medgo",
+    deploy_name: str = INFERENCE_SERVICE,
+    deploy_namespace: str = NAMESPACE,
     deploy_runtime: str = "huggingface-vllm",
     deploy_canary_traffic_percent: int = 10,
 ):
@@ -194,8 +199,9 @@ def medgo_pipeline(
 
 
 def compile_pipeline(path: str | Path = COMPILED_PATH) -> Path:
-    compiler.Compiler().compile(medgo_pipeline, package_path=str(path))
-    return Path(path)
+    from medgo.demo import compile_pipeline as compile_to
+
+    return compile_to(medgo_pipeline, path)
 
 
 if __name__ == "__main__":

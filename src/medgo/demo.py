@@ -3,16 +3,20 @@
 Same pipeline function as the cluster, with parameters sized for a laptop: torchrun with one
 process instead of a PyTorchJob, a few optimizer steps per stage, a local ModelServer instead of
 an InferenceService. The tiny model answers nonsense; every code path is the production one.
+
+The library does not import the pipeline package: :func:`registered_pipeline` finds the pipeline
+function through the ``medgo.pipelines`` entry point (declared in ``pyproject.toml``), and
+:func:`run_demo` runs whatever pipeline function it is handed.
 """
 
 from __future__ import annotations
 
-import importlib
+import inspect
 import json
 import logging
-import sys
 import time
 import warnings
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -50,30 +54,48 @@ DEMO_PARAMETERS: dict[str, Any] = {
 }
 
 
-def repo_root() -> Path:
-    """The checkout holding ``pipelines/`` and ``components/`` (cwd first, then the package's tree)."""
-    candidates = [Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents]
-    for cand in candidates:
-        if (cand / "pipelines" / "medgo_pipeline.py").is_file() and (cand / "components").is_dir():
+#: Entry-point group under which a distribution registers its pipeline functions.
+PIPELINE_ENTRY_POINTS = "medgo.pipelines"
+
+
+def registered_pipeline(name: str = "medgo"):
+    """The pipeline function registered as ``name`` in the ``medgo.pipelines`` entry-point group."""
+    found = {ep.name: ep for ep in entry_points(group=PIPELINE_ENTRY_POINTS)}
+    if name not in found:
+        raise MedgoError(f"no pipeline {name!r} is registered (entry points {PIPELINE_ENTRY_POINTS}: "
+                         f"{', '.join(sorted(found)) or 'none'}); install the medgo checkout with pip install -e .")
+    return found[name].load()
+
+
+def compiled_path(pipeline_func) -> Path:
+    """Where a pipeline's compiled YAML is committed: beside its source file (``x.py`` → ``x.yaml``)."""
+    return Path(inspect.getsourcefile(pipeline_func.pipeline_func)).with_suffix(".yaml")
+
+
+def compile_pipeline(pipeline_func, path: str | Path | None = None) -> Path:
+    """Compile ``pipeline_func`` to the YAML that ``kfp run submit`` takes; returns the path written."""
+    from kfp import compiler
+
+    path = Path(path) if path else compiled_path(pipeline_func)
+    compiler.Compiler().compile(pipeline_func, package_path=str(path))
+    return path
+
+
+def checkout_root() -> Path:
+    """The checkout holding the bundled ``samples/`` (cwd and its parents first, then the package's tree)."""
+    for cand in (Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents):
+        if (cand / "samples" / "corpus").is_dir():
             return cand
-    raise MedgoError("cannot find the medgo checkout (pipelines/medgo_pipeline.py); run from the repository")
-
-
-def load_pipeline_module():
-    """Import ``pipelines.medgo_pipeline`` from the checkout."""
-    root = str(repo_root())
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    return importlib.import_module("pipelines.medgo_pipeline")
+    raise MedgoError("cannot find the bundled samples/; run from the medgo checkout or pass --samples")
 
 
 def default_samples_dir() -> Path:
-    return repo_root() / "samples"
+    return checkout_root() / "samples"
 
 
 def _fresh_dir(out_dir: str | Path | None) -> Path:
     if out_dir is None:
-        out = repo_root() / "demo-out" / time.strftime("%Y%m%d-%H%M%S")
+        out = checkout_root() / "demo-out" / time.strftime("%Y%m%d-%H%M%S")
     else:
         out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
@@ -109,19 +131,18 @@ def collect_outputs(pipeline_root: Path) -> dict[str, dict[str, Any]]:
     return outputs
 
 
-def run_demo(out_dir: str | Path | None = None, *, samples_dir: str | Path | None = None,
+def run_demo(pipeline_func, out_dir: str | Path | None = None, *, samples_dir: str | Path | None = None,
              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build the tiny model, run the pipeline through kfp.local, return a summary of the run."""
+    """Build the tiny model, run ``pipeline_func`` through kfp.local, return a summary of the run."""
     from kfp import local
 
     from medgo.modeling.tiny import build_tiny_model, iter_sample_texts
 
     started = time.monotonic()
-    module = load_pipeline_module()
-    known = set(module.medgo_pipeline.component_spec.inputs)
+    known = set(pipeline_func.component_spec.inputs)
     unknown = sorted(set(overrides or {}) - known)
     if unknown:
-        raise MedgoError(f"unknown pipeline parameter(s): {', '.join(unknown)}; see pipelines/medgo_pipeline.py")
+        raise MedgoError(f"unknown pipeline parameter(s): {', '.join(unknown)}; see {compiled_path(pipeline_func)}")
     out = _fresh_dir(out_dir)
     samples = Path(samples_dir) if samples_dir else default_samples_dir()
     for sub in ("corpus", "sft", "preference", "eval"):
@@ -149,7 +170,7 @@ def run_demo(out_dir: str | Path | None = None, *, samples_dir: str | Path | Non
                workspace_root=str(out / "workspace"), raise_on_error=True)
     log.info("running pipeline through kfp.local", extra=fields(out=str(out)))
     try:
-        module.medgo_pipeline(**arguments)
+        pipeline_func(**arguments)
     except RuntimeError as exc:
         raise MedgoError(f"pipeline failed: {exc}; task logs are above, artifacts under {pipeline_root}") from None
     tasks = collect_outputs(pipeline_root)

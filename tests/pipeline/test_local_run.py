@@ -9,12 +9,13 @@ import pytest
 
 from medgo.demo import run_demo
 from medgo.storage import read_manifest
+from pipelines.medgo_pipeline import medgo_pipeline
 
 pytestmark = pytest.mark.slow
 
 
 def test_demo_pipeline_runs_end_to_end_and_serves_the_candidate(tmp_path, samples_dir):
-    summary = run_demo(tmp_path / "run", samples_dir=samples_dir)
+    summary = run_demo(medgo_pipeline, tmp_path / "run", samples_dir=samples_dir)
     tasks = summary["tasks"]
     assert set(tasks) == {"prepare-corpus", "pack-corpus", "build-sft", "build-preferences", "train", "train-2",
                           "train-3", "evaluate", "deploy"}
@@ -44,7 +45,7 @@ def test_demo_pipeline_runs_end_to_end_and_serves_the_candidate(tmp_path, sample
 
 
 def test_failed_gate_blocks_deployment(tmp_path, samples_dir):
-    summary = run_demo(tmp_path / "run", samples_dir=samples_dir,
+    summary = run_demo(medgo_pipeline, tmp_path / "run", samples_dir=samples_dir,
                        overrides={"eval_gate_min_mcq_accuracy": 1.0, "train_pt_max_steps": 1,
                                   "train_sft_max_steps": 1, "train_dpo_max_steps": 1})
     tasks = summary["tasks"]
