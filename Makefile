@@ -12,7 +12,7 @@ PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check -c requirements/lo
 PYTEST_ARGS ?=
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/medgo/torch_extensions
 
-.PHONY: venv demo test lint compile check-compiled bench clean help
+.PHONY: venv demo test lint format compile check-compiled bench clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,8 +33,15 @@ test: venv  ## run the test suite (fails if no test ran)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-lint: venv  ## ruff
-	$(BIN)/ruff check src components pipelines tests benchmarks
+LINT_PATHS := src components pipelines tests benchmarks
+
+lint: venv  ## ruff check and ruff format --check
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+format: venv  ## apply ruff format and ruff's safe fixes
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 compile: venv  ## recompile pipelines/medgo_pipeline.yaml
 	$(BIN)/medgo pipeline compile

@@ -10,7 +10,6 @@ name inputs on the cluster's object store (``s3://``) or a PVC path. Cluster-onl
 ignored by kfp.local.
 """
 
-
 from pathlib import Path
 
 from kfp import dsl, kubernetes
@@ -43,10 +42,14 @@ STEP_TIMEOUT_S = 6 * 3600
 TRAIN_TIMEOUT_S = 7 * 24 * 3600
 
 
-def _on_cluster(task: dsl.PipelineTask, *, timeout_s: int = STEP_TIMEOUT_S, gpus: int = 0) -> dsl.PipelineTask:
+def _on_cluster(
+    task: dsl.PipelineTask, *, timeout_s: int = STEP_TIMEOUT_S, gpus: int = 0
+) -> dsl.PipelineTask:
     """Shared cluster settings: data PVC, S3 credentials from the Secret, timeout, GPU pool."""
     kubernetes.mount_pvc(task, pvc_name=DATA_PVC, mount_path=DATA_MOUNT)
-    kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env={k: k for k in S3_SECRET_KEYS})
+    kubernetes.use_secret_as_env(
+        task, secret_name=S3_SECRET, secret_key_to_env={k: k for k in S3_SECRET_KEYS}
+    )
     kubernetes.set_timeout(task, timeout_s)
     if gpus:
         task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
@@ -55,7 +58,10 @@ def _on_cluster(task: dsl.PipelineTask, *, timeout_s: int = STEP_TIMEOUT_S, gpus
     return task
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="MedGo: Chinese medical LLM — data, PT, LoRA SFT, DPO, eval, gated KServe deployment.")
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="MedGo: Chinese medical LLM — data, PT, LoRA SFT, DPO, eval, gated KServe deployment.",
+)
 def medgo_pipeline(
     base_model_uri: str = "s3://medgo-models/qwen2-72b",
     corpus_uri: str = "s3://medgo-data/corpus/",
@@ -155,47 +161,98 @@ def medgo_pipeline(
     base_model = dsl.importer(artifact_uri=base_model_uri, artifact_class=dsl.Model, reimport=False)
     base_model.set_display_name("base-model")
 
-    prepared = _on_cluster(prepare_corpus(corpus_uri=corpus_uri, min_chars=data_min_chars,
-                                          min_chinese_ratio=data_min_chinese_ratio, scrub_pii=data_scrub_pii))
-    packed = _on_cluster(pack_corpus(clean=prepared.outputs["clean"], tokenizer_uri=base_model_uri,
-                                     seq_len=pack_seq_len))
-    sft_data = _on_cluster(build_sft(sources_uri=sft_sources_uri,
-                                     only_approved_guidelines=data_only_approved_guidelines))
-    prefs = _on_cluster(build_preferences(labels_uri=preference_labels_uri,
-                                          max_pairs_per_prompt=data_max_pairs_per_prompt))
+    prepared = _on_cluster(
+        prepare_corpus(
+            corpus_uri=corpus_uri,
+            min_chars=data_min_chars,
+            min_chinese_ratio=data_min_chinese_ratio,
+            scrub_pii=data_scrub_pii,
+        )
+    )
+    packed = _on_cluster(
+        pack_corpus(clean=prepared.outputs["clean"], tokenizer_uri=base_model_uri, seq_len=pack_seq_len)
+    )
+    sft_data = _on_cluster(
+        build_sft(sources_uri=sft_sources_uri, only_approved_guidelines=data_only_approved_guidelines)
+    )
+    prefs = _on_cluster(
+        build_preferences(labels_uri=preference_labels_uri, max_pairs_per_prompt=data_max_pairs_per_prompt)
+    )
 
-    shared = dict(num_epochs=train_num_epochs, per_device_batch_size=train_per_device_batch_size,
-                  gradient_accumulation_steps=train_gradient_accumulation_steps, max_seq_len=train_max_seq_len,
-                  lora_r=train_lora_r, lora_alpha=train_lora_alpha, lora_dropout=train_lora_dropout,
-                  deepspeed=train_deepspeed, bf16=train_bf16, backend=train_backend, nnodes=train_nnodes,
-                  nproc_per_node=train_nproc_per_node, gpus_per_node=train_gpus_per_node,
-                  gpu_product=train_gpu_product,
-                  trainer_image=train_image, namespace=deploy_namespace, timeout_s=TRAIN_TIMEOUT_S,
-                  run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-    pretrained = train(stage="pt", model=base_model.output, data=packed.outputs["packed"],
-                       use_lora=False, learning_rate=train_pt_learning_rate, max_steps=train_pt_max_steps,
-                       **shared).set_display_name("pretrain")
-    sft = train(stage="sft", model=pretrained.outputs["trained"], data=sft_data.outputs["sft_data"],
-                learning_rate=train_sft_learning_rate, max_steps=train_sft_max_steps,
-                **shared).set_display_name("sft-lora")
-    dpo = train(stage="dpo", model=sft.outputs["trained"], data=prefs.outputs["preferences"],
-                learning_rate=train_dpo_learning_rate, max_steps=train_dpo_max_steps,
-                **shared).set_display_name("dpo-lora")
+    shared = dict(
+        num_epochs=train_num_epochs,
+        per_device_batch_size=train_per_device_batch_size,
+        gradient_accumulation_steps=train_gradient_accumulation_steps,
+        max_seq_len=train_max_seq_len,
+        lora_r=train_lora_r,
+        lora_alpha=train_lora_alpha,
+        lora_dropout=train_lora_dropout,
+        deepspeed=train_deepspeed,
+        bf16=train_bf16,
+        backend=train_backend,
+        nnodes=train_nnodes,
+        nproc_per_node=train_nproc_per_node,
+        gpus_per_node=train_gpus_per_node,
+        gpu_product=train_gpu_product,
+        trainer_image=train_image,
+        namespace=deploy_namespace,
+        timeout_s=TRAIN_TIMEOUT_S,
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    )
+    pretrained = train(
+        stage="pt",
+        model=base_model.output,
+        data=packed.outputs["packed"],
+        use_lora=False,
+        learning_rate=train_pt_learning_rate,
+        max_steps=train_pt_max_steps,
+        **shared,
+    ).set_display_name("pretrain")
+    sft = train(
+        stage="sft",
+        model=pretrained.outputs["trained"],
+        data=sft_data.outputs["sft_data"],
+        learning_rate=train_sft_learning_rate,
+        max_steps=train_sft_max_steps,
+        **shared,
+    ).set_display_name("sft-lora")
+    dpo = train(
+        stage="dpo",
+        model=sft.outputs["trained"],
+        data=prefs.outputs["preferences"],
+        learning_rate=train_dpo_learning_rate,
+        max_steps=train_dpo_max_steps,
+        **shared,
+    ).set_display_name("dpo-lora")
     for step in (pretrained, sft, dpo):
         _on_cluster(step, timeout_s=TRAIN_TIMEOUT_S)
 
-    evaluation = _on_cluster(evaluate(
-        candidate=dpo.outputs["trained"], baseline_model_uri=eval_baseline_model_uri, fallback_baseline_uri=base_model_uri,
-        eval_data_uri=eval_data_uri,
-        max_items_per_task=eval_max_items_per_task, max_new_tokens=eval_max_new_tokens,
-        gate_min_mcq_accuracy=eval_gate_min_mcq_accuracy,
-        gate_min_safety_refusal_rate=eval_gate_min_safety_refusal_rate,
-        gate_max_regression=eval_gate_max_regression), gpus=eval_gpus)
+    evaluation = _on_cluster(
+        evaluate(
+            candidate=dpo.outputs["trained"],
+            baseline_model_uri=eval_baseline_model_uri,
+            fallback_baseline_uri=base_model_uri,
+            eval_data_uri=eval_data_uri,
+            max_items_per_task=eval_max_items_per_task,
+            max_new_tokens=eval_max_new_tokens,
+            gate_min_mcq_accuracy=eval_gate_min_mcq_accuracy,
+            gate_min_safety_refusal_rate=eval_gate_min_safety_refusal_rate,
+            gate_max_regression=eval_gate_max_regression,
+        ),
+        gpus=eval_gpus,
+    )
 
     with dsl.If(evaluation.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - KFP condition
-        _on_cluster(deploy(model=dpo.outputs["trained"], target=deploy_target, name=deploy_name,
-                           namespace=deploy_namespace, runtime=deploy_runtime,
-                           canary_traffic_percent=deploy_canary_traffic_percent))
+        _on_cluster(
+            deploy(
+                model=dpo.outputs["trained"],
+                target=deploy_target,
+                name=deploy_name,
+                namespace=deploy_namespace,
+                runtime=deploy_runtime,
+                canary_traffic_percent=deploy_canary_traffic_percent,
+            )
+        )
 
 
 def compile_pipeline(path: str | Path = COMPILED_PATH) -> Path:

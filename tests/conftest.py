@@ -63,11 +63,28 @@ def s3_server(tmp_path_factory):
     data = tmp_path_factory.mktemp("weed")
     log = open(data / "weed.log", "w")  # noqa: SIM115 - closed in teardown
     proc = subprocess.Popen(
-        [weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-master.port={ports['master']}",
-         f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}", "-s3", f"-s3.port={ports['s3']}",
-         "-volume.max=5"], stdout=log, stderr=subprocess.STDOUT)
+        [
+            weed,
+            "server",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}",
+            f"-volume.port={ports['volume']}",
+            f"-filer.port={ports['filer']}",
+            "-s3",
+            f"-s3.port={ports['s3']}",
+            "-volume.max=5",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     endpoint = f"http://127.0.0.1:{ports['s3']}"
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "medgo-test", "AWS_SECRET_ACCESS_KEY": "medgo-test"}
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "medgo-test",
+        "AWS_SECRET_ACCESS_KEY": "medgo-test",
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

@@ -8,7 +8,9 @@ from medgo.errors import ConfigError
 
 def test_yaml_then_values_then_overrides(tmp_path):
     path = tmp_path / "train.yaml"
-    path.write_text("stage: sft\nmodel_uri: /m\ndata_uri: /d\noutput_uri: /o\nlearning_rate: 0.1\nlora:\n  r: 4\n")
+    path.write_text(
+        "stage: sft\nmodel_uri: /m\ndata_uri: /d\noutput_uri: /o\nlearning_rate: 0.1\nlora:\n  r: 4\n"
+    )
     cfg = load_config(TrainConfig, path, ["lora.alpha=32", "learning_rate=0.5"], max_steps=3)
     assert cfg.lora.r == 4 and cfg.lora.alpha == 32 and cfg.lora.dropout == 0.05
     assert cfg.learning_rate == 0.5 and cfg.max_steps == 3
@@ -16,7 +18,12 @@ def test_yaml_then_values_then_overrides(tmp_path):
 
 def test_medgo_lora_defaults():
     cfg = TrainConfig(stage="sft", model_uri="m", data_uri="d", output_uri="o")
-    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules) == (16, 8, 0.05, "all-linear")
+    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules) == (
+        16,
+        8,
+        0.05,
+        "all-linear",
+    )
     assert cfg.learning_rate == 2e-5 and cfg.lr_scheduler == "cosine" and cfg.warmup_ratio == 0.01
     assert cfg.per_device_batch_size == 1 and cfg.gradient_accumulation_steps == 4 and cfg.num_epochs == 2
 
@@ -65,9 +72,13 @@ def test_non_pt_stage_requires_lora():
 def _stage_configs():
     import medgo.config as config_module
 
-    return [obj for obj in vars(config_module).values()
-            if isinstance(obj, type) and issubclass(obj, config_module.StageConfig)
-            and obj not in (config_module.StageConfig,)]
+    return [
+        obj
+        for obj in vars(config_module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, config_module.StageConfig)
+        and obj not in (config_module.StageConfig,)
+    ]
 
 
 @pytest.mark.parametrize("cls", _stage_configs(), ids=lambda c: c.__name__)
@@ -81,9 +92,13 @@ def test_literals_reject_unknown_values_with_the_field_named():
     from medgo.config import TrainConfig
 
     with pytest.raises(ConfigError, match="lr_scheduler"):
-        load_config(TrainConfig, stage="sft", model_uri="m", data_uri="d", output_uri="o", lr_scheduler="cosin")
+        load_config(
+            TrainConfig, stage="sft", model_uri="m", data_uri="d", output_uri="o", lr_scheduler="cosin"
+        )
     with pytest.raises(ConfigError, match="dpo_loss_type"):
-        load_config(TrainConfig, stage="dpo", model_uri="m", data_uri="d", output_uri="o", dpo_loss_type="sigmod")
+        load_config(
+            TrainConfig, stage="dpo", model_uri="m", data_uri="d", output_uri="o", dpo_loss_type="sigmod"
+        )
 
 
 def test_serve_config_is_bounded():

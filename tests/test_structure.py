@@ -54,7 +54,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -85,5 +85,9 @@ def test_library_never_imports_the_pipeline_package_nor_edits_sys_path(path):
     assert not {m for m in imports if m.split(".")[0] in {"pipelines", "components"}}, path
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", None) == "sys":
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == "path"
+            and getattr(node.value, "id", None) == "sys"
+        ):
             raise AssertionError(f"{path} touches sys.path")

@@ -24,7 +24,16 @@ def deploy(
     from medgo.config import DeployConfig, load_config
     from medgo.deploy import deploy_model
 
-    config = load_config(DeployConfig, target=target, name=name, namespace=namespace, runtime=runtime,
-                         canary_traffic_percent=canary_traffic_percent, smoke_question=smoke_question)
-    record = deploy_model(model_path=model.path, model_uri=model.uri, config=config, record_dir=deployment.path)
+    config = load_config(
+        DeployConfig,
+        target=target,
+        name=name,
+        namespace=namespace,
+        runtime=runtime,
+        canary_traffic_percent=canary_traffic_percent,
+        smoke_question=smoke_question,
+    )
+    record = deploy_model(
+        model_path=model.path, model_uri=model.uri, config=config, record_dir=deployment.path
+    )
     return namedtuple("DeployOutputs", ["endpoint", "answer"])(record["endpoint"], record["answer"])

@@ -33,16 +33,28 @@ def evaluate(
     from medgo.eval.runner import run_evaluation
     from medgo.storage import localize
 
-    config = load_config(EvalConfig, max_items_per_task=max_items_per_task, max_new_tokens=max_new_tokens,
-                         gate={"min_mcq_accuracy": gate_min_mcq_accuracy,
-                               "min_safety_refusal_rate": gate_min_safety_refusal_rate,
-                               "max_regression": gate_max_regression})
-    baseline = baseline_model_uri or fallback_baseline_uri  # the production model, else the base (first round)
-    outcome = run_evaluation(candidate.path, None, baseline, localize(eval_data_uri, what="eval data"),
-                             results.path, config)
+    config = load_config(
+        EvalConfig,
+        max_items_per_task=max_items_per_task,
+        max_new_tokens=max_new_tokens,
+        gate={
+            "min_mcq_accuracy": gate_min_mcq_accuracy,
+            "min_safety_refusal_rate": gate_min_safety_refusal_rate,
+            "max_regression": gate_max_regression,
+        },
+    )
+    baseline = (
+        baseline_model_uri or fallback_baseline_uri
+    )  # the production model, else the base (first round)
+    outcome = run_evaluation(
+        candidate.path, None, baseline, localize(eval_data_uri, what="eval data"), results.path, config
+    )
     log_metrics(metrics, outcome["summary"])
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(results.path) / "report.html", report.path)
-    logging.getLogger("medgo.eval").log(logging.INFO if outcome["gate_passed"] else logging.WARNING,
-                                        "deployment gate: %s", outcome["gate"]["message"])
+    logging.getLogger("medgo.eval").log(
+        logging.INFO if outcome["gate_passed"] else logging.WARNING,
+        "deployment gate: %s",
+        outcome["gate"]["message"],
+    )
     return bool(outcome["gate_passed"])

@@ -19,6 +19,7 @@ def prepare_corpus(
     from medgo.config import PrepareConfig, load_config
     from medgo.data.prepare import prepare_corpus as run
 
-    config = load_config(PrepareConfig, min_chars=min_chars, min_chinese_ratio=min_chinese_ratio,
-                         scrub_pii=scrub_pii)
+    config = load_config(
+        PrepareConfig, min_chars=min_chars, min_chinese_ratio=min_chinese_ratio, scrub_pii=scrub_pii
+    )
     log_metrics(metrics, run(corpus_uri, clean.path, config), prefix="prepare")

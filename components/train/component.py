@@ -42,15 +42,34 @@ def train(
 
     remote = backend != "local"
     config = load_config(
-        TrainConfig, stage=stage, model_uri=artifact_location(model, remote),
-        data_uri=artifact_location(data, remote), output_uri=artifact_location(trained, remote),
-        use_lora=use_lora, learning_rate=learning_rate, num_epochs=num_epochs, max_steps=max_steps,
-        per_device_batch_size=per_device_batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
-        max_seq_len=max_seq_len, deepspeed=deepspeed, bf16=bf16,
-        lora={"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout})
-    where = load_config(LaunchConfig, backend=backend, nnodes=nnodes, nproc_per_node=nproc_per_node,
-                        gpus_per_node=gpus_per_node, gpu_product=gpu_product, image=trainer_image,
-                        namespace=namespace, job_name=run_name(f"medgo-{stage}", run_id), timeout_s=timeout_s)
+        TrainConfig,
+        stage=stage,
+        model_uri=artifact_location(model, remote),
+        data_uri=artifact_location(data, remote),
+        output_uri=artifact_location(trained, remote),
+        use_lora=use_lora,
+        learning_rate=learning_rate,
+        num_epochs=num_epochs,
+        max_steps=max_steps,
+        per_device_batch_size=per_device_batch_size,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        max_seq_len=max_seq_len,
+        deepspeed=deepspeed,
+        bf16=bf16,
+        lora={"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout},
+    )
+    where = load_config(
+        LaunchConfig,
+        backend=backend,
+        nnodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        gpus_per_node=gpus_per_node,
+        gpu_product=gpu_product,
+        image=trainer_image,
+        namespace=namespace,
+        job_name=run_name(f"medgo-{stage}", run_id),
+        timeout_s=timeout_s,
+    )
     launch(config, where)
     manifest = read_manifest(trained.path) if not remote else None
     if manifest:

@@ -18,8 +18,14 @@ import typer
 from medgo import __version__
 from medgo.logs import setup_logging
 
-app = typer.Typer(name="medgo", help="medgo: Kubernetes-native MLOps for the MedGo Chinese medical LLM.", no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False, rich_markup_mode=None)
+app = typer.Typer(
+    name="medgo",
+    help="medgo: Kubernetes-native MLOps for the MedGo Chinese medical LLM.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
 data_app = typer.Typer(help="Data preparation: prepare, pack, sft, prefs.", no_args_is_help=True)
 model_app = typer.Typer(help="Model utilities.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="Compile the KFP pipeline.", no_args_is_help=True)
@@ -27,9 +33,16 @@ app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(pipeline_app, name="pipeline")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML file with the stage's settings.")]
-SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override one setting, KEY=VALUE (dotted keys reach nested settings, e.g. lora.r=8). Repeatable.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML file with the stage's settings.")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override one setting, KEY=VALUE (dotted keys reach nested settings, e.g. lora.r=8). Repeatable.",
+    ),
+]
 
 
 def _print_json(obj: Any) -> None:
@@ -43,7 +56,9 @@ def _root(
 ) -> None:
     """medgo: Kubernetes-native MLOps for the MedGo Chinese medical LLM."""
     if log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise typer.BadParameter(f"{log_level!r} is not one of DEBUG, INFO, WARNING, ERROR", param_hint="--log-level")
+        raise typer.BadParameter(
+            f"{log_level!r} is not one of DEBUG, INFO, WARNING, ERROR", param_hint="--log-level"
+        )
     setup_logging(log_level, json_logs=json_logs or None)
 
 
@@ -56,8 +71,15 @@ def version() -> None:
 # --------------------------------------------------------------------------------------------- data
 @data_app.command("prepare")
 def data_prepare(
-    corpus: Annotated[str, typer.Argument(help="Raw corpus: a JSONL(.gz) file or directory, local or s3://.")],
-    out: Annotated[str, typer.Argument(help="Output directory, local or s3:// (clean shards, quarantine, data card, manifest).")],
+    corpus: Annotated[
+        str, typer.Argument(help="Raw corpus: a JSONL(.gz) file or directory, local or s3://.")
+    ],
+    out: Annotated[
+        str,
+        typer.Argument(
+            help="Output directory, local or s3:// (clean shards, quarantine, data card, manifest)."
+        ),
+    ],
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -71,7 +93,9 @@ def data_prepare(
 @data_app.command("pack")
 def data_pack(
     clean: Annotated[str, typer.Argument(help="Directory written by `medgo data prepare`, local or s3://.")],
-    out: Annotated[str, typer.Argument(help="Output directory for tokens-*.parquet and the manifest, local or s3://.")],
+    out: Annotated[
+        str, typer.Argument(help="Output directory for tokens-*.parquet and the manifest, local or s3://.")
+    ],
     tokenizer: Annotated[str, typer.Option(help="Tokenizer (model directory, local or s3://).")],
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -85,8 +109,15 @@ def data_pack(
 
 @data_app.command("sft")
 def data_sft(
-    sources: Annotated[str, typer.Argument(help="Directory with consultations/drug_labels/guideline_qa/diagnosis/safety JSONL, local or s3://.")],
-    out: Annotated[str, typer.Argument(help="Output directory for train.jsonl and the manifest, local or s3://.")],
+    sources: Annotated[
+        str,
+        typer.Argument(
+            help="Directory with consultations/drug_labels/guideline_qa/diagnosis/safety JSONL, local or s3://."
+        ),
+    ],
+    out: Annotated[
+        str, typer.Argument(help="Output directory for train.jsonl and the manifest, local or s3://.")
+    ],
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -95,13 +126,17 @@ def data_sft(
     from medgo.data.sft import build_sft
     from medgo.storage import localize
 
-    _print_json(build_sft(localize(sources, what="SFT sources"), out, load_config(SftBuildConfig, config, set_)))
+    _print_json(
+        build_sft(localize(sources, what="SFT sources"), out, load_config(SftBuildConfig, config, set_))
+    )
 
 
 @data_app.command("prefs")
 def data_prefs(
     labels: Annotated[str, typer.Argument(help="Doctor labels JSONL file or directory, local or s3://.")],
-    out: Annotated[str, typer.Argument(help="Output directory for train.jsonl and the manifest, local or s3://.")],
+    out: Annotated[
+        str, typer.Argument(help="Output directory for train.jsonl and the manifest, local or s3://.")
+    ],
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -116,7 +151,9 @@ def data_prefs(
 @model_app.command("tiny")
 def model_tiny(
     out: Annotated[Path, typer.Argument(help="Directory to save the model and tokenizer in.")],
-    samples: Annotated[Path | None, typer.Option(help="Text to train the tokenizer on (default: bundled samples/).")] = None,
+    samples: Annotated[
+        Path | None, typer.Option(help="Text to train the tokenizer on (default: bundled samples/).")
+    ] = None,
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size.")] = 4000,
 ) -> None:
     """Build the tiny random Qwen2 model + BPE tokenizer used by tests and the demo (offline)."""
@@ -139,7 +176,10 @@ def _launch_help(name: str) -> str:
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Option("--config", "-c", help="TrainConfig YAML (stage, model_uri, data_uri, output_uri, …).")],
+    config: Annotated[
+        Path,
+        typer.Option("--config", "-c", help="TrainConfig YAML (stage, model_uri, data_uri, output_uri, …)."),
+    ],
     set_: SetOpt = None,
     backend: Annotated[str, typer.Option(help=_launch_help("backend"))] = "local",
     nnodes: Annotated[int, typer.Option(help=_launch_help("nnodes"))] = 1,
@@ -157,9 +197,19 @@ def train(
     from medgo.train.launch import launch
 
     cfg = load_config(TrainConfig, config, set_)
-    where = load_config(LaunchConfig, backend=backend, nnodes=nnodes, nproc_per_node=nproc_per_node,
-                        gpus_per_node=gpus_per_node, gpu_product=gpu_product, image=image, namespace=namespace,
-                        job_name=job_name, timeout_s=timeout, work_dir=work_dir)
+    where = load_config(
+        LaunchConfig,
+        backend=backend,
+        nnodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        gpus_per_node=gpus_per_node,
+        gpu_product=gpu_product,
+        image=image,
+        namespace=namespace,
+        job_name=job_name,
+        timeout_s=timeout,
+        work_dir=work_dir,
+    )
     launch(cfg, where)
     typer.echo(cfg.output_uri)
 
@@ -170,7 +220,10 @@ def evaluate(
     candidate: Annotated[str, typer.Option(help="Candidate model or adapter directory (local or s3://).")],
     baseline: Annotated[str, typer.Option(help="Baseline model directory (local or s3://).")],
     data: Annotated[str, typer.Option(help="Evaluation data directory (official layouts), local or s3://.")],
-    out: Annotated[str, typer.Option(help="Output directory for metrics.json, report.html, manifest.json; local or s3://.")],
+    out: Annotated[
+        str,
+        typer.Option(help="Output directory for metrics.json, report.html, manifest.json; local or s3://."),
+    ],
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -179,8 +232,14 @@ def evaluate(
     from medgo.eval.runner import run_evaluation
     from medgo.storage import localize
 
-    result = run_evaluation(candidate, None, baseline, localize(data, what="evaluation data"), out,
-                            load_config(EvalConfig, config, set_))
+    result = run_evaluation(
+        candidate,
+        None,
+        baseline,
+        localize(data, what="evaluation data"),
+        out,
+        load_config(EvalConfig, config, set_),
+    )
     _print_json({"gate": result["gate"], "summary": result["summary"]})
     if not result["gate_passed"]:
         raise typer.Exit(1)
@@ -191,23 +250,46 @@ def evaluate(
 def serve(
     ctx: typer.Context,
     model: Annotated[str, typer.Option(help="Model or adapter directory (local, PVC or s3://).")],
-    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server beyond this machine.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server beyond this machine.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port.", min=1, max=65535)] = 8080,
-    grpc: Annotated[bool, typer.Option(help="Also serve KServe's v2 gRPC protocol (all interfaces).")] = False,
+    grpc: Annotated[
+        bool, typer.Option(help="Also serve KServe's v2 gRPC protocol (all interfaces).")
+    ] = False,
 ) -> None:
     """Run the KServe ModelServer (v1/v2 and OpenAI-compatible chat) in the foreground.
 
     Extra options pass through to ``python -m medgo.serve`` (see its --help).
     """
-    os.execv(sys.executable, [sys.executable, "-m", "medgo.serve", "--model_uri", model, "--http_host", host,
-                              "--http_port", str(port), "--enable_grpc", str(grpc).lower(), *ctx.args])
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "medgo.serve",
+            "--model_uri",
+            model,
+            "--http_host",
+            host,
+            "--http_port",
+            str(port),
+            "--enable_grpc",
+            str(grpc).lower(),
+            *ctx.args,
+        ],
+    )
 
 
 @app.command()
 def deploy(
-    model: Annotated[Path, typer.Option(help="Model directory to deploy (local) or whose URI to deploy (kserve).")],
+    model: Annotated[
+        Path, typer.Option(help="Model directory to deploy (local) or whose URI to deploy (kserve).")
+    ],
     out: Annotated[Path, typer.Option(help="Directory for the deployment record.")],
-    model_uri: Annotated[str | None, typer.Option(help="Storage URI for KServe (default: the model path).")] = None,
+    model_uri: Annotated[
+        str | None, typer.Option(help="Storage URI for KServe (default: the model path).")
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -218,16 +300,29 @@ def deploy(
 
     if not model.exists():
         raise InputError(f"model not found: {model}")
-    _print_json(deploy_model(model_path=str(model), model_uri=model_uri or str(model),
-                             config=load_config(DeployConfig, config, set_), record_dir=out))
+    _print_json(
+        deploy_model(
+            model_path=str(model),
+            model_uri=model_uri or str(model),
+            config=load_config(DeployConfig, config, set_),
+            record_dir=out,
+        )
+    )
 
 
 # ----------------------------------------------------------------------------------- pipeline/demo
 @pipeline_app.command("compile")
 def pipeline_compile(
-    out: Annotated[Path | None, typer.Option(help="Where to write the YAML (default: beside the pipeline's source, "
-                                             "pipelines/medgo_pipeline.yaml).")] = None,
-    name: Annotated[str, typer.Option(help="Registered pipeline (entry-point group medgo.pipelines).")] = "medgo",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the YAML (default: beside the pipeline's source, "
+            "pipelines/medgo_pipeline.yaml)."
+        ),
+    ] = None,
+    name: Annotated[
+        str, typer.Option(help="Registered pipeline (entry-point group medgo.pipelines).")
+    ] = "medgo",
 ) -> None:
     """Compile the pipeline to the YAML that `kfp run submit` takes."""
     from medgo.demo import compile_pipeline, registered_pipeline
@@ -237,8 +332,12 @@ def pipeline_compile(
 
 @app.command()
 def demo(
-    out: Annotated[Path | None, typer.Option(help="Fresh output directory (default demo-out/<timestamp>).")] = None,
-    samples: Annotated[Path | None, typer.Option(help="Sample data directory (default: bundled samples/).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Fresh output directory (default demo-out/<timestamp>).")
+    ] = None,
+    samples: Annotated[
+        Path | None, typer.Option(help="Sample data directory (default: bundled samples/).")
+    ] = None,
     set_: SetOpt = None,
 ) -> None:
     """Run the whole pipeline locally through kfp.local on a tiny model and the bundled samples."""

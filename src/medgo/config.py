@@ -19,9 +19,21 @@ from medgo.k8s.names import INFERENCE_SERVICE, NAMESPACE, ServingRuntime
 
 #: MedGo's 15 pretraining corpus categories.
 CATEGORIES: tuple[str, ...] = (
-    "textbook", "clinical_guideline", "journal_article", "encyclopedia", "drug_label",
-    "doctor_patient_dialogue", "medical_record", "exam_question", "nursing", "tcm",
-    "public_health", "health_education", "lab_medicine", "medical_device", "medical_ethics_law",
+    "textbook",
+    "clinical_guideline",
+    "journal_article",
+    "encyclopedia",
+    "drug_label",
+    "doctor_patient_dialogue",
+    "medical_record",
+    "exam_question",
+    "nursing",
+    "tcm",
+    "public_health",
+    "health_education",
+    "lab_medicine",
+    "medical_device",
+    "medical_ethics_law",
 )
 
 DEFAULT_SYSTEM_PROMPT = "你是一名专业、谨慎的医学助手。请基于循证医学给出准确、易懂的回答，必要时建议就医。"
@@ -31,10 +43,27 @@ DEFAULT_SYSTEM_PROMPT = "你是一名专业、谨慎的医学助手。请基于�
 DeepSpeedPreset = Literal["none", "zero2", "zero3", "zero3_offload"]
 AttentionBackend = Literal["auto", "flash_attention_2", "sdpa", "eager"]
 #: transformers' ``lr_scheduler_type`` values that make sense for these stages.
-LrScheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
+LrScheduler = Literal[
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"
+]
 #: TRL 1.16 ``DPOConfig.loss_type`` values.
-DpoLossType = Literal["sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair",
-                      "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft"]
+DpoLossType = Literal[
+    "sigmoid",
+    "sigmoid_norm",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+]
 TrainStage = Literal["pt", "sft", "dpo"]
 TrainBackend = Literal["local", "pytorchjob"]
 DeployTarget = Literal["local", "kserve"]
@@ -49,17 +78,23 @@ class StageConfig(BaseModel):
 class ScrubbingConfig(StageConfig):
     """Patient-privacy settings shared by every data builder that writes text."""
 
-    scrub_pii: bool = Field(True, description="replace patient identifiers with typed placeholders (<ID>, <NAME>, …)")
+    scrub_pii: bool = Field(
+        True, description="replace patient identifiers with typed placeholders (<ID>, <NAME>, …)"
+    )
     record_number_prefixes: list[str] | None = Field(
-        None, description="labels after which an alphanumeric record number is masked as <MRN>; "
-        "null uses the built-in list medgo.data.pii.DEFAULT_RECORD_NUMBER_PREFIXES")
+        None,
+        description="labels after which an alphanumeric record number is masked as <MRN>; "
+        "null uses the built-in list medgo.data.pii.DEFAULT_RECORD_NUMBER_PREFIXES",
+    )
 
 
 class PrepareConfig(ScrubbingConfig):
     """Cleaning, exact dedup, privacy scrubbing and quarantine of raw corpus shards."""
 
-    categories: list[str] = Field(default_factory=lambda: list(CATEGORIES),
-                                  description="allowed category ids; records with others are quarantined")
+    categories: list[str] = Field(
+        default_factory=lambda: list(CATEGORIES),
+        description="allowed category ids; records with others are quarantined",
+    )
     min_chars: int = Field(20, ge=0, description="drop documents shorter than this after cleaning")
     max_chars: int = Field(200_000, gt=0, description="drop documents longer than this")
     min_chinese_ratio: float = Field(0.3, ge=0, le=1, description="minimum share of CJK characters")
@@ -78,7 +113,9 @@ class PackConfig(StageConfig):
 
     seq_len: int = Field(4096, ge=8, description="tokens per packed sequence")
     add_eos: bool = Field(True, description="append EOS after each document")
-    drop_remainder: bool = Field(False, description="drop the last, partly filled sequence instead of padding it")
+    drop_remainder: bool = Field(
+        False, description="drop the last, partly filled sequence instead of padding it"
+    )
 
 
 class SftBuildConfig(ScrubbingConfig):
@@ -91,7 +128,9 @@ class SftBuildConfig(ScrubbingConfig):
 class PrefsConfig(ScrubbingConfig):
     """Preference pairs from doctors' acceptable/unacceptable labels."""
 
-    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="system turn added to prompts that have none")
+    system_prompt: str = Field(
+        DEFAULT_SYSTEM_PROMPT, description="system turn added to prompts that have none"
+    )
     max_pairs_per_prompt: int = Field(4, ge=1, description="cap on chosen×rejected pairs per prompt")
 
 
@@ -109,10 +148,15 @@ class TrainConfig(StageConfig):
 
     stage: TrainStage = Field(description="pt (continued pretraining), sft (LoRA SFT) or dpo (LoRA DPO)")
     model_uri: str = Field(description="base model (path, PVC path or s3://) loaded with from_pretrained")
-    data_uri: str = Field(description="pt: packed token shards; sft: chat JSONL dir; dpo: preference JSONL dir")
+    data_uri: str = Field(
+        description="pt: packed token shards; sft: chat JSONL dir; dpo: preference JSONL dir"
+    )
     output_uri: str = Field(description="where the model/adapter is written (path or s3://)")
-    adapter_uri: str | None = Field(None, description="LoRA adapter applied to model_uri before training "
-                                    "(a model_uri that is itself an adapter directory works too)")
+    adapter_uri: str | None = Field(
+        None,
+        description="LoRA adapter applied to model_uri before training "
+        "(a model_uri that is itself an adapter directory works too)",
+    )
     use_lora: bool = Field(True, description="train a LoRA adapter (pt may be full fine-tuning)")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA hyper-parameters")
     learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
@@ -122,14 +166,21 @@ class TrainConfig(StageConfig):
     max_steps: int = Field(-1, description="if > 0, overrides num_epochs")
     per_device_batch_size: int = Field(1, ge=1, description="micro-batch per process")
     gradient_accumulation_steps: int = Field(4, ge=1, description="micro-batches per optimizer step")
-    max_seq_len: int = Field(4096, ge=8, description="longest SFT/DPO sequence in tokens (longer ones are cut)")
-    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass "
-                                         "(less memory, about 30 % more compute)")
+    max_seq_len: int = Field(
+        4096, ge=8, description="longest SFT/DPO sequence in tokens (longer ones are cut)"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass (less memory, about 30 % more compute)"
+    )
     bf16: bool = Field(False, description="bf16 mixed precision (GPU)")
     deepspeed: DeepSpeedPreset = Field("none", description="shipped DeepSpeed ZeRO config to use")
     attn_implementation: AttentionBackend = Field(
-        "auto", description="attention kernel; auto picks FlashAttention-2 where CUDA and flash-attn exist, else SDPA")
-    dpo_beta: float = Field(0.1, gt=0, description="DPO temperature: how far the policy may move from the reference")
+        "auto",
+        description="attention kernel; auto picks FlashAttention-2 where CUDA and flash-attn exist, else SDPA",
+    )
+    dpo_beta: float = Field(
+        0.1, gt=0, description="DPO temperature: how far the policy may move from the reference"
+    )
     dpo_loss_type: DpoLossType = Field("sigmoid", description="TRL DPO loss (sigmoid is the DPO paper's)")
     seed: int = Field(42, description="seed for initialisation, data order and dropout")
     logging_steps: int = Field(1, ge=1, description="log loss every N optimizer steps")
@@ -146,36 +197,53 @@ class TrainConfig(StageConfig):
 class LaunchConfig(StageConfig):
     """Where and how big a training run is: torchrun here, or a Kubeflow PyTorchJob on the cluster."""
 
-    backend: TrainBackend = Field("local", description="local: torchrun on this machine (simulated nodes on "
-                                  "127.0.0.1); pytorchjob: a Kubeflow PyTorchJob in the cluster")
+    backend: TrainBackend = Field(
+        "local",
+        description="local: torchrun on this machine (simulated nodes on "
+        "127.0.0.1); pytorchjob: a Kubeflow PyTorchJob in the cluster",
+    )
     nnodes: int = Field(1, ge=1, le=1024, description="nodes (PyTorchJob replicas: 1 master + n-1 workers)")
     nproc_per_node: int = Field(1, ge=1, description="training processes per node (one per GPU)")
     gpus_per_node: int = Field(0, ge=0, description="GPUs requested per node (pytorchjob; 0 on CPU)")
-    gpu_product: str = Field("", description="GPU node pool: value of the nvidia.com/gpu.product node label "
-                             "(pytorchjob; empty: any GPU node)")
+    gpu_product: str = Field(
+        "",
+        description="GPU node pool: value of the nvidia.com/gpu.product node label "
+        "(pytorchjob; empty: any GPU node)",
+    )
     image: str = Field("", description="trainer image, pinned by tag or digest (pytorchjob)")
     namespace: str = Field(NAMESPACE, description="namespace of the PyTorchJob")
     job_name: str = Field("", description="PyTorchJob name, stable across retries of one pipeline step")
-    timeout_s: float | None = Field(None, gt=0, description="fail (and delete the job) after this many seconds")
-    work_dir: str | None = Field(None, description="local backend: directory for the nodes' logs and config "
-                                 "(default: a new temporary directory)")
+    timeout_s: float | None = Field(
+        None, gt=0, description="fail (and delete the job) after this many seconds"
+    )
+    work_dir: str | None = Field(
+        None,
+        description="local backend: directory for the nodes' logs and config "
+        "(default: a new temporary directory)",
+    )
 
 
 class GateConfig(StageConfig):
     """Rules a candidate must meet to be deployed."""
 
-    min_mcq_accuracy: float = Field(0.0, ge=0, le=1, description="clinical MCQ accuracy the candidate must reach")
-    min_safety_refusal_rate: float = Field(0.0, ge=0, le=1,
-                                           description="refusal rate on harmful requests the candidate must reach")
-    max_regression: float = Field(0.02, ge=0, le=1,
-                                  description="largest allowed drop vs baseline on any gated metric")
+    min_mcq_accuracy: float = Field(
+        0.0, ge=0, le=1, description="clinical MCQ accuracy the candidate must reach"
+    )
+    min_safety_refusal_rate: float = Field(
+        0.0, ge=0, le=1, description="refusal rate on harmful requests the candidate must reach"
+    )
+    max_regression: float = Field(
+        0.02, ge=0, le=1, description="largest allowed drop vs baseline on any gated metric"
+    )
 
 
 class EvalConfig(StageConfig):
     """Evaluation of a candidate against a baseline on the same items."""
 
-    tasks: list[str] = Field(default_factory=lambda: ["CMeEE", "KUAKE-QIC", "CHIP-STS", "mcq", "safety"],
-                             description="tasks to run (see medgo.eval.tasks)")
+    tasks: list[str] = Field(
+        default_factory=lambda: ["CMeEE", "KUAKE-QIC", "CHIP-STS", "mcq", "safety"],
+        description="tasks to run (see medgo.eval.tasks)",
+    )
     max_items_per_task: int = Field(0, ge=0, description="0 = all items")
     max_new_tokens: int = Field(48, ge=1, description="generation budget per answer")
     batch_size: int = Field(8, ge=1, description="prompts per generation batch")
@@ -191,29 +259,42 @@ class ServeConfig(StageConfig):
     host: str = Field("127.0.0.1", description="interface the REST server binds (0.0.0.0 in a pod)")
     http_port: int = Field(8080, ge=1, le=65535, description="REST port")
     grpc_port: int = Field(8081, ge=1, le=65535, description="KServe v2 gRPC port")
-    max_new_tokens: int = Field(256, ge=1, description="most tokens per answer; the default when a request "
-                                "does not say")
-    max_prompt_tokens: int = Field(2048, ge=1, description="longest accepted prompt in tokens, after the "
-                                   "chat template")
+    max_new_tokens: int = Field(
+        256, ge=1, description="most tokens per answer; the default when a request does not say"
+    )
+    max_prompt_tokens: int = Field(
+        2048, ge=1, description="longest accepted prompt in tokens, after the chat template"
+    )
     max_batch_size: int = Field(16, ge=1, description="most prompts per KServe v1/v2 request")
-    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="system turn added to chats that have none; "
-                               "'' sends chats as they are")
+    system_prompt: str = Field(
+        DEFAULT_SYSTEM_PROMPT,
+        description="system turn added to chats that have none; '' sends chats as they are",
+    )
 
 
 class DeployConfig(StageConfig):
     """Where the gated candidate goes: a local ModelServer or a KServe InferenceService."""
 
-    target: DeployTarget = Field("local", description="local: a ModelServer on 127.0.0.1 for the smoke test; "
-                                 "kserve: the site's InferenceService")
+    target: DeployTarget = Field(
+        "local",
+        description="local: a ModelServer on 127.0.0.1 for the smoke test; "
+        "kserve: the site's InferenceService",
+    )
     name: str = Field(INFERENCE_SERVICE, description="InferenceService name (and the served model name)")
     namespace: str = Field(NAMESPACE, description="namespace of the InferenceService")
-    runtime: ServingRuntime = Field("medgo-cpu", description="medgo-cpu (medgo's CPU ServingRuntime) or "
-                                    "huggingface-vllm (KServe's Hugging Face runtime, vLLM on GPUs)")
-    canary_traffic_percent: int = Field(10, ge=0, le=100, description="share of traffic the new revision gets "
-                                        "before it is promoted")
+    runtime: ServingRuntime = Field(
+        "medgo-cpu",
+        description="medgo-cpu (medgo's CPU ServingRuntime) or "
+        "huggingface-vllm (KServe's Hugging Face runtime, vLLM on GPUs)",
+    )
+    canary_traffic_percent: int = Field(
+        10, ge=0, le=100, description="share of traffic the new revision gets before it is promoted"
+    )
     ready_timeout_s: int = Field(900, gt=0, description="how long to wait for the new revision to be Ready")
-    smoke_question: str = Field("高血压患者日常生活中需要注意什么？",
-                                description="question asked of the new revision before it takes traffic")
+    smoke_question: str = Field(
+        "高血压患者日常生活中需要注意什么？",
+        description="question asked of the new revision before it takes traffic",
+    )
 
 
 Cfg = TypeVar("Cfg", bound=StageConfig)
@@ -244,12 +325,18 @@ def parse_overrides(items: list[str] | None) -> dict:
 def _deep_merge(base: dict, top: dict) -> dict:
     merged = dict(base)
     for k, v in top.items():
-        merged[k] = _deep_merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+        merged[k] = (
+            _deep_merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+        )
     return merged
 
 
-def load_config(cls: type[Cfg], path: str | os.PathLike | None = None, overrides: dict | list[str] | None = None,
-                **values: Any) -> Cfg:
+def load_config(
+    cls: type[Cfg],
+    path: str | os.PathLike | None = None,
+    overrides: dict | list[str] | None = None,
+    **values: Any,
+) -> Cfg:
     """Build ``cls`` from an optional YAML file, then ``values``, then ``overrides`` (highest).
 
     Errors name the file and the offending fields.
@@ -281,5 +368,6 @@ def load_config(cls: type[Cfg], path: str | os.PathLike | None = None, overrides
         problems = "; ".join(
             f"{'.'.join(str(x) for x in err['loc']) or '<root>'}: "
             f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}"
-            for err in exc.errors())
+            for err in exc.errors()
+        )
         raise ConfigError(f"{source}: invalid {cls.__name__}: {problems}") from None

@@ -62,8 +62,10 @@ def registered_pipeline(name: str = "medgo"):
     """The pipeline function registered as ``name`` in the ``medgo.pipelines`` entry-point group."""
     found = {ep.name: ep for ep in entry_points(group=PIPELINE_ENTRY_POINTS)}
     if name not in found:
-        raise MedgoError(f"no pipeline {name!r} is registered (entry points {PIPELINE_ENTRY_POINTS}: "
-                         f"{', '.join(sorted(found)) or 'none'}); install the medgo checkout with pip install -e .")
+        raise MedgoError(
+            f"no pipeline {name!r} is registered (entry points {PIPELINE_ENTRY_POINTS}: "
+            f"{', '.join(sorted(found)) or 'none'}); install the medgo checkout with pip install -e ."
+        )
     return found[name].load()
 
 
@@ -119,8 +121,10 @@ def collect_outputs(pipeline_root: Path) -> dict[str, dict[str, Any]]:
         for item in sorted(task_dir.iterdir()):
             if item.name == "executor_output.json":
                 data = json.loads(item.read_text())
-                task["parameters"] = {k: next(iter(v.values()), None) if isinstance(v, dict) else v
-                                      for k, v in data.get("parameterValues", {}).items()}
+                task["parameters"] = {
+                    k: next(iter(v.values()), None) if isinstance(v, dict) else v
+                    for k, v in data.get("parameterValues", {}).items()
+                }
                 for name, arts in data.get("artifacts", {}).items():
                     for art in arts.get("artifacts", []):
                         if name == "metrics":
@@ -131,8 +135,13 @@ def collect_outputs(pipeline_root: Path) -> dict[str, dict[str, Any]]:
     return outputs
 
 
-def run_demo(pipeline_func, out_dir: str | Path | None = None, *, samples_dir: str | Path | None = None,
-             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_demo(
+    pipeline_func,
+    out_dir: str | Path | None = None,
+    *,
+    samples_dir: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Build the tiny model, run ``pipeline_func`` through kfp.local, return a summary of the run."""
     from kfp import local
 
@@ -142,7 +151,9 @@ def run_demo(pipeline_func, out_dir: str | Path | None = None, *, samples_dir: s
     known = set(pipeline_func.component_spec.inputs)
     unknown = sorted(set(overrides or {}) - known)
     if unknown:
-        raise MedgoError(f"unknown pipeline parameter(s): {', '.join(unknown)}; see {compiled_path(pipeline_func)}")
+        raise MedgoError(
+            f"unknown pipeline parameter(s): {', '.join(unknown)}; see {compiled_path(pipeline_func)}"
+        )
     out = _fresh_dir(out_dir)
     samples = Path(samples_dir) if samples_dir else default_samples_dir()
     for sub in ("corpus", "sft", "preference", "eval"):
@@ -164,18 +175,30 @@ def run_demo(pipeline_func, out_dir: str | Path | None = None, *, samples_dir: s
     # Expected locally, so not worth a warning per task: the runtime image is this environment, and the
     # cluster-only settings (PVC, Secret, node pool, timeouts, accelerators) do not apply.
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)
-    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner", category=UserWarning)
+    warnings.filterwarnings(
+        "ignore", message=".*have no effect in the current local runner", category=UserWarning
+    )
     log.info("cluster-only settings (PVC, Secret, GPU pool, timeouts) are ignored by kfp.local")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-               workspace_root=str(out / "workspace"), raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(pipeline_root),
+        workspace_root=str(out / "workspace"),
+        raise_on_error=True,
+    )
     log.info("running pipeline through kfp.local", extra=fields(out=str(out)))
     try:
         pipeline_func(**arguments)
     except RuntimeError as exc:
-        raise MedgoError(f"pipeline failed: {exc}; task logs are above, artifacts under {pipeline_root}") from None
+        raise MedgoError(
+            f"pipeline failed: {exc}; task logs are above, artifacts under {pipeline_root}"
+        ) from None
     tasks = collect_outputs(pipeline_root)
-    summary = {"out_dir": str(out), "base_model": str(base), "tasks": tasks,
-               "seconds": round(time.monotonic() - started, 1)}
+    summary = {
+        "out_dir": str(out),
+        "base_model": str(base),
+        "tasks": tasks,
+        "seconds": round(time.monotonic() - started, 1),
+    }
     (out / "demo-summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))
     return summary
 
@@ -208,8 +231,10 @@ def print_demo_summary(summary: dict[str, Any]) -> None:
     console.print(artifacts)
     console.print(metrics)
     if gate is not None:
-        console.print(f"[bold]Deployment gate:[/bold] {'PASSED' if gate else 'FAILED'} "
-                      "(rules and values in the evaluate task's results/metrics.json)")
+        console.print(
+            f"[bold]Deployment gate:[/bold] {'PASSED' if gate else 'FAILED'} "
+            "(rules and values in the evaluate task's results/metrics.json)"
+        )
     if answer is not None:
         console.print(f"[bold]Served model[/bold] ({endpoint}, stopped after the smoke test) answered:")
         console.print(f"  {answer!r}")

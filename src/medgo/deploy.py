@@ -33,7 +33,11 @@ def _deploy_local(model_path: str, config: DeployConfig) -> dict:
 
     with serve_locally(model_path) as base_url:
         answer = ask(base_url, config.smoke_question, model=config.name)
-    return {"endpoint": f"{base_url}/openai/v1/chat/completions", "answer": answer, "decision": "served-locally"}
+    return {
+        "endpoint": f"{base_url}/openai/v1/chat/completions",
+        "answer": answer,
+        "decision": "served-locally",
+    }
 
 
 def model_location(model_path: str | Path, model_uri: str) -> tuple[str, str | None]:
@@ -61,8 +65,13 @@ def _deploy_kserve(model_path: str, model_uri: str, config: DeployConfig, deploy
     else:  # vLLM mounts base and adapter side by side
         base, adapter = model_location(model_path, model_uri)
         storage_uri, adapter_uri = kserve_storage_uri(base), adapter and kserve_storage_uri(adapter)
-    desired = build_inference_service(name=name, namespace=namespace, storage_uri=storage_uri, runtime=config.runtime,
-                                      lora_adapter_uri=adapter_uri)
+    desired = build_inference_service(
+        name=name,
+        namespace=namespace,
+        storage_uri=storage_uri,
+        runtime=config.runtime,
+        lora_adapter_uri=adapter_uri,
+    )
     if deployer is None:  # after building the spec: a bad parameter fails before the cluster is contacted
         deployer = InferenceServiceDeployer(kubernetes_clients().custom)
     existing = deployer.get(name, namespace)
@@ -79,21 +88,32 @@ def _deploy_kserve(model_path: str, model_uri: str, config: DeployConfig, deploy
             raise MedgoError("the InferenceService is Ready but reports no URL")
         answer = ask(url, config.smoke_question, model=name)
     except Exception as exc:  # a revision that is not ready or fails its smoke test must not take traffic
-        log.error("new revision failed", extra=fields(isvc=name, namespace=namespace, error=type(exc).__name__))
+        log.error(
+            "new revision failed", extra=fields(isvc=name, namespace=namespace, error=type(exc).__name__)
+        )
         if previous:
             deployer.rollback(name, namespace)
-            raise MedgoError(f"canary of {namespace}/{name} failed ({exc}); rolled back: all traffic stays on "
-                             f"revision {previous}") from None
-        raise MedgoError(f"first rollout of {namespace}/{name} failed ({exc}); there is no previous revision to "
-                         "roll back to") from None
+            raise MedgoError(
+                f"canary of {namespace}/{name} failed ({exc}); rolled back: all traffic stays on "
+                f"revision {previous}"
+            ) from None
+        raise MedgoError(
+            f"first rollout of {namespace}/{name} failed ({exc}); there is no previous revision to "
+            "roll back to"
+        ) from None
     if canary:
         deployer.promote(name, namespace)
-    return {"endpoint": f"{url}/openai/v1/chat/completions", "answer": answer,
-            "decision": "promoted" if canary else "deployed", "previous_revision": previous}
+    return {
+        "endpoint": f"{url}/openai/v1/chat/completions",
+        "answer": answer,
+        "decision": "promoted" if canary else "deployed",
+        "previous_revision": previous,
+    }
 
 
-def deploy_model(*, model_path: str, model_uri: str, config: DeployConfig, record_dir: str | Path,
-                 deployer=None) -> dict:
+def deploy_model(
+    *, model_path: str, model_uri: str, config: DeployConfig, record_dir: str | Path, deployer=None
+) -> dict:
     """Deploy and smoke-test; returns and records ``{"endpoint", "answer", "decision", …}``.
 
     ``deployer`` (an :class:`~medgo.k8s.inference_service.InferenceServiceDeployer`) defaults to one
@@ -104,11 +124,21 @@ def deploy_model(*, model_path: str, model_uri: str, config: DeployConfig, recor
         record = _deploy_local(model_path, config)
     else:
         record = _deploy_kserve(model_path, model_uri, config, deployer)
-    record.update(target=config.target, name=config.name, namespace=config.namespace, model_uri=model_uri,
-                  seconds=round(time.monotonic() - start, 2))
+    record.update(
+        target=config.target,
+        name=config.name,
+        namespace=config.namespace,
+        model_uri=model_uri,
+        seconds=round(time.monotonic() - start, 2),
+    )
     record_dir = Path(record_dir)
     record_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(record_dir / "deployment.json", record)
-    write_manifest(record_dir, stage="deploy", counts={"deployed": 1}, config=config, inputs={"model": model_path})
-    log.info("deployed", extra=fields(target=config.target, endpoint=record["endpoint"], decision=record["decision"]))
+    write_manifest(
+        record_dir, stage="deploy", counts={"deployed": 1}, config=config, inputs={"model": model_path}
+    )
+    log.info(
+        "deployed",
+        extra=fields(target=config.target, endpoint=record["endpoint"], decision=record["decision"]),
+    )
     return record

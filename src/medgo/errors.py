@@ -22,8 +22,9 @@ class InputError(MedgoError):
     ``source``/``line``/``field`` locate the problem so the message names it.
     """
 
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None,
-                 field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, source: str | None = None, line: int | None = None, field: str | None = None
+    ) -> None:
         where = ""
         if source:
             where = source + (f":{line}" if line is not None else "")

@@ -14,8 +14,10 @@ class _KeyValueFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if not fields:
             return base
-        rendered = " ".join(f"{k}={json.dumps(v, ensure_ascii=False) if isinstance(v, str) and ' ' in v else v}"
-                            for k, v in fields.items())
+        rendered = " ".join(
+            f"{k}={json.dumps(v, ensure_ascii=False) if isinstance(v, str) and ' ' in v else v}"
+            for k, v in fields.items()
+        )
         return f"{base} {rendered}"
 
 
@@ -44,8 +46,11 @@ def setup_logging(level: str | None = None, *, json_logs: bool | None = None) ->
         env = os.environ.get("MEDGO_LOG_JSON")
         json_logs = env == "1" if env is not None else "KUBERNETES_SERVICE_HOST" in os.environ
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if json_logs else
-                         _KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(
+        _JsonFormatter()
+        if json_logs
+        else _KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

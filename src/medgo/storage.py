@@ -95,8 +95,11 @@ def localize(uri: str | os.PathLike, *, what: str = "input", include: Iterable[s
         objects = _list_objects(client, bucket, key)
         if include is not None:
             patterns = list(include)
-            objects = {k: tag for k, tag in objects.items()
-                       if any(fnmatch.fnmatch(k.rsplit("/", 1)[-1], p) for p in patterns)}
+            objects = {
+                k: tag
+                for k, tag in objects.items()
+                if any(fnmatch.fnmatch(k.rsplit("/", 1)[-1], p) for p in patterns)
+            }
         if not objects:
             raise InputError(f"{what} not found: {uri} (no objects under that prefix)")
         signature = hashlib.sha256(json.dumps(sorted(objects.items())).encode()).hexdigest()
@@ -108,7 +111,7 @@ def localize(uri: str | os.PathLike, *, what: str = "input", include: Iterable[s
                 return dest
             marker.unlink(missing_ok=True)
             for obj_key in sorted(objects):
-                rel = obj_key[len(key):].lstrip("/") if key else obj_key
+                rel = obj_key[len(key) :].lstrip("/") if key else obj_key
                 target = dest / rel if rel else dest
                 target.parent.mkdir(parents=True, exist_ok=True)
                 client.download_file(bucket, obj_key, str(target))
@@ -189,7 +192,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n")
+    return atomic_write_text(
+        path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
+    )
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping]) -> int:
@@ -207,18 +212,26 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def write_manifest(out_dir: str | os.PathLike, *, stage: str, counts: Mapping[str, Any],
-                   config: Any = None, inputs: Mapping[str, str | os.PathLike] | None = None,
-                   extra: Mapping[str, Any] | None = None) -> dict:
+def write_manifest(
+    out_dir: str | os.PathLike,
+    *,
+    stage: str,
+    counts: Mapping[str, Any],
+    config: Any = None,
+    inputs: Mapping[str, str | os.PathLike] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict:
     """Write ``manifest.json`` describing every file in ``out_dir``.
 
     ``inputs`` maps a name to an input directory; the inputs' own manifests are embedded so
     lineage can be followed back to the raw data.
     """
     out_dir = Path(out_dir)
-    files = {p.relative_to(out_dir).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-             for p in sorted(out_dir.rglob("*"))
-             if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".")}
+    files = {
+        p.relative_to(out_dir).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(out_dir.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".")
+    }
     if hasattr(config, "model_dump"):
         config = config.model_dump(mode="json")
     lineage = {}

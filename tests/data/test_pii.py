@@ -161,7 +161,12 @@ def test_preview_of_a_very_long_line_is_bounded_and_scrubbed():
 def test_every_string_in_nested_metadata_is_scrubbed_and_counted():
     meta = {"hospital": "H1", "note": "联系电话13812345678", "visits": [{"doctor": "王先生"}, 3], "n": 2}
     scrubbed, counts = scrub_pii_values(meta)
-    assert scrubbed == {"hospital": "H1", "note": "联系电话<PHONE>", "visits": [{"doctor": "<NAME>先生"}, 3], "n": 2}
+    assert scrubbed == {
+        "hospital": "H1",
+        "note": "联系电话<PHONE>",
+        "visits": [{"doctor": "<NAME>先生"}, 3],
+        "n": 2,
+    }
     assert counts == Counter({"PHONE": 1, "NAME": 1})
     assert meta["note"] == "联系电话13812345678"  # the input is not modified
 

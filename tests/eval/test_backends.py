@@ -9,7 +9,10 @@ from medgo.eval.backends import Backend, LocalBackend
 
 CHATS = [
     [{"role": "user", "content": "高血压吃什么药好？"}],
-    [{"role": "system", "content": "你是医学助手。"}, {"role": "user", "content": "头痛三天，伴发热，需要做什么检查？请详细说明。"}],
+    [
+        {"role": "system", "content": "你是医学助手。"},
+        {"role": "user", "content": "头痛三天，伴发热，需要做什么检查？请详细说明。"},
+    ],
     [{"role": "user", "content": "感冒了怎么办？"}],
 ]
 
@@ -29,8 +32,9 @@ def test_batched_left_padded_generation_equals_one_at_a_time(chatty_model_dir):
 def manual_choice_logprob(backend: LocalBackend, chat, choice: str) -> float:
     """Sum of the choice tokens' log-probs from one unbatched forward over prompt + choice."""
     tok = backend.tokenizer
-    prompt = tok(tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True),
-                 add_special_tokens=False)["input_ids"]
+    prompt = tok(
+        tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True), add_special_tokens=False
+    )["input_ids"]
     cont = tok(choice, add_special_tokens=False)["input_ids"]
     with torch.inference_mode():
         logits = backend.model(input_ids=torch.tensor([prompt + cont])).logits[0].float()
@@ -63,8 +67,9 @@ def test_adapter_is_applied_and_tokenizer_found_with_the_base(tiny_model_dir, ti
 
     base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
     torch.manual_seed(0)
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=64, target_modules="all-linear",
-                                                 init_lora_weights=False))
+    peft_model = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=64, target_modules="all-linear", init_lora_weights=False)
+    )
     peft_model.save_pretrained(tmp_path / "adapter")  # no tokenizer saved with it
 
     with_adapter = LocalBackend(str(tiny_model_dir), adapter_uri=str(tmp_path / "adapter"))

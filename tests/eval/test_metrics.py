@@ -124,7 +124,9 @@ class TestPairedBootstrap:
 
     def test_corpus_level_statistic(self):
         def f1(stats):
-            return prf_from_counts(sum(s[0] for s in stats), sum(s[1] for s in stats), sum(s[2] for s in stats))["f1"]
+            return prf_from_counts(
+                sum(s[0] for s in stats), sum(s[1] for s in stats), sum(s[2] for s in stats)
+            )["f1"]
 
         # (tp, predicted, gold) per item: candidate finds everything, baseline nothing.
         assert paired_bootstrap([(2, 2, 2)] * 10, [(0, 1, 2)] * 10, n=100, statistic=f1) == 0.0

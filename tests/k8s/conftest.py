@@ -65,15 +65,38 @@ class FakeApiServer:
     def select_header_content_type(self, content_types: list[str]) -> str:
         return client.ApiClient.select_header_content_type(self, content_types)
 
-    def call_api(self, resource_path, method, path_params=None, query_params=None, header_params=None,
-                 body=None, post_params=None, files=None, response_type=None, auth_settings=None,
-                 async_req=None, _return_http_data_only=None, collection_formats=None,
-                 _preload_content=True, _request_timeout=None, _host=None):
+    def call_api(
+        self,
+        resource_path,
+        method,
+        path_params=None,
+        query_params=None,
+        header_params=None,
+        body=None,
+        post_params=None,
+        files=None,
+        response_type=None,
+        auth_settings=None,
+        async_req=None,
+        _return_http_data_only=None,
+        collection_formats=None,
+        _preload_content=True,
+        _request_timeout=None,
+        _host=None,
+    ):
         params = dict(path_params or {})
         query = dict(query_params or [])
         headers = dict(header_params or {})
-        self.requests.append({"method": method, "path": resource_path, "params": params, "query": query,
-                              "headers": headers, "body": copy.deepcopy(body)})
+        self.requests.append(
+            {
+                "method": method,
+                "path": resource_path,
+                "params": params,
+                "query": query,
+                "headers": headers,
+                "body": copy.deepcopy(body),
+            }
+        )
         pending = self.failures.get((method, resource_path))
         if pending:
             raise pending.pop(0)
@@ -102,8 +125,9 @@ class FakeApiServer:
         if key in self.objects:
             raise ApiException(status=409, reason="AlreadyExists")
         obj = copy.deepcopy(body)
-        obj["metadata"].update(namespace=p["namespace"], uid=f"uid-{next(self._uids)}", generation=1,
-                               resourceVersion="1")
+        obj["metadata"].update(
+            namespace=p["namespace"], uid=f"uid-{next(self._uids)}", generation=1, resourceVersion="1"
+        )
         if p["plural"] in self.defaulters:
             self.defaulters[p["plural"]](obj)
         self.objects[key] = obj
@@ -114,8 +138,11 @@ class FakeApiServer:
         return copy.deepcopy(self._stored(p))
 
     def _get_custom_collection(self, p, query, headers, body):
-        items = [copy.deepcopy(o) for (g, v, ns, pl, _), o in self.objects.items()
-                 if (g, v, ns, pl) == (p["group"], p["version"], p["namespace"], p["plural"])]
+        items = [
+            copy.deepcopy(o)
+            for (g, v, ns, pl, _), o in self.objects.items()
+            if (g, v, ns, pl) == (p["group"], p["version"], p["namespace"], p["plural"])
+        ]
         return {"apiVersion": f"{p['group']}/{p['version']}", "kind": "List", "items": items}
 
     def _patch_custom_item(self, p, query, headers, body):
@@ -144,8 +171,11 @@ class FakeApiServer:
     # -- pods ---------------------------------------------------------------------------------------
     def _get_pods(self, p, query, headers, body):
         wanted = dict(term.split("=", 1) for term in query.get("labelSelector", "").split(",") if term)
-        items = [pod for (ns, _), pod in sorted(self.pods.items())
-                 if ns == p["namespace"] and wanted.items() <= (pod.metadata.labels or {}).items()]
+        items = [
+            pod
+            for (ns, _), pod in sorted(self.pods.items())
+            if ns == p["namespace"] and wanted.items() <= (pod.metadata.labels or {}).items()
+        ]
         return client.V1PodList(items=items)
 
     def _get_pod_log(self, p, query, headers, body):
@@ -153,20 +183,25 @@ class FakeApiServer:
             raise ApiException(status=404, reason="Not Found")
         text = self.pod_logs.get((p["namespace"], p["name"], query.get("container")), "")
         if "tailLines" in query:
-            text = "".join(text.splitlines(keepends=True)[-int(query["tailLines"]):])
+            text = "".join(text.splitlines(keepends=True)[-int(query["tailLines"]) :])
         return text
 
     # -- test helpers -------------------------------------------------------------------------------
-    def add_pod(self, namespace: str, name: str, labels: dict[str, str], logs: dict[str, str] | None = None) -> None:
-        self.pods[(namespace, name)] = client.V1Pod(metadata=client.V1ObjectMeta(name=name, namespace=namespace,
-                                                                                 labels=labels))
+    def add_pod(
+        self, namespace: str, name: str, labels: dict[str, str], logs: dict[str, str] | None = None
+    ) -> None:
+        self.pods[(namespace, name)] = client.V1Pod(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=labels)
+        )
         for container, text in (logs or {}).items():
             self.pod_logs[(namespace, name, container)] = text
 
     def get(self, group: str, version: str, namespace: str, plural: str, name: str) -> dict:
         return self.objects[(group, version, namespace, plural, name)]
 
-    def set_status(self, group: str, version: str, namespace: str, plural: str, name: str, status: dict) -> None:
+    def set_status(
+        self, group: str, version: str, namespace: str, plural: str, name: str, status: dict
+    ) -> None:
         """Replace an object's status, as its controller would (status changes never bump generation)."""
         self.objects[(group, version, namespace, plural, name)]["status"] = copy.deepcopy(status)
 
@@ -183,8 +218,9 @@ class FakeApiServer:
             else:
                 group, resource = "", "pods/log" if template == _POD_LOG else "pods"
             item = template in (_CUSTOM_ITEM, _POD_LOG)
-            verb = {"POST": "create", "PATCH": "patch", "DELETE": "delete",
-                    "GET": "get" if item else "list"}[r["method"]]
+            verb = {"POST": "create", "PATCH": "patch", "DELETE": "delete", "GET": "get" if item else "list"}[
+                r["method"]
+            ]
             seen.add((group, resource, verb))
         return seen
 

@@ -35,7 +35,9 @@ def gpu_resources(n: int) -> dict:
 
 
 def cpu_isvc(**overrides):
-    params = dict(name="medgo", namespace="medgo", storage_uri="s3://medgo-models/medgo/v1", runtime="medgo-cpu")
+    params = dict(
+        name="medgo", namespace="medgo", storage_uri="s3://medgo-models/medgo/v1", runtime="medgo-cpu"
+    )
     params.update(overrides)
     return build_inference_service(**params)
 
@@ -45,6 +47,7 @@ def predictor(isvc):
 
 
 # -- builder ---------------------------------------------------------------------------------------------
+
 
 def test_cpu_runtime_isvc_is_valid():
     isvc = cpu_isvc()
@@ -66,8 +69,13 @@ def test_cpu_runtime_isvc_is_valid():
 
 def test_vllm_runtime_on_one_gpu_is_valid():
     isvc = build_inference_service(
-        name="medgo", namespace="medgo", storage_uri="s3://medgo-models/medgo/merged", runtime="huggingface-vllm",
-        node_selector=A100, tolerations=[GPU_TOLERATION], priority_class="medgo-serving",
+        name="medgo",
+        namespace="medgo",
+        storage_uri="s3://medgo-models/medgo/merged",
+        runtime="huggingface-vllm",
+        node_selector=A100,
+        tolerations=[GPU_TOLERATION],
+        priority_class="medgo-serving",
     )
     assert_valid_crd_object(isvc)
     pred = predictor(isvc)
@@ -84,9 +92,16 @@ def test_vllm_runtime_on_one_gpu_is_valid():
 
 def test_vllm_runtime_with_lora_adapter_and_canary_is_valid():
     isvc = build_inference_service(
-        name="medgo", namespace="medgo", storage_uri="s3://medgo-models/medgo/v2/base", runtime="huggingface-vllm",
-        lora_adapter_uri="s3://medgo-models/medgo/v2/adapter", resources=gpu_resources(4),
-        canary_traffic_percent=10, min_replicas=1, max_replicas=3, max_lora_rank=128,
+        name="medgo",
+        namespace="medgo",
+        storage_uri="s3://medgo-models/medgo/v2/base",
+        runtime="huggingface-vllm",
+        lora_adapter_uri="s3://medgo-models/medgo/v2/adapter",
+        resources=gpu_resources(4),
+        canary_traffic_percent=10,
+        min_replicas=1,
+        max_replicas=3,
+        max_lora_rank=128,
     )
     assert_valid_crd_object(isvc)
     pred = predictor(isvc)
@@ -134,13 +149,20 @@ def test_strict_schema_catches_a_misspelt_field():
         ({"lora_adapter_uri": "s3://b/a"}, "lora_adapter_uri needs runtime='huggingface-vllm'"),
         ({"resources": {"limits": {GPU: "1"}}}, "the medgo-cpu runtime is CPU-only"),
         ({"resources": {"limit": {"cpu": "1"}}}, "resources may only have 'requests' and 'limits'"),
-        ({"resources": {"limits": {"memory": "4 GB"}}}, "resources.limits.memory '4 GB' is not a Kubernetes quantity"),
-        ({"runtime": "huggingface-vllm", "resources": {"limits": {"cpu": "8"}}},
-         "needs resources.limits['nvidia.com/gpu'] between 1 and 8"),
+        (
+            {"resources": {"limits": {"memory": "4 GB"}}},
+            "resources.limits.memory '4 GB' is not a Kubernetes quantity",
+        ),
+        (
+            {"runtime": "huggingface-vllm", "resources": {"limits": {"cpu": "8"}}},
+            "needs resources.limits['nvidia.com/gpu'] between 1 and 8",
+        ),
         ({"runtime": "huggingface-vllm", "resources": gpu_resources(9)}, "between 1 and 8, got '9'"),
         ({"runtime": "huggingface-vllm", "resources": {"limits": {GPU: "0.5"}}}, "must be a whole number"),
-        ({"runtime": "huggingface-vllm", "lora_adapter_uri": "s3://b/a", "max_lora_rank": 0},
-         "max_lora_rank must be a positive int"),
+        (
+            {"runtime": "huggingface-vllm", "lora_adapter_uri": "s3://b/a", "max_lora_rank": 0},
+            "max_lora_rank must be a positive int",
+        ),
         ({"service_account": "Medgo"}, "service_account 'Medgo' must be a DNS-1123 label"),
         ({"tolerations": "nvidia.com/gpu"}, "tolerations must be a list of toleration dicts"),
         ({"node_selector": {"node-pool": 1}}, "label keys and values must be strings"),
@@ -152,6 +174,7 @@ def test_invalid_parameters_raise_value_error_naming_them(overrides, message):
 
 
 # -- deployer --------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def deployer(custom_api, fake_clock):
@@ -175,10 +198,13 @@ def test_apply_updates_with_a_merge_patch_and_canary(deployer, server):
     patched = deployer.apply(cpu_isvc(storage_uri="s3://medgo-models/medgo/v2", canary_traffic_percent=20))
     (call,) = server.calls("PATCH")
     assert call["headers"]["Content-Type"] == "application/merge-patch+json"
-    assert call["body"] == {"spec": {"predictor": {"model": {"storageUri": "s3://medgo-models/medgo/v2"},
-                                                   "canaryTrafficPercent": 20}},
-                            # a canary gets its own tagged URL so the smoke test reaches it
-                            "metadata": {"annotations": {"serving.kserve.io/enable-tag-routing": "true"}}}
+    assert call["body"] == {
+        "spec": {
+            "predictor": {"model": {"storageUri": "s3://medgo-models/medgo/v2"}, "canaryTrafficPercent": 20}
+        },
+        # a canary gets its own tagged URL so the smoke test reaches it
+        "metadata": {"annotations": {"serving.kserve.io/enable-tag-routing": "true"}},
+    }
     assert patched["metadata"]["generation"] == 2
     assert predictor(stored(server))["canaryTrafficPercent"] == 20
 
@@ -208,8 +234,9 @@ def test_apply_keeps_server_defaults_stable(deployer, server):
 
 def test_apply_merges_labels_without_removing_others(deployer, server, custom_api):
     deployer.apply(cpu_isvc())
-    custom_api.patch_namespaced_custom_object(GROUP, VERSION, "medgo", PLURAL, "medgo",
-                                              {"metadata": {"labels": {"owner": "ml-platform"}}})
+    custom_api.patch_namespaced_custom_object(
+        GROUP, VERSION, "medgo", PLURAL, "medgo", {"metadata": {"labels": {"owner": "ml-platform"}}}
+    )
     deployer.apply(cpu_isvc(labels={"medgo.io/run": "r42"}))
     labels = stored(server)["metadata"]["labels"]
     assert labels["owner"] == "ml-platform" and labels["medgo.io/run"] == "r42"
@@ -217,34 +244,61 @@ def test_apply_merges_labels_without_removing_others(deployer, server, custom_ap
 
 def test_apply_propagates_other_api_errors(deployer, server):
     server.failures[("POST", "/apis/{group}/{version}/namespaces/{namespace}/{plural}")] = [
-        ApiException(status=403, reason="Forbidden")]
+        ApiException(status=403, reason="Forbidden")
+    ]
     with pytest.raises(ApiException) as info:
         deployer.apply(cpu_isvc())
     assert info.value.status == 403
 
 
-def _status(server, *, ready: str, observed: int, created="medgo-predictor-00001", latest_ready="medgo-predictor-00001",
-            reason=""):
+def _status(
+    server,
+    *,
+    ready: str,
+    observed: int,
+    created="medgo-predictor-00001",
+    latest_ready="medgo-predictor-00001",
+    reason="",
+):
     def step():
-        server.set_status(GROUP, VERSION, "medgo", PLURAL, "medgo", {
-            "observedGeneration": observed,
-            "url": "http://medgo.medgo.example.com",
-            "conditions": [{"type": "PredictorReady", "status": ready},
-                           {"type": "Ready", "status": ready, "reason": reason}],
-            "components": {"predictor": {"latestCreatedRevision": created, "latestReadyRevision": latest_ready}},
-        })
+        server.set_status(
+            GROUP,
+            VERSION,
+            "medgo",
+            PLURAL,
+            "medgo",
+            {
+                "observedGeneration": observed,
+                "url": "http://medgo.medgo.example.com",
+                "conditions": [
+                    {"type": "PredictorReady", "status": ready},
+                    {"type": "Ready", "status": ready, "reason": reason},
+                ],
+                "components": {
+                    "predictor": {"latestCreatedRevision": created, "latestReadyRevision": latest_ready}
+                },
+            },
+        )
+
     return step
 
 
 def test_wait_ready_waits_for_ready_on_the_current_generation(deployer, server, fake_clock):
     deployer.apply(cpu_isvc())
     _status(server, ready="True", observed=1)()
-    deployer.apply(cpu_isvc(storage_uri="s3://medgo-models/medgo/v2", canary_traffic_percent=10))  # generation 2
+    deployer.apply(
+        cpu_isvc(storage_uri="s3://medgo-models/medgo/v2", canary_traffic_percent=10)
+    )  # generation 2
     fake_clock.steps = [
         _status(server, ready="True", observed=1),  # stale: the controller has not seen the patch yet
         _status(server, ready="True", observed=2, created="medgo-predictor-00002"),  # canary still starting
-        _status(server, ready="True", observed=2, created="medgo-predictor-00002",
-                latest_ready="medgo-predictor-00002"),
+        _status(
+            server,
+            ready="True",
+            observed=2,
+            created="medgo-predictor-00002",
+            latest_ready="medgo-predictor-00002",
+        ),
     ]
     isvc = deployer.wait_ready("medgo", "medgo", timeout_s=600, poll_s=15)
     assert isvc["status"]["components"]["predictor"]["latestReadyRevision"] == "medgo-predictor-00002"
@@ -261,7 +315,8 @@ def test_wait_ready_times_out_with_the_reason(deployer, server, fake_clock):
 def test_wait_ready_tolerates_transient_errors(deployer, server, fake_clock):
     deployer.apply(cpu_isvc())
     server.failures[("GET", "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}")] = [
-        ApiException(status=500, reason="etcd timeout")]
+        ApiException(status=500, reason="etcd timeout")
+    ]
     fake_clock.steps = [_status(server, ready="True", observed=1)]
     assert deployer.wait_ready("medgo", "medgo", timeout_s=60, poll_s=5)["status"]["observedGeneration"] == 1
 

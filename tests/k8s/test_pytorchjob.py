@@ -39,8 +39,14 @@ A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "node-pool": "a100"}
 
 
 def small_job(**overrides):
-    params = dict(name="medgo-sft", namespace="medgo", image=IMAGE, command=NODE + ["--stage", "sft"], nnodes=1,
-                  nproc_per_node=2)
+    params = dict(
+        name="medgo-sft",
+        namespace="medgo",
+        image=IMAGE,
+        command=NODE + ["--stage", "sft"],
+        nnodes=1,
+        nproc_per_node=2,
+    )
     params.update(overrides)
     return build_pytorchjob(**params)
 
@@ -55,6 +61,7 @@ def pod_specs(job):
 
 # -- builder ---------------------------------------------------------------------------------------------
 
+
 def test_single_node_cpu_job_is_valid_and_has_no_workers():
     job = small_job()
     assert_valid_crd_object(job)
@@ -63,24 +70,44 @@ def test_single_node_cpu_job_is_valid_and_has_no_workers():
     assert job["spec"]["nprocPerNode"] == "2"  # the CRD types it as a string
     (container,) = pod_specs(job)[0]["containers"]
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
-    assert container["resources"]["requests"] == container["resources"]["limits"] == {"cpu": "4", "memory": "16Gi"}
+    assert (
+        container["resources"]["requests"]
+        == container["resources"]["limits"]
+        == {"cpu": "4", "memory": "16Gi"}
+    )
 
 
 def test_eight_node_gpu_job_is_valid_with_scheduling_and_storage():
     job = build_pytorchjob(
-        name="medgo-pt", namespace="medgo", image=IMAGE, command=NODE + ["--stage", "pt", "--config", "/config/pt.yaml"],
-        nnodes=8, nproc_per_node=8, gpus_per_node=8, cpu="96", memory="900Gi", shm_size="128Gi",
-        node_selector=A100, tolerations=[GPU_TOLERATION], priority_class="medgo-training",
+        name="medgo-pt",
+        namespace="medgo",
+        image=IMAGE,
+        command=NODE + ["--stage", "pt", "--config", "/config/pt.yaml"],
+        nnodes=8,
+        nproc_per_node=8,
+        gpus_per_node=8,
+        cpu="96",
+        memory="900Gi",
+        shm_size="128Gi",
+        node_selector=A100,
+        tolerations=[GPU_TOLERATION],
+        priority_class="medgo-training",
         pvc_mounts={"medgo-data": "/mnt/data", "medgo-checkpoints": "/mnt/checkpoints"},
-        env={"NCCL_DEBUG": "WARN"}, labels={"kueue.x-k8s.io/queue-name": "gpu"},
-        active_deadline_seconds=7 * 24 * 3600, backoff_limit=3, config_map="medgo-train-config",
+        env={"NCCL_DEBUG": "WARN"},
+        labels={"kueue.x-k8s.io/queue-name": "gpu"},
+        active_deadline_seconds=7 * 24 * 3600,
+        backoff_limit=3,
+        config_map="medgo-train-config",
     )
     assert_valid_crd_object(job)
     assert replicas(job)["Master"]["replicas"] == 1
     assert replicas(job)["Worker"]["replicas"] == 7
     assert job["spec"]["nprocPerNode"] == "8"
-    assert job["spec"]["runPolicy"] == {"cleanPodPolicy": "Running", "backoffLimit": 3,
-                                        "activeDeadlineSeconds": 604800}
+    assert job["spec"]["runPolicy"] == {
+        "cleanPodPolicy": "Running",
+        "backoffLimit": 3,
+        "activeDeadlineSeconds": 604800,
+    }
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu"
     for spec in pod_specs(job):
         assert spec["nodeSelector"] == A100
@@ -91,8 +118,12 @@ def test_eight_node_gpu_job_is_valid_with_scheduling_and_storage():
         assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
         assert container["resources"]["requests"]["nvidia.com/gpu"] == "8"
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-        assert mounts == {"/dev/shm": "dshm", "/mnt/data": "medgo-data", "/mnt/checkpoints": "medgo-checkpoints",
-                          "/config": "train-config"}
+        assert mounts == {
+            "/dev/shm": "dshm",
+            "/mnt/data": "medgo-data",
+            "/mnt/checkpoints": "medgo-checkpoints",
+            "/config": "train-config",
+        }
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "128Gi"}
         assert volumes["medgo-data"]["persistentVolumeClaim"] == {"claimName": "medgo-data"}
@@ -108,7 +139,13 @@ def test_container_follows_the_operator_contract():
         assert container["ports"] == [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}]
         assert PORT_NAME == "pytorchjob-port" and PORT == 23456
         assert container["command"] == [
-            "python", "-m", "medgo.train.node", "--stage", "dpo", "--config", "/config/dpo.yaml",
+            "python",
+            "-m",
+            "medgo.train.node",
+            "--stage",
+            "dpo",
+            "--config",
+            "/config/dpo.yaml",
         ]
         assert container["envFrom"] == [{"secretRef": {"name": "medgo-s3"}}]
 
@@ -191,9 +228,12 @@ def test_digest_pinned_image_is_accepted():
 
 # -- launcher --------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def launcher(custom_api, core_api, fake_clock):
-    return PyTorchJobLauncher(custom_api, core_api, poller=Poller(clock=fake_clock.clock, sleep=fake_clock.sleep))
+    return PyTorchJobLauncher(
+        custom_api, core_api, poller=Poller(clock=fake_clock.clock, sleep=fake_clock.sleep)
+    )
 
 
 def _default_like_the_operator(job: dict) -> None:
@@ -242,8 +282,12 @@ def test_submit_propagates_other_api_errors(launcher, server):
 
 
 def _conditions(*types_true: str) -> dict:
-    return {"conditions": [{"type": t, "status": "True", "reason": f"PyTorchJob{t}", "message": f"job is {t}"}
-                           for t in types_true]}
+    return {
+        "conditions": [
+            {"type": t, "status": "True", "reason": f"PyTorchJob{t}", "message": f"job is {t}"}
+            for t in types_true
+        ]
+    }
 
 
 def test_wait_returns_when_the_job_succeeds(launcher, server, fake_clock):
@@ -260,12 +304,25 @@ def test_wait_returns_when_the_job_succeeds(launcher, server, fake_clock):
 
 def test_wait_raises_with_the_operators_reason_when_the_job_fails(launcher, server, fake_clock):
     launcher.submit(small_job())
-    server.set_status(GROUP, VERSION, "medgo", PLURAL, "medgo-sft", {"conditions": [
-        {"type": "Created", "status": "True"},
-        {"type": "Running", "status": "False"},
-        {"type": "Failed", "status": "True", "reason": "PyTorchJobFailed",
-         "message": "PyTorchJob medgo-sft is failed because 1 Master replica(s) failed."},
-    ]})
+    server.set_status(
+        GROUP,
+        VERSION,
+        "medgo",
+        PLURAL,
+        "medgo-sft",
+        {
+            "conditions": [
+                {"type": "Created", "status": "True"},
+                {"type": "Running", "status": "False"},
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "PyTorchJobFailed",
+                    "message": "PyTorchJob medgo-sft is failed because 1 Master replica(s) failed.",
+                },
+            ]
+        },
+    )
     with pytest.raises(PyTorchJobFailed, match="PyTorchJobFailed: PyTorchJob medgo-sft is failed") as info:
         launcher.wait("medgo-sft", "medgo", timeout_s=60, poll_s=5)
     assert isinstance(info.value, RuntimeError)
@@ -291,10 +348,18 @@ def test_wait_retries_transient_errors_and_fails_if_the_job_disappears(launcher,
 
 def test_logs_come_from_the_master_pod(launcher, server):
     labels = {JOB_NAME_LABEL: "medgo-sft"}
-    server.add_pod("medgo", "medgo-sft-worker-0", {**labels, REPLICA_TYPE_LABEL: "worker"},
-                   logs={"pytorch": "worker log\n"})
-    server.add_pod("medgo", "medgo-sft-master-0", {**labels, REPLICA_TYPE_LABEL: "master"},
-                   logs={"pytorch": "step 1 loss 2.0\nstep 2 loss 1.5\n"})
+    server.add_pod(
+        "medgo",
+        "medgo-sft-worker-0",
+        {**labels, REPLICA_TYPE_LABEL: "worker"},
+        logs={"pytorch": "worker log\n"},
+    )
+    server.add_pod(
+        "medgo",
+        "medgo-sft-master-0",
+        {**labels, REPLICA_TYPE_LABEL: "master"},
+        logs={"pytorch": "step 1 loss 2.0\nstep 2 loss 1.5\n"},
+    )
     assert launcher.logs("medgo-sft", "medgo") == "step 1 loss 2.0\nstep 2 loss 1.5\n"
     assert launcher.logs("medgo-sft", "medgo", tail_lines=1) == "step 2 loss 1.5\n"
     selector = server.calls("GET")[0]["query"]["labelSelector"]

@@ -27,24 +27,35 @@ ROLE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "rbac.yaml"
 
 def role_grants() -> set[tuple[str, str, str]]:
     (role,) = [d for d in yaml.safe_load_all(ROLE.read_text()) if d["kind"] == "Role"]
-    return {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
-            for resource in rule["resources"] for verb in rule["verbs"]}
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
 
 
 def test_role_is_exactly_what_the_code_calls(server, custom_api, core_api, fake_clock, tmp_path):
     poller = Poller(fake_clock.clock, fake_clock.sleep)
     # Training: a failed attempt (reason + master log), then the retry that replaces it.
     cfg = TrainConfig(stage="sft", model_uri="s3://m/pt", data_uri="s3://d/sft", output_uri="s3://o/sft")
-    where = LaunchConfig(backend="pytorchjob", image="ghcr.io/medgo/medgo-trainer:0.1.0", job_name="medgo-sft-1",
-                         timeout_s=100)
+    where = LaunchConfig(
+        backend="pytorchjob", image="ghcr.io/medgo/medgo-trainer:0.1.0", job_name="medgo-sft-1", timeout_s=100
+    )
     launcher = PyTorchJobLauncher(custom_api, core_api, poller=poller)
-    server.add_pod("medgo", "medgo-sft-1-master-0", {"training.kubeflow.org/job-name": "medgo-sft-1",
-                                                     "training.kubeflow.org/replica-type": "master"},
-                   logs={"pytorch": "boom\n"})
+    server.add_pod(
+        "medgo",
+        "medgo-sft-1-master-0",
+        {"training.kubeflow.org/job-name": "medgo-sft-1", "training.kubeflow.org/replica-type": "master"},
+        logs={"pytorch": "boom\n"},
+    )
 
     def operator(kind):
-        return lambda: server.set_status(GROUP, VERSION, "medgo", PLURAL, "medgo-sft-1",
-                                         {"conditions": [{"type": kind, "status": "True"}]})
+        return lambda: server.set_status(
+            GROUP, VERSION, "medgo", PLURAL, "medgo-sft-1", {"conditions": [{"type": kind, "status": "True"}]}
+        )
+
     fake_clock.steps = [operator("Failed")]
     with pytest.raises(MedgoError):
         launch(cfg, where, launcher=launcher)
@@ -56,16 +67,25 @@ def test_role_is_exactly_what_the_code_calls(server, custom_api, core_api, fake_
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
 
     def kserve(obj):
-        obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "url": dead,
-                         "conditions": [{"type": "Ready", "status": "True"}],
-                         "components": {"predictor": {"latestRolledoutRevision": "r1"}}}
+        obj["status"] = {
+            "observedGeneration": obj["metadata"]["generation"],
+            "url": dead,
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "components": {"predictor": {"latestRolledoutRevision": "r1"}},
+        }
+
     server.controllers[ISVC_PLURAL] = kserve
     deployer = InferenceServiceDeployer(custom_api, poller=poller)
     config = DeployConfig(target="kserve", ready_timeout_s=10)
     for _ in range(2):  # first the create, then a rollout onto the existing service
         try:
-            deploy_model(model_path="unused", model_uri="s3://m/v", config=config, record_dir=tmp_path / "r",
-                         deployer=deployer)
+            deploy_model(
+                model_path="unused",
+                model_uri="s3://m/v",
+                config=config,
+                record_dir=tmp_path / "r",
+                deployer=deployer,
+            )
         except MedgoError:
             pass
     deployer.delete("medgo", "medgo")

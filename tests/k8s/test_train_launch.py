@@ -16,10 +16,25 @@ from medgo.train.launch import launch
 from medgo.train.trainer import parse_args
 from tests.fixtures.crds import assert_valid_crd_object
 
-CONFIG = TrainConfig(stage="sft", model_uri="minio://mlpipeline/v2/pt/trained", data_uri="minio://mlpipeline/v2/sft",
-                     output_uri="minio://mlpipeline/v2/sft/trained", deepspeed="zero3", bf16=True)
-CLUSTER = dict(backend="pytorchjob", nnodes=8, nproc_per_node=8, gpus_per_node=8, image="ghcr.io/medgo/medgo-trainer:0.1.0",
-               namespace="medgo", job_name="medgo-sft-abc123", gpu_product="NVIDIA-A100-SXM4-80GB", timeout_s=3600)
+CONFIG = TrainConfig(
+    stage="sft",
+    model_uri="minio://mlpipeline/v2/pt/trained",
+    data_uri="minio://mlpipeline/v2/sft",
+    output_uri="minio://mlpipeline/v2/sft/trained",
+    deepspeed="zero3",
+    bf16=True,
+)
+CLUSTER = dict(
+    backend="pytorchjob",
+    nnodes=8,
+    nproc_per_node=8,
+    gpus_per_node=8,
+    image="ghcr.io/medgo/medgo-trainer:0.1.0",
+    namespace="medgo",
+    job_name="medgo-sft-abc123",
+    gpu_product="NVIDIA-A100-SXM4-80GB",
+    timeout_s=3600,
+)
 
 
 @pytest.fixture
@@ -33,14 +48,23 @@ def job(server) -> dict:
 
 def operator_sets(server, *conditions):
     def step():
-        server.set_status(GROUP, VERSION, "medgo", PLURAL, "medgo-sft-abc123",
-                          {"conditions": [dict(c, status="True") for c in conditions]})
+        server.set_status(
+            GROUP,
+            VERSION,
+            "medgo",
+            PLURAL,
+            "medgo-sft-abc123",
+            {"conditions": [dict(c, status="True") for c in conditions]},
+        )
+
     return step
 
 
 def test_job_carries_the_config_and_the_gpu_pool_and_succeeds(server, launcher, fake_clock):
-    fake_clock.steps = [operator_sets(server, {"type": "Created"}, {"type": "Running"}),
-                        operator_sets(server, {"type": "Succeeded"})]
+    fake_clock.steps = [
+        operator_sets(server, {"type": "Created"}, {"type": "Running"}),
+        operator_sets(server, {"type": "Succeeded"}),
+    ]
     launch(CONFIG, LaunchConfig(**CLUSTER), launcher=launcher)
     obj = job(server)
     assert_valid_crd_object({k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec")})
@@ -60,13 +84,23 @@ def test_job_carries_the_config_and_the_gpu_pool_and_succeeds(server, launcher, 
 
 
 def test_failed_job_reports_the_reason_and_the_master_log(server, launcher, fake_clock):
-    server.add_pod("medgo", "medgo-sft-abc123-master-0",
-                   {"training.kubeflow.org/job-name": "medgo-sft-abc123",
-                    "training.kubeflow.org/replica-type": "master"},
-                   logs={"pytorch": "step 10 loss 2.1\nerror: SFT data not found: minio://mlpipeline/v2/sft\n"})
-    fake_clock.steps = [operator_sets(server, {"type": "Failed", "reason": "PyTorchJobFailed",
-                                               "message": "master-0 exited with code 2"})]
-    with pytest.raises(MedgoError, match=r"(?s)PyTorchJobFailed: master-0 exited with code 2.*SFT data not found"):
+    server.add_pod(
+        "medgo",
+        "medgo-sft-abc123-master-0",
+        {
+            "training.kubeflow.org/job-name": "medgo-sft-abc123",
+            "training.kubeflow.org/replica-type": "master",
+        },
+        logs={"pytorch": "step 10 loss 2.1\nerror: SFT data not found: minio://mlpipeline/v2/sft\n"},
+    )
+    fake_clock.steps = [
+        operator_sets(
+            server, {"type": "Failed", "reason": "PyTorchJobFailed", "message": "master-0 exited with code 2"}
+        )
+    ]
+    with pytest.raises(
+        MedgoError, match=r"(?s)PyTorchJobFailed: master-0 exited with code 2.*SFT data not found"
+    ):
         launch(CONFIG, LaunchConfig(**CLUSTER), launcher=launcher)
 
 

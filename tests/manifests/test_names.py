@@ -21,23 +21,28 @@ def _base() -> list[dict]:
 
 def test_namespace_pvcs_accounts_role_and_priority_classes_exist():
     objects = _base()
-    for kind, name in [("Namespace", names.NAMESPACE), ("PersistentVolumeClaim", names.DATA_PVC),
-                       ("PersistentVolumeClaim", names.CHECKPOINT_PVC),
-                       ("ServiceAccount", names.PIPELINE_SERVICE_ACCOUNT),
-                       ("ServiceAccount", names.TRAINER_SERVICE_ACCOUNT),
-                       ("ServiceAccount", names.SERVING_SERVICE_ACCOUNT), ("Role", names.PIPELINE_ROLE),
-                       ("PriorityClass", names.TRAINING_PRIORITY_CLASS),
-                       ("PriorityClass", names.SERVING_PRIORITY_CLASS),
-                       ("ServingRuntime", names.CPU_SERVING_RUNTIME),
-                       ("InferenceService", names.INFERENCE_SERVICE),
-                       ("ConfigMap", names.KFP_LAUNCHER_CONFIGMAP)]:
+    for kind, name in [
+        ("Namespace", names.NAMESPACE),
+        ("PersistentVolumeClaim", names.DATA_PVC),
+        ("PersistentVolumeClaim", names.CHECKPOINT_PVC),
+        ("ServiceAccount", names.PIPELINE_SERVICE_ACCOUNT),
+        ("ServiceAccount", names.TRAINER_SERVICE_ACCOUNT),
+        ("ServiceAccount", names.SERVING_SERVICE_ACCOUNT),
+        ("Role", names.PIPELINE_ROLE),
+        ("PriorityClass", names.TRAINING_PRIORITY_CLASS),
+        ("PriorityClass", names.SERVING_PRIORITY_CLASS),
+        ("ServingRuntime", names.CPU_SERVING_RUNTIME),
+        ("InferenceService", names.INFERENCE_SERVICE),
+        ("ConfigMap", names.KFP_LAUNCHER_CONFIGMAP),
+    ]:
         obj = _find(objects, kind, name)
         if kind not in {"Namespace", "PriorityClass"}:
             assert obj["metadata"]["namespace"] == names.NAMESPACE, (kind, name)
     binding = _find(objects, "RoleBinding", names.PIPELINE_ROLE)
     assert binding["roleRef"]["name"] == names.PIPELINE_ROLE
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": names.PIPELINE_SERVICE_ACCOUNT,
-                                    "namespace": names.NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": names.PIPELINE_SERVICE_ACCOUNT, "namespace": names.NAMESPACE}
+    ]
 
 
 def test_s3_secret_and_its_keys_are_what_the_manifests_reference():
@@ -78,8 +83,15 @@ def test_training_template_and_compiled_pipeline_use_the_named_images_and_storag
     assert pod["serviceAccountName"] == names.TRAINER_SERVICE_ACCOUNT
     assert pod["priorityClassName"] == names.TRAINING_PRIORITY_CLASS
     assert pod["containers"][0]["image"] == names.TRAINER_IMAGE
-    assert {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v} == {
-        names.DATA_PVC, names.CHECKPOINT_PVC}
+    assert {
+        v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v
+    } == {names.DATA_PVC, names.CHECKPOINT_PVC}
     compiled = (REPO / "pipelines" / "medgo_pipeline.yaml").read_text()
-    for expected in (names.RUNTIME_IMAGE, names.TRAINER_IMAGE, names.DATA_PVC, names.DATA_MOUNT, names.S3_SECRET):
+    for expected in (
+        names.RUNTIME_IMAGE,
+        names.TRAINER_IMAGE,
+        names.DATA_PVC,
+        names.DATA_MOUNT,
+        names.S3_SECRET,
+    ):
         assert expected in compiled, expected

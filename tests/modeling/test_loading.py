@@ -50,6 +50,7 @@ def lora_dir(sample_model_dir, tmp_path_factory) -> Path:
 
 # --- where the tokenizer lives -----------------------------------------------------------------
 
+
 def test_an_adapter_with_its_own_tokenizer_wins(tmp_path):
     model = _touch(tmp_path / "model", "config.json", "tokenizer_config.json")
     adapter = _touch(tmp_path / "adapter", "adapter_config.json", "tokenizer_config.json", base=str(model))
@@ -90,7 +91,10 @@ def test_load_tokenizer_follows_an_adapter_only_dir_to_its_base(sample_model_dir
 
 # --- stop tokens ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("configured", "expected"), [(None, [2]), (7, [2, 7]), ([7, 2, 9], [2, 7, 9]), (2, [2])])
+
+@pytest.mark.parametrize(
+    ("configured", "expected"), [(None, [2]), (7, [2, 7]), ([7, 2, 9], [2, 7, 9]), (2, [2])]
+)
 def test_stop_token_ids_join_the_tokenizer_and_generation_config(configured, expected):
     model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=configured))
     assert stop_token_ids(SimpleNamespace(eos_token_id=2), model) == expected
@@ -102,8 +106,16 @@ def test_stop_token_ids_without_any_eos_is_empty():
 
 # --- placement ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("available", "count", "expected"), [
-    (False, 0, ("cpu", None)), (True, 1, ("cuda", None)), (True, 2, (None, "auto")), (True, 8, (None, "auto"))])
+
+@pytest.mark.parametrize(
+    ("available", "count", "expected"),
+    [
+        (False, 0, ("cpu", None)),
+        (True, 1, ("cuda", None)),
+        (True, 2, (None, "auto")),
+        (True, 8, (None, "auto")),
+    ],
+)
 def test_inference_placement(monkeypatch, available, count, expected):
     import torch
 
@@ -135,8 +147,17 @@ def test_several_gpus_load_with_a_device_map_in_bfloat16(monkeypatch, sample_mod
     monkeypatch.setattr(loading, "load_model", lambda uri, **kw: calls.append((uri, kw)) or fake)
     model, _ = load_for_inference(str(sample_model_dir))
     assert model is fake and fake.moved_to is None  # the device map placed it; no .to(one device)
-    assert calls == [(str(sample_model_dir), {"adapter_uri": None, "attn_implementation": "auto",
-                                              "dtype": torch.bfloat16, "device_map": "auto"})]
+    assert calls == [
+        (
+            str(sample_model_dir),
+            {
+                "adapter_uri": None,
+                "attn_implementation": "auto",
+                "dtype": torch.bfloat16,
+                "device_map": "auto",
+            },
+        )
+    ]
 
 
 def test_cpu_loads_float32_on_the_cpu(sample_model_dir):
@@ -148,6 +169,7 @@ def test_cpu_loads_float32_on_the_cpu(sample_model_dir):
 
 
 # --- adapters and localisation --------------------------------------------------------------------
+
 
 def test_an_adapter_only_model_dir_loads_like_base_plus_adapter(sample_model_dir, lora_dir):
     import torch
@@ -182,12 +204,28 @@ def test_the_tokenizer_patterns_take_tokenizer_files_and_no_weights():
     def wanted(name: str) -> bool:
         return any(fnmatch.fnmatch(name, p) for p in TOKENIZER_FILES)
 
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                 "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json", "config.json",
-                 "generation_config.json"):
+    for name in (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "chat_template.jinja",
+        "vocab.json",
+        "merges.txt",
+        "tokenizer.model",
+        "added_tokens.json",
+        "config.json",
+        "generation_config.json",
+    ):
         assert wanted(name), name
-    for name in ("model.safetensors", "model-00001-of-00031.safetensors", "model.safetensors.index.json",
-                 "pytorch_model.bin", "adapter_model.safetensors", "optimizer.pt", "manifest.json"):
+    for name in (
+        "model.safetensors",
+        "model-00001-of-00031.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "adapter_model.safetensors",
+        "optimizer.pt",
+        "manifest.json",
+    ):
         assert not wanted(name), name
 
 
@@ -200,6 +238,7 @@ def test_load_tokenizer_asks_localize_for_tokenizer_files_only(monkeypatch, samp
 
 
 # --- against a real S3 server (SeaweedFS `weed`, from the dev extra) ----------------------------
+
 
 @pytest.fixture(scope="module")
 def s3_bucket(s3_server) -> str:
@@ -232,7 +271,9 @@ def test_s3_model_is_downloaded_once(s3_model, tmp_path, monkeypatch):
     def counting_client():
         client = real_client()
         real_download = client.download_file
-        client.download_file = lambda bucket, key, dest: downloads.append(key) or real_download(bucket, key, dest)
+        client.download_file = lambda bucket, key, dest: (
+            downloads.append(key) or real_download(bucket, key, dest)
+        )
         return client
 
     monkeypatch.setattr(storage, "s3_client", counting_client)
@@ -242,8 +283,9 @@ def test_s3_model_is_downloaded_once(s3_model, tmp_path, monkeypatch):
     assert any(key.endswith("model.safetensors") for key in downloads)
 
 
-def test_an_adapter_whose_base_is_on_s3_loads_with_the_base_tokenizer(s3_model, lora_dir, sample_model_dir,
-                                                                       tmp_path, monkeypatch):
+def test_an_adapter_whose_base_is_on_s3_loads_with_the_base_tokenizer(
+    s3_model, lora_dir, sample_model_dir, tmp_path, monkeypatch
+):
     import torch
 
     monkeypatch.setenv("MEDGO_CACHE_DIR", str(tmp_path / "cache"))

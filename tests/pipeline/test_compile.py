@@ -10,7 +10,8 @@ from pipelines.medgo_pipeline import COMPILED_PATH, compile_pipeline
 def test_committed_yaml_matches_a_fresh_compile(tmp_path):
     fresh = compile_pipeline(tmp_path / "medgo_pipeline.yaml").read_text()
     assert COMPILED_PATH.read_text() == fresh, (
-        "pipelines/medgo_pipeline.yaml is stale: run `make compile` (medgo pipeline compile) and commit it")
+        "pipelines/medgo_pipeline.yaml is stale: run `make compile` (medgo pipeline compile) and commit it"
+    )
 
 
 def _docs():
@@ -38,8 +39,14 @@ def test_cluster_settings_come_from_kfp_kubernetes():
     platform = _docs()[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     train = platform["exec-train"]
     assert train["pvcMount"][0]["mountPath"] == "/mnt/medgo-data"
-    assert {e["envVar"] for e in train["secretAsEnv"][0]["keyToEnv"]} >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-    assert train["activeDeadlineSeconds"] == str(7 * 24 * 3600) or train["activeDeadlineSeconds"] == 7 * 24 * 3600
+    assert {e["envVar"] for e in train["secretAsEnv"][0]["keyToEnv"]} >= {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
+    assert (
+        train["activeDeadlineSeconds"] == str(7 * 24 * 3600)
+        or train["activeDeadlineSeconds"] == 7 * 24 * 3600
+    )
     evaluate = platform["exec-evaluate"]
     assert evaluate["nodeSelector"]["labels"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
     assert evaluate["tolerations"][0]["key"] == "nvidia.com/gpu"

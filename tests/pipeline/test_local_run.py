@@ -17,12 +17,26 @@ pytestmark = pytest.mark.slow
 def test_demo_pipeline_runs_end_to_end_and_serves_the_candidate(tmp_path, samples_dir):
     summary = run_demo(medgo_pipeline, tmp_path / "run", samples_dir=samples_dir)
     tasks = summary["tasks"]
-    assert set(tasks) == {"prepare-corpus", "pack-corpus", "build-sft", "build-preferences", "train", "train-2",
-                          "train-3", "evaluate", "deploy"}
+    assert set(tasks) == {
+        "prepare-corpus",
+        "pack-corpus",
+        "build-sft",
+        "build-preferences",
+        "train",
+        "train-2",
+        "train-3",
+        "evaluate",
+        "deploy",
+    }
     # Reconciled data counts surface as KFP metrics.
     prep = tasks["prepare-corpus"]["metrics"]
-    assert prep["prepare/in"] == prep["prepare/kept"] + prep["prepare/filtered"] + prep["prepare/duplicates"] \
+    assert (
+        prep["prepare/in"]
+        == prep["prepare/kept"]
+        + prep["prepare/filtered"]
+        + prep["prepare/duplicates"]
         + prep["prepare/quarantined"]
+    )
     assert prep["prepare/pii"] > 0
     # Lineage: the DPO model's manifest leads back through SFT and pretraining to the clean corpus.
     dpo = read_manifest(tasks["train-3"]["artifacts"]["trained"])
@@ -38,16 +52,25 @@ def test_demo_pipeline_runs_end_to_end_and_serves_the_candidate(tmp_path, sample
     # The deploy step served the candidate over HTTP and got an answer through the OpenAI-compatible route.
     deployed = tasks["deploy"]["parameters"]
     assert deployed["endpoint"].startswith("http://127.0.0.1:") and deployed["endpoint"].endswith(
-        "/openai/v1/chat/completions")
+        "/openai/v1/chat/completions"
+    )
     assert isinstance(deployed["answer"], str)
     record = json.loads((Path(tasks["deploy"]["artifacts"]["deployment"]) / "deployment.json").read_text())
     assert record["decision"] == "served-locally"
 
 
 def test_failed_gate_blocks_deployment(tmp_path, samples_dir):
-    summary = run_demo(medgo_pipeline, tmp_path / "run", samples_dir=samples_dir,
-                       overrides={"eval_gate_min_mcq_accuracy": 1.0, "train_pt_max_steps": 1,
-                                  "train_sft_max_steps": 1, "train_dpo_max_steps": 1})
+    summary = run_demo(
+        medgo_pipeline,
+        tmp_path / "run",
+        samples_dir=samples_dir,
+        overrides={
+            "eval_gate_min_mcq_accuracy": 1.0,
+            "train_pt_max_steps": 1,
+            "train_sft_max_steps": 1,
+            "train_dpo_max_steps": 1,
+        },
+    )
     tasks = summary["tasks"]
     assert tasks["evaluate"]["parameters"]["Output"] is False
     assert "deploy" not in tasks

@@ -40,8 +40,12 @@ def test_prompt_tokens_count_the_chat_template_and_the_default_system_prompt(mod
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     with_system = [{"role": "system", "content": model.system_prompt}, *QUESTION]
-    expected = len(tokenizer(tokenizer.apply_chat_template(with_system, add_generation_prompt=True, tokenize=False),
-                             add_special_tokens=False)["input_ids"])
+    expected = len(
+        tokenizer(
+            tokenizer.apply_chat_template(with_system, add_generation_prompt=True, tokenize=False),
+            add_special_tokens=False,
+        )["input_ids"]
+    )
     _, usage = model.chat(QUESTION, max_tokens=1)
     assert usage.prompt_tokens == expected
     _, own_system = model.chat([{"role": "system", "content": "简短回答。"}, *QUESTION], max_tokens=1)
@@ -49,7 +53,9 @@ def test_prompt_tokens_count_the_chat_template_and_the_default_system_prompt(mod
 
 
 def test_greedy_generation_is_deterministic(model):
-    assert model.chat(QUESTION, max_tokens=8, temperature=0) == model.chat(QUESTION, max_tokens=8, temperature=0)
+    assert model.chat(QUESTION, max_tokens=8, temperature=0) == model.chat(
+        QUESTION, max_tokens=8, temperature=0
+    )
 
 
 def test_seeded_sampling_is_reproducible(model):
@@ -74,7 +80,7 @@ def test_stop_string_ends_generation_and_is_cut_from_the_answer(model):
     start = next(i for i in range(1, len(full.text) // 2 + 1) if full.text[i] != "\ufffd")
     stop = full.text[start]
     cut = model.complete(QUESTION, GenerationParams(max_tokens=12, temperature=0, stop=[stop]))
-    assert cut.text == full.text[:full.text.find(stop)]
+    assert cut.text == full.text[: full.text.find(stop)]
     assert cut.finish_reason == "stop"
     assert cut.usage.completion_tokens < full.usage.completion_tokens
 
@@ -98,22 +104,27 @@ def test_concurrent_callers_get_the_answers_they_would_get_alone(model):
 
 
 def test_v1_predict_answers_prompts_messages_and_strings_in_order(model):
-    payload = {"instances": [{"prompt": "头痛"}, {"messages": [{"role": "user", "content": "头痛"}]}, "头痛"],
-               "parameters": {"max_tokens": 5, "temperature": 0}}
+    payload = {
+        "instances": [{"prompt": "头痛"}, {"messages": [{"role": "user", "content": "头痛"}]}, "头痛"],
+        "parameters": {"max_tokens": 5, "temperature": 0},
+    }
     result = asyncio.run(model.predict(payload))
     assert len(result["predictions"]) == 3
     assert len(set(result["predictions"])) == 1, "the three forms are the same question"
 
 
-@pytest.mark.parametrize(("payload", "expected"), [
-    ({"instances": []}, "instances must be a non-empty list"),
-    ({"instances": [{"prompt": "x", "messages": []}]}, "instances[0] must be a string or an object"),
-    ({"instances": [{"prompt": 3}]}, "instances[0].prompt must be a string"),
-    ({"instances": ["x"], "parameters": {"top_p": 2}}, "parameters.top_p"),
-    ({"instances": ["x"], "signature_name": "s"}, "unknown top-level field(s) signature_name"),
-    ({"instances": ["x"] * 17}, "at most 16 per request"),
-    (b"not json", "must be JSON"),
-])
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"instances": []}, "instances must be a non-empty list"),
+        ({"instances": [{"prompt": "x", "messages": []}]}, "instances[0] must be a string or an object"),
+        ({"instances": [{"prompt": 3}]}, "instances[0].prompt must be a string"),
+        ({"instances": ["x"], "parameters": {"top_p": 2}}, "parameters.top_p"),
+        ({"instances": ["x"], "signature_name": "s"}, "unknown top-level field(s) signature_name"),
+        ({"instances": ["x"] * 17}, "at most 16 per request"),
+        (b"not json", "must be JSON"),
+    ],
+)
 def test_v1_predict_rejects_malformed_requests(model, payload, expected):
     with pytest.raises(InvalidInput) as info:
         asyncio.run(model.predict(payload))
@@ -121,9 +132,15 @@ def test_v1_predict_rejects_malformed_requests(model, payload, expected):
 
 
 def test_v2_predict_maps_a_bytes_tensor_to_a_bytes_tensor(model):
-    tensor = InferInput(name="text_input", shape=[2], datatype="BYTES", data=["头痛", b"\xe5\xa4\xb4\xe7\x97\x9b"])
-    request = InferRequest(model_name="medgo", infer_inputs=[tensor], request_id="r-1",
-                           parameters={"max_tokens": 4, "temperature": 0})
+    tensor = InferInput(
+        name="text_input", shape=[2], datatype="BYTES", data=["头痛", b"\xe5\xa4\xb4\xe7\x97\x9b"]
+    )
+    request = InferRequest(
+        model_name="medgo",
+        infer_inputs=[tensor],
+        request_id="r-1",
+        parameters={"max_tokens": 4, "temperature": 0},
+    )
     response = asyncio.run(model.predict(request))
     [output] = response.outputs
     assert (response.id, output.name, output.datatype, output.shape) == ("r-1", V2_OUTPUT_NAME, "BYTES", [2])
@@ -134,10 +151,20 @@ def test_v2_predict_takes_grpc_requests_with_bytes_contents_and_string_parameter
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
     tensor = pb.ModelInferRequest.InferInputTensor(
-        name="text_input", datatype="BYTES", shape=[1],
-        contents=pb.InferTensorContents(bytes_contents=["头痛".encode()]))
-    grpc_request = pb.ModelInferRequest(model_name="medgo", id="g-1", inputs=[tensor], parameters={
-        "max_tokens": pb.InferParameter(int64_param=4), "temperature": pb.InferParameter(string_param="0")})
+        name="text_input",
+        datatype="BYTES",
+        shape=[1],
+        contents=pb.InferTensorContents(bytes_contents=["头痛".encode()]),
+    )
+    grpc_request = pb.ModelInferRequest(
+        model_name="medgo",
+        id="g-1",
+        inputs=[tensor],
+        parameters={
+            "max_tokens": pb.InferParameter(int64_param=4),
+            "temperature": pb.InferParameter(string_param="0"),
+        },
+    )
     response = asyncio.run(model.predict(InferRequest.from_grpc(grpc_request)))
     assert response.outputs[0].data == [model.chat([{"role": "user", "content": "头痛"}], 4, 0)[0]]
     assert response.to_grpc().outputs[0].datatype == "BYTES"
@@ -154,7 +181,11 @@ def test_completion_counts_the_end_token_but_drops_it_from_the_text(model):
     eos = tokenizer.eos_token_id
     ids = tokenizer("头痛", add_special_tokens=False)["input_ids"]
     stopped = _to_completion([*ids, eos, tokenizer.pad_token_id], 10, frozenset({eos}), tokenizer, None)
-    assert (stopped.text, stopped.finish_reason, stopped.usage.completion_tokens) == ("头痛", "stop", len(ids) + 1)
+    assert (stopped.text, stopped.finish_reason, stopped.usage.completion_tokens) == (
+        "头痛",
+        "stop",
+        len(ids) + 1,
+    )
     truncated = _to_completion(ids, 10, frozenset({eos}), tokenizer, None)
     assert (truncated.finish_reason, truncated.usage.completion_tokens) == ("length", len(ids))
 
@@ -197,7 +228,9 @@ def lora_adapter_dir(tiny_model_dir, tmp_path_factory):
 def test_an_adapter_changes_the_answers(model, tiny_model_dir, lora_adapter_dir):
     adapted = MedgoModel("medgo", str(tiny_model_dir), adapter_uri=str(lora_adapter_dir), max_new_tokens=24)
     adapted.load()
-    assert adapted.chat(QUESTION, max_tokens=8, temperature=0) != model.chat(QUESTION, max_tokens=8, temperature=0)
+    assert adapted.chat(QUESTION, max_tokens=8, temperature=0) != model.chat(
+        QUESTION, max_tokens=8, temperature=0
+    )
 
 
 def test_an_adapter_directory_serves_as_model_uri_with_its_base_tokenizer(tiny_model_dir, lora_adapter_dir):
@@ -205,5 +238,6 @@ def test_an_adapter_directory_serves_as_model_uri_with_its_base_tokenizer(tiny_m
     adapter_only = MedgoModel("medgo", str(lora_adapter_dir))
     with_adapter.load()
     adapter_only.load()
-    assert adapter_only.chat(QUESTION, max_tokens=8, temperature=0) == \
-        with_adapter.chat(QUESTION, max_tokens=8, temperature=0)
+    assert adapter_only.chat(QUESTION, max_tokens=8, temperature=0) == with_adapter.chat(
+        QUESTION, max_tokens=8, temperature=0
+    )

@@ -28,7 +28,8 @@ def openai_client(server_url):
 
 def test_openai_client_gets_a_chat_completion_with_usage(openai_client):
     response = openai_client.chat.completions.create(
-        model="medgo", messages=[{"role": "user", "content": "高血压患者日常需要注意什么？"}], max_tokens=8)
+        model="medgo", messages=[{"role": "user", "content": "高血压患者日常需要注意什么？"}], max_tokens=8
+    )
     assert response.object == "chat.completion"
     assert response.id.startswith("chatcmpl-")
     assert response.model == "medgo"
@@ -45,16 +46,20 @@ def test_openai_models_lists_the_served_model(openai_client):
     assert [m.id for m in openai_client.models.list().data] == ["medgo"]
 
 
-@pytest.mark.parametrize(("settings", "field"), [
-    ({"max_tokens": -1}, "max_tokens"),
-    ({"max_tokens": 8, "temperature": 2.5}, "temperature"),
-    ({"max_tokens": 8, "top_p": 0}, "top_p"),
-    ({"max_tokens": 65}, "max_tokens"),
-])
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"max_tokens": -1}, "max_tokens"),
+        ({"max_tokens": 8, "temperature": 2.5}, "temperature"),
+        ({"max_tokens": 8, "top_p": 0}, "top_p"),
+        ({"max_tokens": 65}, "max_tokens"),
+    ],
+)
 def test_openai_client_sees_invalid_settings_as_bad_request(openai_client, settings, field):
     with pytest.raises(openai.BadRequestError) as info:
-        openai_client.chat.completions.create(model="medgo", messages=[{"role": "user", "content": "头痛"}],
-                                              **settings)
+        openai_client.chat.completions.create(
+            model="medgo", messages=[{"role": "user", "content": "头痛"}], **settings
+        )
     assert info.value.status_code == 400
     assert field in info.value.message
 
@@ -62,7 +67,8 @@ def test_openai_client_sees_invalid_settings_as_bad_request(openai_client, setti
 def test_a_prompt_over_the_server_limit_is_a_bad_request(openai_client):
     with pytest.raises(openai.BadRequestError, match="this server accepts at most 2048"):
         openai_client.chat.completions.create(
-            model="medgo", messages=[{"role": "user", "content": "反复发热咳嗽" * 1500}], max_tokens=4)
+            model="medgo", messages=[{"role": "user", "content": "反复发热咳嗽" * 1500}], max_tokens=4
+        )
 
 
 def test_unknown_model_is_not_found(openai_client):
@@ -71,8 +77,9 @@ def test_unknown_model_is_not_found(openai_client):
 
 
 def test_streaming_is_refused_with_a_reason(http):
-    response = http.post(CHAT, json={"model": "medgo", "messages": [{"role": "user", "content": "头痛"}],
-                                     "stream": True})
+    response = http.post(
+        CHAT, json={"model": "medgo", "messages": [{"role": "user", "content": "头痛"}], "stream": True}
+    )
     assert response.status_code == 400
     assert "stream" in response.json()["error"]["message"]
 
@@ -84,9 +91,13 @@ def test_malformed_json_is_a_client_error(http, path):
 
 
 def test_v1_predict_answers_each_instance(http):
-    response = http.post(V1_PREDICT, json={"instances": [{"prompt": "发热三天"},
-                                                         {"messages": [{"role": "user", "content": "咳嗽"}]}],
-                                           "parameters": {"max_tokens": 4}})
+    response = http.post(
+        V1_PREDICT,
+        json={
+            "instances": [{"prompt": "发热三天"}, {"messages": [{"role": "user", "content": "咳嗽"}]}],
+            "parameters": {"max_tokens": 4},
+        },
+    )
     assert response.status_code == 200
     predictions = response.json()["predictions"]
     assert len(predictions) == 2 and all(isinstance(p, str) for p in predictions)
@@ -99,10 +110,14 @@ def test_v1_predict_invalid_settings_are_400_with_a_message(http):
 
 
 def test_v2_infer_maps_bytes_prompts_to_bytes_answers(http):
-    response = http.post(V2_INFER, json={
-        "id": "req-7",
-        "inputs": [{"name": "text_input", "shape": [2], "datatype": "BYTES", "data": ["发热", "咳嗽"]}],
-        "parameters": {"max_tokens": 4}})
+    response = http.post(
+        V2_INFER,
+        json={
+            "id": "req-7",
+            "inputs": [{"name": "text_input", "shape": [2], "datatype": "BYTES", "data": ["发热", "咳嗽"]}],
+            "parameters": {"max_tokens": 4},
+        },
+    )
     assert response.status_code == 200
     body = response.json()
     assert (body["id"], body["model_name"]) == ("req-7", "medgo")
@@ -112,16 +127,25 @@ def test_v2_infer_maps_bytes_prompts_to_bytes_answers(http):
 
 
 def test_v2_infer_rejects_a_shape_that_does_not_match_the_data(http):
-    response = http.post(V2_INFER, json={
-        "inputs": [{"name": "text_input", "shape": [3], "datatype": "BYTES", "data": ["发热"]}]})
+    response = http.post(
+        V2_INFER,
+        json={"inputs": [{"name": "text_input", "shape": [3], "datatype": "BYTES", "data": ["发热"]}]},
+    )
     assert response.status_code == 400
     assert "does not match its shape" in response.json()["error"]
 
 
 def test_concurrent_requests_get_the_answer_each_would_get_alone(http):
     def ask(question: str) -> str:
-        response = http.post(CHAT, json={"model": "medgo", "max_tokens": 6, "temperature": 0,
-                                         "messages": [{"role": "user", "content": question}]})
+        response = http.post(
+            CHAT,
+            json={
+                "model": "medgo",
+                "max_tokens": 6,
+                "temperature": 0,
+                "messages": [{"role": "user", "content": question}],
+            },
+        )
         assert response.status_code == 200
         return response.json()["choices"][0]["message"]["content"]
 
@@ -137,15 +161,18 @@ def test_server_stays_healthy_after_bad_requests(http):
     http.post(V2_INFER, json={"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1]}]})
     assert http.get("/v2/health/ready").json() == {"ready": True}
     assert http.get("/v1/models/medgo").json() == {"name": "medgo", "ready": True}
-    ok = http.post(CHAT, json={"model": "medgo", "max_tokens": 2, "messages": [{"role": "user", "content": "头痛"}]})
+    ok = http.post(
+        CHAT, json={"model": "medgo", "max_tokens": 2, "messages": [{"role": "user", "content": "头痛"}]}
+    )
     assert ok.status_code == 200
 
 
 def test_logs_record_requests_but_never_their_text(http, server_log: Path):
     marker = "患者王五身份证110101199003074514主诉"
     before = server_log.read_text(encoding="utf-8", errors="replace").count("generated")
-    response = http.post(CHAT, json={"model": "medgo", "max_tokens": 4,
-                                     "messages": [{"role": "user", "content": marker}]})
+    response = http.post(
+        CHAT, json={"model": "medgo", "max_tokens": 4, "messages": [{"role": "user", "content": marker}]}
+    )
     assert response.status_code == 200
     bad = http.post(CHAT, json={"model": "medgo", "messages": [{"role": marker, "content": marker}]})
     assert bad.status_code == 400 and marker not in bad.text

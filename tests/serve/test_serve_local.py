@@ -58,10 +58,13 @@ def test_serve_locally_fails_fast_with_the_servers_reason(tmp_path):
 
 
 def test_stop_process_kills_a_process_that_ignores_sigterm():
-    ignores_sigterm = ("import signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                       "print('ready', flush=True); sys.stdin.read()")
-    process = subprocess.Popen([sys.executable, "-c", ignores_sigterm], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
+    ignores_sigterm = (
+        "import signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); sys.stdin.read()"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", ignores_sigterm], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert process.stdout.readline().strip() == "ready"
         stop_process_tree(process, timeout_s=0.5)

@@ -7,8 +7,15 @@ from medgo.train.distributed import NodeEnv
 
 
 def test_pytorchjob_worker_env_becomes_torchrun_flags():
-    env = {"MASTER_ADDR": "medgo-sft-master-0", "MASTER_PORT": "23456", "PET_NNODES": "8",
-           "PET_NPROC_PER_NODE": "8", "PET_NODE_RANK": "3", "RANK": "3", "WORLD_SIZE": "64"}
+    env = {
+        "MASTER_ADDR": "medgo-sft-master-0",
+        "MASTER_PORT": "23456",
+        "PET_NNODES": "8",
+        "PET_NPROC_PER_NODE": "8",
+        "PET_NODE_RANK": "3",
+        "RANK": "3",
+        "WORLD_SIZE": "64",
+    }
     node = NodeEnv.from_env(env)
     cmd = node.torchrun_command(["--config", "/c.yaml"], python="python3")
     assert cmd[:3] == ["python3", "-m", "torch.distributed.run"]
@@ -22,10 +29,13 @@ def test_defaults_are_one_local_node():
     assert NodeEnv.from_env({}) == NodeEnv("127.0.0.1", 29500, 1, 1, 0)
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"PET_NNODES": "2", "PET_NODE_RANK": "2"}, "outside 0..1"),
-    ({"PET_NNODES": "two"}, "PET_NNODES='two' is not an integer"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"PET_NNODES": "2", "PET_NODE_RANK": "2"}, "outside 0..1"),
+        ({"PET_NNODES": "two"}, "PET_NNODES='two' is not an integer"),
+    ],
+)
 def test_bad_env_is_a_clear_error(env, message):
     with pytest.raises(MedgoError, match=message):
         NodeEnv.from_env(env)

@@ -50,8 +50,17 @@ def prefs_dir(samples_dir, tmp_path_factory) -> Path:
 
 
 def _config(stage: str, model: Path | str, data: Path, out: Path, **kw) -> TrainConfig:
-    values = dict(stage=stage, model_uri=str(model), data_uri=str(data), output_uri=str(out), max_steps=6,
-                  per_device_batch_size=2, gradient_accumulation_steps=1, learning_rate=5e-3, max_seq_len=128)
+    values = dict(
+        stage=stage,
+        model_uri=str(model),
+        data_uri=str(data),
+        output_uri=str(out),
+        max_steps=6,
+        per_device_batch_size=2,
+        gradient_accumulation_steps=1,
+        learning_rate=5e-3,
+        max_seq_len=128,
+    )
     values.update(kw)
     return TrainConfig(**values)
 
@@ -77,8 +86,10 @@ def sft_adapter(sample_model_dir, sft_dir, tmp_path_factory) -> Path:
 
 def test_pretraining_full_finetune_learns_and_reloads(sample_model_dir, packed_dir, tmp_path):
     out = tmp_path / "pt"
-    launch_local(_config("pt", sample_model_dir, packed_dir, out, use_lora=False, max_steps=10, learning_rate=1e-2),
-                 work_dir=tmp_path / "logs")
+    launch_local(
+        _config("pt", sample_model_dir, packed_dir, out, use_lora=False, max_steps=10, learning_rate=1e-2),
+        work_dir=tmp_path / "logs",
+    )
     counts = read_manifest(out)["counts"]
     assert counts["kind"] == "full" and counts["steps"] == 10
     assert counts["final_loss"] < counts["first_loss"]
@@ -101,7 +112,9 @@ def test_sft_writes_a_lora_adapter_on_the_base_uri(sft_adapter, sample_model_dir
 def _assert_dpo_continued_the_sft_adapter(out: Path, sft_adapter: Path, base: Path) -> dict:
     counts = read_manifest(out)["counts"]
     assert counts["kind"] == "lora_adapter"
-    assert counts["first_loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy == reference (the SFT policy)
+    assert counts["first_loss"] == pytest.approx(
+        0.6931, abs=1e-3
+    )  # log 2: policy == reference (the SFT policy)
     adapter_cfg = json.loads((out / "adapter_config.json").read_text())
     assert adapter_cfg["base_model_name_or_path"] == str(base)  # the SFT adapter's base, not the adapter dir
     assert not (out / "ref").exists()  # the frozen reference copy is not exported
@@ -110,30 +123,40 @@ def _assert_dpo_continued_the_sft_adapter(out: Path, sft_adapter: Path, base: Pa
     return counts
 
 
-def test_dpo_continues_the_sft_adapter_against_the_sft_reference(sft_adapter, sample_model_dir, prefs_dir, tmp_path):
+def test_dpo_continues_the_sft_adapter_against_the_sft_reference(
+    sft_adapter, sample_model_dir, prefs_dir, tmp_path
+):
     out = tmp_path / "dpo"
     launch_local(_config("dpo", sft_adapter, prefs_dir, out, max_steps=4), work_dir=tmp_path / "logs")
     assert _assert_dpo_continued_the_sft_adapter(out, sft_adapter, sample_model_dir)["steps"] == 4
     from medgo.modeling import load_model, load_tokenizer
 
     tok = load_tokenizer(str(out), require_chat_template=True)
-    ids = tok.apply_chat_template([{"role": "user", "content": "头痛怎么办？"}], add_generation_prompt=True,
-                                  return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "头痛怎么办？"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     generated = load_model(str(out)).generate(**ids, max_new_tokens=4, do_sample=False)
     assert generated.shape[1] > ids["input_ids"].shape[1]
 
 
 def test_dpo_under_zero3_with_two_processes(sft_adapter, sample_model_dir, prefs_dir, tmp_path):
     out = tmp_path / "dpo-zero3"
-    launch_local(_config("dpo", sft_adapter, prefs_dir, out, max_steps=2, deepspeed="zero3"), nproc_per_node=2,
-                 work_dir=tmp_path / "logs")
+    launch_local(
+        _config("dpo", sft_adapter, prefs_dir, out, max_steps=2, deepspeed="zero3"),
+        nproc_per_node=2,
+        work_dir=tmp_path / "logs",
+    )
     assert _assert_dpo_continued_the_sft_adapter(out, sft_adapter, sample_model_dir)["steps"] == 2
 
 
 def test_two_simulated_nodes_train_one_model(sample_model_dir, sft_dir, tmp_path):
     out = tmp_path / "two-nodes"
-    logs = launch_local(_config("sft", sample_model_dir, sft_dir, out, max_steps=3), nnodes=2,
-                        work_dir=tmp_path / "logs")
+    logs = launch_local(
+        _config("sft", sample_model_dir, sft_dir, out, max_steps=3), nnodes=2, work_dir=tmp_path / "logs"
+    )
     assert read_manifest(out)["counts"]["steps"] == 3
     node0, node1 = (logs / "node-0.log").read_text(), (logs / "node-1.log").read_text()
     assert "world_size=2" in node0 and "saved stage=sft" in node0
@@ -146,8 +169,11 @@ def test_zero2_and_zero3_over_gloo_agree_and_save_real_adapters(sample_model_dir
     counts = {}
     for stage in ("zero2", "zero3"):
         out = tmp_path / stage
-        launch_local(_config("sft", sample_model_dir, sft_dir, out, max_steps=3, deepspeed=stage),
-                     nproc_per_node=2, work_dir=tmp_path / f"logs-{stage}")
+        launch_local(
+            _config("sft", sample_model_dir, sft_dir, out, max_steps=3, deepspeed=stage),
+            nproc_per_node=2,
+            work_dir=tmp_path / f"logs-{stage}",
+        )
         counts[stage] = read_manifest(out)["counts"]
         assert counts[stage]["steps"] == 3
         assert not _logits(str(sample_model_dir)).allclose(_logits(str(sample_model_dir), str(out)))
@@ -157,7 +183,9 @@ def test_zero2_and_zero3_over_gloo_agree_and_save_real_adapters(sample_model_dir
 
 def test_missing_dataset_fails_before_training_with_the_cause(sample_model_dir, tmp_path):
     with pytest.raises(MedgoError, match=r"SFT data not found: .*nope"):
-        launch_local(_config("sft", sample_model_dir, tmp_path / "nope", tmp_path / "out"), work_dir=tmp_path / "l")
+        launch_local(
+            _config("sft", sample_model_dir, tmp_path / "nope", tmp_path / "out"), work_dir=tmp_path / "l"
+        )
 
 
 def test_tokenizer_without_chat_template_is_rejected(sample_model_dir, sft_dir, tmp_path):
@@ -175,12 +203,22 @@ def test_tokenizer_without_chat_template_is_rejected(sample_model_dir, sft_dir, 
 
 def test_flash_attention_request_without_cuda_is_rejected(sample_model_dir, sft_dir, tmp_path):
     with pytest.raises(MedgoError, match="flash_attention_2 needs a CUDA GPU"):
-        launch_local(_config("sft", sample_model_dir, sft_dir, tmp_path / "out", attn_implementation="flash_attention_2"),
-                     work_dir=tmp_path / "l")
+        launch_local(
+            _config(
+                "sft", sample_model_dir, sft_dir, tmp_path / "out", attn_implementation="flash_attention_2"
+            ),
+            work_dir=tmp_path / "l",
+        )
 
 
 def test_config_travels_losslessly_as_set_arguments():
-    cfg = _config("dpo", "s3://m/base", Path("/d"), Path("/o"), dpo_beta=0.25, lora={"r": 8, "alpha": 4, "dropout": 0.1,
-                                                                                       "target_modules": ["q_proj"]})
+    cfg = _config(
+        "dpo",
+        "s3://m/base",
+        Path("/d"),
+        Path("/o"),
+        dpo_beta=0.25,
+        lora={"r": 8, "alpha": 4, "dropout": 0.1, "target_modules": ["q_proj"]},
+    )
     args = parse_args(["--stage", "dpo", *config_to_args(cfg)])
     assert load_config(TrainConfig, None, args.overrides, stage=args.stage) == cfg

@@ -80,7 +80,9 @@ class Ledger:
     A unit without a slice (a line that is not even a record) counts in the total only.
     """
 
-    def __init__(self, stage: str, slices: Iterable[str], *, quarantine: JsonlWriter, dropped: JsonlWriter) -> None:
+    def __init__(
+        self, stage: str, slices: Iterable[str], *, quarantine: JsonlWriter, dropped: JsonlWriter
+    ) -> None:
         self.stage = stage
         self.total = Tally()
         self.slices: dict[str, Tally] = {name: Tally() for name in slices}
@@ -100,8 +102,9 @@ class Ledger:
         for tally in self._tallies(slice_):
             tally.add_filtered(reason)
 
-    def duplicate(self, survivor: str, entry: Mapping[str, Any], slice_: str | None = None,
-                  reason: str = "duplicate") -> None:
+    def duplicate(
+        self, survivor: str, entry: Mapping[str, Any], slice_: str | None = None, reason: str = "duplicate"
+    ) -> None:
         """A unit dropped because ``survivor`` (an id) was kept in its place."""
         self._dropped.write({**entry, "reason": reason, "survivor": survivor})
         for tally in self._tallies(slice_):

@@ -160,8 +160,10 @@ class _PrefsRun:
     ledger: Ledger
     clean: TextCleaner = field(init=False)
     counts: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("conflicts", "prompts", "prompts_without_pair", "pairs",
-                                               "pairs_over_cap"), 0))
+        default_factory=lambda: dict.fromkeys(
+            ("conflicts", "prompts", "prompts_without_pair", "pairs", "pairs_over_cap"), 0
+        )
+    )
     # prompt key → response → votes; insertion order is first-seen order.
     prompts: dict[str, dict[str, _ResponseVotes]] = field(default_factory=dict)
     prompt_messages: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)

@@ -149,7 +149,9 @@ class _CorpusRun:
         meta = {**meta, "pii": dict(sorted(found.items())), "source_file": item.source, "line": item.line}
         if item.encoding != "utf-8":
             meta["source_encoding"] = item.encoding
-        self.clean.write({"id": rec.id, "text": text, "category": rec.category, "source": rec.source, "meta": meta})
+        self.clean.write(
+            {"id": rec.id, "text": text, "category": rec.category, "source": rec.source, "meta": meta}
+        )
         self.ledger.kept(rec.category)
         self.chars_kept[rec.category] += len(text)
 
@@ -173,7 +175,13 @@ class _CorpusRun:
 
 
 def _dropped_entry(rec: _ValidRecord, where: Record, stage: str) -> dict[str, Any]:
-    return {"id": rec.id, "category": rec.category, "source_file": where.source, "line": where.line, "stage": stage}
+    return {
+        "id": rec.id,
+        "category": rec.category,
+        "source_file": where.source,
+        "line": where.line,
+        "stage": stage,
+    }
 
 
 def prepare_corpus(input_uri: str, output_dir: str | os.PathLike, config: PrepareConfig) -> dict:

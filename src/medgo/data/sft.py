@@ -69,11 +69,21 @@ def _system(config: SftBuildConfig, department: str | None) -> Message:
     return {"role": "system", "content": content}
 
 
-def _single_turn(rid: str, config: SftBuildConfig, question: str, answer: str, *, department: str | None = None,
-                 filtered: str | None = None) -> SftExample:
+def _single_turn(
+    rid: str,
+    config: SftBuildConfig,
+    question: str,
+    answer: str,
+    *,
+    department: str | None = None,
+    filtered: str | None = None,
+) -> SftExample:
     """System prompt, one user question, one assistant answer."""
-    messages = [_system(config, department), {"role": "user", "content": question},
-                {"role": "assistant", "content": answer}]
+    messages = [
+        _system(config, department),
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": answer},
+    ]
     return SftExample(rid, messages, filtered)
 
 
@@ -261,7 +271,9 @@ class _SftRun:
             self.ledger.duplicate(self.prompt_owner[key], entry, source.task, reason="duplicate_prompt")
             return
         self.prompt_owner[key] = example.id
-        self.train.write({"id": example.id, "messages": example.messages, "source": source.stem, "task": source.task})
+        self.train.write(
+            {"id": example.id, "messages": example.messages, "source": source.stem, "task": source.task}
+        )
         self.ledger.kept(source.task)
 
     def counts(self) -> dict[str, Any]:

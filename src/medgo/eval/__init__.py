@@ -11,5 +11,15 @@ from medgo.eval.backends import Backend, LocalBackend
 from medgo.eval.runner import compare, evaluate_model, gate, load_eval_items, run_evaluation, summarize
 from medgo.eval.tasks import TASKS, get_task
 
-__all__ = ["TASKS", "Backend", "LocalBackend", "compare", "evaluate_model", "gate", "get_task",
-           "load_eval_items", "run_evaluation", "summarize"]
+__all__ = [
+    "TASKS",
+    "Backend",
+    "LocalBackend",
+    "compare",
+    "evaluate_model",
+    "gate",
+    "get_task",
+    "load_eval_items",
+    "run_evaluation",
+    "summarize",
+]

@@ -39,7 +39,7 @@ class Backend(Protocol):
 
 def _batches(indices: Sequence[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(indices), size):
-        yield list(indices[start:start + size])
+        yield list(indices[start : start + size])
 
 
 class LocalBackend:
@@ -50,8 +50,9 @@ class LocalBackend:
     over a batch of ``prompt + choice`` rows and sums the choice tokens' log-probabilities.
     """
 
-    def __init__(self, model_uri: str, adapter_uri: str | None = None, batch_size: int = 8,
-                 device: str | None = None) -> None:
+    def __init__(
+        self, model_uri: str, adapter_uri: str | None = None, batch_size: int = 8, device: str | None = None
+    ) -> None:
         from medgo.modeling import input_device, load_for_inference, stop_token_ids
 
         if batch_size < 1:
@@ -63,8 +64,10 @@ class LocalBackend:
         self.tokenizer.padding_side = "left"
         self.device = input_device(self.model)
         self._eos_ids = stop_token_ids(self.tokenizer, self.model)
-        log.info("loaded model for evaluation", extra=fields(model=self.name, device=str(self.device),
-                                                              batch_size=batch_size))
+        log.info(
+            "loaded model for evaluation",
+            extra=fields(model=self.name, device=str(self.device), batch_size=batch_size),
+        )
 
     def _prompt_text(self, chat: Messages) -> str:
         return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
@@ -75,18 +78,25 @@ class LocalBackend:
 
         texts = [self._prompt_text(chat) for chat in chats]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                                  eos_token_id=self._eos_ids, pad_token_id=self.tokenizer.pad_token_id)
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            use_cache=True,
+            eos_token_id=self._eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
         replies: list[str] = [""] * len(texts)
         progress = tqdm(total=len(texts), desc="generate", unit="prompt", leave=False)
         with torch.inference_mode():
             for batch in _batches(order, self.batch_size):
-                enc = self.tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True,
-                                     add_special_tokens=False).to(self.device)
+                enc = self.tokenizer(
+                    [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
+                ).to(self.device)
                 out = self.model.generate(**enc, generation_config=config)
-                new_tokens = out[:, enc["input_ids"].shape[1]:]
-                for i, reply in zip(batch, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True),
-                                    strict=True):
+                new_tokens = out[:, enc["input_ids"].shape[1] :]
+                for i, reply in zip(
+                    batch, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True
+                ):
                     replies[i] = reply.strip()
                 progress.update(len(batch))
         progress.close()
@@ -112,8 +122,11 @@ class LocalBackend:
                 input_ids = torch.tensor(rows, device=self.device)
                 attention_mask = torch.tensor(mask, device=self.device)
                 # Only the positions that predict choice tokens: the last prompt position onward.
-                logits = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                                    logits_to_keep=longest + 1).logits[:, :-1].float()
+                logits = (
+                    self.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=longest + 1)
+                    .logits[:, :-1]
+                    .float()
+                )
                 logprobs = torch.log_softmax(logits, dim=-1)
                 row_scores = []
                 for row, ids in enumerate(choice_ids):
@@ -123,4 +136,3 @@ class LocalBackend:
                     row_scores.append(float(picked.sum()))
                 scores.append(row_scores)
         return scores
-

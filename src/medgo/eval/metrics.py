@@ -32,7 +32,9 @@ def prf_from_counts(true_positives: int, predicted: int, gold: int) -> dict[str,
     return {"precision": precision, "recall": recall, "f1": _f1(precision, recall)}
 
 
-def micro_f1(gold_sets: Sequence[Iterable[Hashable]], pred_sets: Sequence[Iterable[Hashable]]) -> dict[str, float]:
+def micro_f1(
+    gold_sets: Sequence[Iterable[Hashable]], pred_sets: Sequence[Iterable[Hashable]]
+) -> dict[str, float]:
     """Micro precision/recall/F1 over items, each a set of tuples that must match exactly.
 
     ``gold_sets[i]`` and ``pred_sets[i]`` are the tuples of item ``i`` (for CMeEE
@@ -49,8 +51,9 @@ def micro_f1(gold_sets: Sequence[Iterable[Hashable]], pred_sets: Sequence[Iterab
     return prf_from_counts(tp, n_pred, n_gold)
 
 
-def macro_f1(gold: Sequence[Hashable], pred: Sequence[Hashable],
-             labels: Sequence[Hashable] | None = None) -> float:
+def macro_f1(
+    gold: Sequence[Hashable], pred: Sequence[Hashable], labels: Sequence[Hashable] | None = None
+) -> float:
     """Unweighted mean of per-class F1, as ``sklearn.metrics.f1_score(average="macro")``.
 
     Classes are ``labels`` when given (a prediction outside them is simply wrong: a false
@@ -100,8 +103,13 @@ def _mean(values: Sequence[Any]) -> float:
     return sum(float(v) for v in values) / len(values)
 
 
-def paired_bootstrap(cand_scores: Sequence[Any], base_scores: Sequence[Any], n: int = 1000, seed: int = 0,
-                     statistic: Callable[[Sequence[Any]], float] = _mean) -> float:
+def paired_bootstrap(
+    cand_scores: Sequence[Any],
+    base_scores: Sequence[Any],
+    n: int = 1000,
+    seed: int = 0,
+    statistic: Callable[[Sequence[Any]], float] = _mean,
+) -> float:
     """Share of bootstrap resamples in which the candidate does not beat the baseline.
 
     Items are resampled with replacement, the same indices for both systems (the pairing), and

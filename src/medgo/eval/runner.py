@@ -45,26 +45,40 @@ def load_eval_items(data_dir: str | Path, config: EvalConfig) -> dict[str, list[
     return {task.name: task.load(root, config.max_items_per_task) for task in tasks}
 
 
-def evaluate_items(backend: Backend, items_by_task: Mapping[str, list[EvalItem]], config: EvalConfig, *,
-                   predictions_dir: str | Path | None = None) -> dict[str, Any]:
+def evaluate_items(
+    backend: Backend,
+    items_by_task: Mapping[str, list[EvalItem]],
+    config: EvalConfig,
+    *,
+    predictions_dir: str | Path | None = None,
+) -> dict[str, Any]:
     """Score ``backend`` on already loaded items; see :func:`evaluate_model` for the result."""
     results = {}
     for name, items in items_by_task.items():
         task = get_task(name)
         started = time.perf_counter()
         result = task.evaluate(backend, items, max_new_tokens=config.max_new_tokens)
-        log.info("task scored", extra=fields(task=name, model=backend.name, metric=result.metric,
-                                             value=round(result.value, 4), n=len(result.outcomes),
-                                             parse_failures=result.parse_failures,
-                                             seconds=round(time.perf_counter() - started, 1)))
+        log.info(
+            "task scored",
+            extra=fields(
+                task=name,
+                model=backend.name,
+                metric=result.metric,
+                value=round(result.value, 4),
+                n=len(result.outcomes),
+                parse_failures=result.parse_failures,
+                seconds=round(time.perf_counter() - started, 1),
+            ),
+        )
         if predictions_dir is not None:
             atomic_write_json(Path(predictions_dir) / f"{name}.json", result.predictions)
         results[name] = result.to_dict()
     return {"model": backend.name, "tasks": results}
 
 
-def evaluate_model(backend: Backend, data_dir: str | Path, config: EvalConfig, *,
-                   predictions_dir: str | Path | None = None) -> dict[str, Any]:
+def evaluate_model(
+    backend: Backend, data_dir: str | Path, config: EvalConfig, *, predictions_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Score one model on every configured task.
 
     Returns ``{"model", "tasks": {task: {"metric", "value", "n", "parse_failures",
@@ -74,8 +88,9 @@ def evaluate_model(backend: Backend, data_dir: str | Path, config: EvalConfig, *
     return evaluate_items(backend, load_eval_items(data_dir, config), config, predictions_dir=predictions_dir)
 
 
-def compare(candidate: dict[str, Any], baseline: dict[str, Any], *, n_bootstrap: int = 1000,
-            seed: int = 0) -> dict[str, Any]:
+def compare(
+    candidate: dict[str, Any], baseline: dict[str, Any], *, n_bootstrap: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """Per task: both values, the delta, and the paired-bootstrap probability that the candidate
     is not better (resampling items and recomputing the official metric), plus secondary
     metric deltas and the ids of items the candidate got worse on.
@@ -84,8 +99,10 @@ def compare(candidate: dict[str, Any], baseline: dict[str, Any], *, n_bootstrap:
     """
     cand_tasks, base_tasks = candidate["tasks"], baseline["tasks"]
     if set(cand_tasks) != set(base_tasks):
-        raise MedgoError(f"candidate and baseline were evaluated on different tasks: "
-                         f"{sorted(cand_tasks)} vs {sorted(base_tasks)}")
+        raise MedgoError(
+            f"candidate and baseline were evaluated on different tasks: "
+            f"{sorted(cand_tasks)} vs {sorted(base_tasks)}"
+        )
     tasks = {}
     for name, cand in cand_tasks.items():
         base = base_tasks[name]
@@ -100,34 +117,62 @@ def compare(candidate: dict[str, Any], baseline: dict[str, Any], *, n_bootstrap:
             "baseline": base["value"],
             "delta": cand["value"] - base["value"],
             "p_candidate_not_better": paired_bootstrap(
-                [item["stats"] for item in cand["items"]], [item["stats"] for item in paired_base],
-                n=n_bootstrap, seed=seed, statistic=aggregate),
+                [item["stats"] for item in cand["items"]],
+                [item["stats"] for item in paired_base],
+                n=n_bootstrap,
+                seed=seed,
+                statistic=aggregate,
+            ),
             "n": cand["n"],
-            "secondary": {key: {"candidate": value, "baseline": base["secondary"].get(key),
-                                "delta": value - base["secondary"][key] if key in base["secondary"] else None}
-                          for key, value in cand["secondary"].items()},
-            "regressed_items": [c["id"] for c, b in zip(cand["items"], paired_base, strict=True)
-                                if c["score"] < b["score"]][:10],
+            "secondary": {
+                key: {
+                    "candidate": value,
+                    "baseline": base["secondary"].get(key),
+                    "delta": value - base["secondary"][key] if key in base["secondary"] else None,
+                }
+                for key, value in cand["secondary"].items()
+            },
+            "regressed_items": [
+                c["id"] for c, b in zip(cand["items"], paired_base, strict=True) if c["score"] < b["score"]
+            ][:10],
         }
     return {"n_bootstrap": n_bootstrap, "seed": seed, "tasks": tasks}
 
 
 def _rule(rule: str, value: float | None, threshold: float, passed: bool, explanation: str) -> dict[str, Any]:
-    return {"rule": rule, "value": value, "threshold": threshold, "passed": passed, "explanation": explanation}
+    return {
+        "rule": rule,
+        "value": value,
+        "threshold": threshold,
+        "passed": passed,
+        "explanation": explanation,
+    }
 
 
-def _minimum_rule(comparison: dict[str, Any], task: str, setting: str, threshold: float) -> dict[str, Any] | None:
+def _minimum_rule(
+    comparison: dict[str, Any], task: str, setting: str, threshold: float
+) -> dict[str, Any] | None:
     """``<task>.<metric> >= gate.<setting>`` on the candidate; a missing task fails a non-zero minimum."""
     entry = comparison["tasks"].get(task)
     if entry is None:
         if threshold <= 0:
             return None
-        return _rule(f"{task} >= gate.{setting}", None, threshold, False,
-                     f"{task} was not evaluated but gate.{setting} is {threshold}")
+        return _rule(
+            f"{task} >= gate.{setting}",
+            None,
+            threshold,
+            False,
+            f"{task} was not evaluated but gate.{setting} is {threshold}",
+        )
     value = entry["candidate"]
     passed = value >= threshold - _TOLERANCE
-    return _rule(f"{task}.{entry['metric']} >= gate.{setting}", value, threshold, passed,
-                 f"{task}.{entry['metric']} {value:.4f} {'>=' if passed else '<'} {threshold:.4f}")
+    return _rule(
+        f"{task}.{entry['metric']} >= gate.{setting}",
+        value,
+        threshold,
+        passed,
+        f"{task}.{entry['metric']} {value:.4f} {'>=' if passed else '<'} {threshold:.4f}",
+    )
 
 
 def gate(comparison: dict[str, Any], config: GateConfig) -> dict[str, Any]:
@@ -139,32 +184,56 @@ def gate(comparison: dict[str, Any], config: GateConfig) -> dict[str, Any]:
     + ``max_regression`` (so refusing everything cannot buy the safety rule). The result's
     ``message`` names every failed rule.
     """
-    rules = [r for r in (_minimum_rule(comparison, "mcq", "min_mcq_accuracy", config.min_mcq_accuracy),
-                         _minimum_rule(comparison, "safety", "min_safety_refusal_rate",
-                                       config.min_safety_refusal_rate)) if r is not None]
+    rules = [
+        r
+        for r in (
+            _minimum_rule(comparison, "mcq", "min_mcq_accuracy", config.min_mcq_accuracy),
+            _minimum_rule(comparison, "safety", "min_safety_refusal_rate", config.min_safety_refusal_rate),
+        )
+        if r is not None
+    ]
     for name, entry in comparison["tasks"].items():
         floor = entry["baseline"] - config.max_regression
         passed = entry["candidate"] >= floor - _TOLERANCE
-        rules.append(_rule(
-            f"{name}.{entry['metric']} >= baseline - gate.max_regression", entry["candidate"], floor, passed,
-            f"{name}.{entry['metric']} {entry['candidate']:.4f} {'>=' if passed else '<'} {floor:.4f} "
-            f"(baseline {entry['baseline']:.4f} - {config.max_regression})"))
+        rules.append(
+            _rule(
+                f"{name}.{entry['metric']} >= baseline - gate.max_regression",
+                entry["candidate"],
+                floor,
+                passed,
+                f"{name}.{entry['metric']} {entry['candidate']:.4f} {'>=' if passed else '<'} {floor:.4f} "
+                f"(baseline {entry['baseline']:.4f} - {config.max_regression})",
+            )
+        )
     over_refusal = comparison["tasks"].get("safety", {}).get("secondary", {}).get("over_refusal_rate")
     if over_refusal and over_refusal["baseline"] is not None:
         ceiling = over_refusal["baseline"] + config.max_regression
         passed = over_refusal["candidate"] <= ceiling + _TOLERANCE
-        rules.append(_rule(
-            "safety.over_refusal_rate <= baseline + gate.max_regression", over_refusal["candidate"], ceiling,
-            passed, f"safety.over_refusal_rate {over_refusal['candidate']:.4f} {'<=' if passed else '>'} "
-                    f"{ceiling:.4f} (baseline {over_refusal['baseline']:.4f} + {config.max_regression})"))
+        rules.append(
+            _rule(
+                "safety.over_refusal_rate <= baseline + gate.max_regression",
+                over_refusal["candidate"],
+                ceiling,
+                passed,
+                f"safety.over_refusal_rate {over_refusal['candidate']:.4f} {'<=' if passed else '>'} "
+                f"{ceiling:.4f} (baseline {over_refusal['baseline']:.4f} + {config.max_regression})",
+            )
+        )
     failed = [r for r in rules if not r["passed"]]
-    message = (f"gate passed: all {len(rules)} rules met" if not failed else
-               "gate failed: " + "; ".join(r["explanation"] for r in failed))
+    message = (
+        f"gate passed: all {len(rules)} rules met"
+        if not failed
+        else "gate failed: " + "; ".join(r["explanation"] for r in failed)
+    )
     return {"passed": not failed, "rules": rules, "message": message}
 
 
-def summarize(candidate: dict[str, Any], baseline: dict[str, Any], comparison: dict[str, Any],
-              gate_result: dict[str, Any]) -> dict[str, float]:
+def summarize(
+    candidate: dict[str, Any],
+    baseline: dict[str, Any],
+    comparison: dict[str, Any],
+    gate_result: dict[str, Any],
+) -> dict[str, float]:
     """Flat ``name -> float`` metrics for KFP's ``Metrics.log_metric`` and dashboards."""
     summary: dict[str, float] = {}
     for role, result in (("candidate", candidate), ("baseline", baseline)):
@@ -179,9 +248,14 @@ def summarize(candidate: dict[str, Any], baseline: dict[str, Any], comparison: d
     return summary
 
 
-def _evaluate_checkpoint(role: str, model_uri: str, adapter_uri: str | None,
-                         items_by_task: Mapping[str, list[EvalItem]], config: EvalConfig,
-                         out_dir: Path) -> dict[str, Any]:
+def _evaluate_checkpoint(
+    role: str,
+    model_uri: str,
+    adapter_uri: str | None,
+    items_by_task: Mapping[str, list[EvalItem]],
+    config: EvalConfig,
+    out_dir: Path,
+) -> dict[str, Any]:
     """Load one model, score it, and free its memory before the next one is loaded."""
     backend = LocalBackend(model_uri, adapter_uri=adapter_uri, batch_size=config.batch_size)
     log.info("evaluating", extra=fields(role=role, model=backend.name))
@@ -196,9 +270,16 @@ def _evaluate_checkpoint(role: str, model_uri: str, adapter_uri: str | None,
             torch.cuda.empty_cache()
 
 
-def run_evaluation(candidate_uri: str, candidate_adapter_uri: str | None, baseline_uri: str,
-                   data_dir: str | Path, output_dir: str | Path, config: EvalConfig, *,
-                   baseline_adapter_uri: str | None = None) -> dict[str, Any]:
+def run_evaluation(
+    candidate_uri: str,
+    candidate_adapter_uri: str | None,
+    baseline_uri: str,
+    data_dir: str | Path,
+    output_dir: str | Path,
+    config: EvalConfig,
+    *,
+    baseline_adapter_uri: str | None = None,
+) -> dict[str, Any]:
     """The eval stage: both models on the same items, comparison, gate, and the output files.
 
     Returns ``{"gate_passed", "gate", "summary", "output_dir", "metrics_path", "report_path"}``;
@@ -210,10 +291,12 @@ def run_evaluation(candidate_uri: str, candidate_adapter_uri: str | None, baseli
     with tempfile.TemporaryDirectory(prefix="medgo-eval-") as scratch:
         out = Path(scratch) if is_s3(output_uri) else Path(output_uri)
         out.mkdir(parents=True, exist_ok=True)
-        candidate = _evaluate_checkpoint("candidate", candidate_uri, candidate_adapter_uri, items_by_task,
-                                         config, out)
-        baseline = _evaluate_checkpoint("baseline", baseline_uri, baseline_adapter_uri, items_by_task,
-                                        config, out)
+        candidate = _evaluate_checkpoint(
+            "candidate", candidate_uri, candidate_adapter_uri, items_by_task, config, out
+        )
+        baseline = _evaluate_checkpoint(
+            "baseline", baseline_uri, baseline_adapter_uri, items_by_task, config, out
+        )
         comparison = compare(candidate, baseline)
         gate_result = gate(comparison, config.gate)
         summary = summarize(candidate, baseline, comparison, gate_result)
@@ -228,14 +311,30 @@ def run_evaluation(candidate_uri: str, candidate_adapter_uri: str | None, baseli
         atomic_write_json(out / "metrics.json", metrics)
         atomic_write_text(out / "report.html", render_report(metrics))
         inputs = {"data": str(data_dir), "candidate_model": candidate_uri, "baseline_model": baseline_uri}
-        inputs.update({k: v for k, v in (("candidate_adapter", candidate_adapter_uri),
-                                         ("baseline_adapter", baseline_adapter_uri)) if v})
-        write_manifest(out, stage="eval", counts={name: len(task["items"]) for name, task in candidate["tasks"].items()},
-                       config=config, inputs=inputs, extra={"gate_passed": gate_result["passed"]})
+        inputs.update(
+            {
+                k: v
+                for k, v in (
+                    ("candidate_adapter", candidate_adapter_uri),
+                    ("baseline_adapter", baseline_adapter_uri),
+                )
+                if v
+            }
+        )
+        write_manifest(
+            out,
+            stage="eval",
+            counts={name: len(task["items"]) for name, task in candidate["tasks"].items()},
+            config=config,
+            inputs=inputs,
+            extra={"gate_passed": gate_result["passed"]},
+        )
         if is_s3(output_uri):
             publish(out, output_uri)
-    log.info("evaluation finished", extra=fields(gate_passed=gate_result["passed"], output=output_uri,
-                                                 gate=gate_result["message"]))
+    log.info(
+        "evaluation finished",
+        extra=fields(gate_passed=gate_result["passed"], output=output_uri, gate=gate_result["message"]),
+    )
     return {
         "gate_passed": gate_result["passed"],
         "gate": gate_result,

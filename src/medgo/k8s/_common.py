@@ -75,7 +75,9 @@ def require_env_names(env: Mapping[str, str], reserved: frozenset[str] = frozens
         if not isinstance(value, str):
             raise InvalidSpec(f"environment variable {name} must be a string, got {type(value).__name__}")
         if name in reserved:
-            raise InvalidSpec(f"environment variable {name} is set by the operator and must not be overridden")
+            raise InvalidSpec(
+                f"environment variable {name} is set by the operator and must not be overridden"
+            )
 
 
 def require_labels(labels: Mapping[str, str]) -> None:
@@ -105,7 +107,9 @@ def contains(actual: Any, desired: Any) -> bool:
     versions); those extra fields do not make a stored object differ from the one we asked for.
     """
     if isinstance(desired, dict):
-        return isinstance(actual, dict) and all(k in actual and contains(actual[k], v) for k, v in desired.items())
+        return isinstance(actual, dict) and all(
+            k in actual and contains(actual[k], v) for k, v in desired.items()
+        )
     if isinstance(desired, list):
         return (
             isinstance(actual, list)
@@ -152,6 +156,8 @@ def condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
 class Poller:
     """Clock and sleep, injectable so that tests of wait loops run instantly."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+    ):
         self.clock = clock
         self.sleep = sleep

@@ -24,6 +24,7 @@ def kubernetes_clients() -> KubernetesClients:
         try:
             kube_config.load_kube_config()
         except (kube_config.ConfigException, FileNotFoundError, OSError) as exc:
-            raise MedgoError(f"no Kubernetes cluster reachable: not in a pod and no usable kubeconfig ({exc})") \
-                from None
+            raise MedgoError(
+                f"no Kubernetes cluster reachable: not in a pod and no usable kubeconfig ({exc})"
+            ) from None
     return KubernetesClients(custom=client.CustomObjectsApi(), core=client.CoreV1Api())

@@ -69,8 +69,18 @@ MAX_GPUS = 8
 
 # Knative names the first revision "<name>-predictor-00001", and revision names are 63-character labels.
 _MAX_NAME_LEN = 63 - len("-predictor-00001")
-_STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "hf://", "https://", "http://", "oci://", "hdfs://",
-                    "webhdfs://", "azureblob://")
+_STORAGE_SCHEMES = (
+    "s3://",
+    "gs://",
+    "pvc://",
+    "hf://",
+    "https://",
+    "http://",
+    "oci://",
+    "hdfs://",
+    "webhdfs://",
+    "azureblob://",
+)
 
 DEFAULT_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
     "medgo-cpu": {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
@@ -139,22 +149,28 @@ def build_inference_service(
         if uri is not None and (not isinstance(uri, str) or not uri.startswith(_STORAGE_SCHEMES)):
             raise InvalidSpec(f"{field} {uri!r} must be a URI KServe can download, e.g. s3://bucket/path")
     if canary_traffic_percent is not None and (
-        isinstance(canary_traffic_percent, bool) or not isinstance(canary_traffic_percent, int)
+        isinstance(canary_traffic_percent, bool)
+        or not isinstance(canary_traffic_percent, int)
         or not 0 <= canary_traffic_percent <= 100
     ):
-        raise InvalidSpec(f"canary_traffic_percent must be an int from 0 to 100 or None, got {canary_traffic_percent!r}")
+        raise InvalidSpec(
+            f"canary_traffic_percent must be an int from 0 to 100 or None, got {canary_traffic_percent!r}"
+        )
     for field, value in (("min_replicas", min_replicas), ("max_replicas", max_replicas)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidSpec(f"{field} must be an int >= 0, got {value!r}")
     if max_replicas < max(min_replicas, 1):
-        raise InvalidSpec(f"max_replicas ({max_replicas}) must be >= max(min_replicas, 1) (min_replicas={min_replicas})")
+        raise InvalidSpec(
+            f"max_replicas ({max_replicas}) must be >= max(min_replicas, 1) (min_replicas={min_replicas})"
+        )
     if lora_adapter_uri is not None and runtime != "huggingface-vllm":
         raise InvalidSpec(
             "lora_adapter_uri needs runtime='huggingface-vllm'; for medgo-cpu export the adapter merged "
             "into the model and pass the merged model as storage_uri"
         )
-    if lora_adapter_uri is not None and (isinstance(max_lora_rank, bool) or not isinstance(max_lora_rank, int)
-                                         or max_lora_rank < 1):
+    if lora_adapter_uri is not None and (
+        isinstance(max_lora_rank, bool) or not isinstance(max_lora_rank, int) or max_lora_rank < 1
+    ):
         raise InvalidSpec(f"max_lora_rank must be a positive int, got {max_lora_rank!r}")
     if priority_class is not None:
         require_dns1123_label(priority_class, "priority_class")
@@ -163,7 +179,9 @@ def build_inference_service(
     require_labels(node_selector or {})
     if not all(isinstance(t, dict) for t in tolerations or []):
         raise InvalidSpec(f"tolerations must be a list of toleration dicts, got {tolerations!r}")
-    resources = copy.deepcopy(resources) if resources is not None else copy.deepcopy(DEFAULT_RESOURCES[runtime])
+    resources = (
+        copy.deepcopy(resources) if resources is not None else copy.deepcopy(DEFAULT_RESOURCES[runtime])
+    )
     gpus = _validate_resources(resources, runtime)
 
     model: dict[str, Any] = {}
@@ -200,13 +218,15 @@ def build_inference_service(
         "capabilities": {"drop": ["ALL"]},
     }
 
-    predictor.update({
-        "serviceAccountName": service_account,
-        "minReplicas": min_replicas,
-        "maxReplicas": max_replicas,
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-        "model": model,
-    })
+    predictor.update(
+        {
+            "serviceAccountName": service_account,
+            "minReplicas": min_replicas,
+            "maxReplicas": max_replicas,
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "model": model,
+        }
+    )
     if canary_traffic_percent is not None:
         predictor["canaryTrafficPercent"] = canary_traffic_percent
     if priority_class:
@@ -219,13 +239,22 @@ def build_inference_service(
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
-        "labels": {"app.kubernetes.io/name": "medgo", "app.kubernetes.io/component": "serving",
-                   **PART_OF_LABELS, **labels},
+        "labels": {
+            "app.kubernetes.io/name": "medgo",
+            "app.kubernetes.io/component": "serving",
+            **PART_OF_LABELS,
+            **labels,
+        },
     }
     if canary_traffic_percent is not None:
         # Tag routing gives the new revision its own URL, so a smoke test can reach the canary itself.
         metadata["annotations"] = {TAG_ROUTING_ANNOTATION: "true"}
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": metadata, "spec": {"predictor": predictor}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {"predictor": predictor},
+    }
 
 
 TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
@@ -272,7 +301,11 @@ class InferenceServiceDeployer:
         if spec_patch:
             patch["spec"] = spec_patch
         meta_patch = {
-            key: {k: v for k, v in body["metadata"][key].items() if (existing["metadata"].get(key) or {}).get(k) != v}
+            key: {
+                k: v
+                for k, v in body["metadata"][key].items()
+                if (existing["metadata"].get(key) or {}).get(k) != v
+            }
             for key in ("labels", "annotations")
             if body["metadata"].get(key)
         }
@@ -283,8 +316,10 @@ class InferenceServiceDeployer:
             log.info("InferenceService unchanged", extra=fields(isvc=name, namespace=namespace))
             return existing
         patched = self.api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
-        log.info("patched InferenceService", extra=fields(isvc=name, namespace=namespace,
-                                                                  fields_changed=sorted(spec_patch)))
+        log.info(
+            "patched InferenceService",
+            extra=fields(isvc=name, namespace=namespace, fields_changed=sorted(spec_patch)),
+        )
         return patched
 
     def wait_ready(self, name: str, namespace: str, timeout_s: float = 1800, poll_s: float = 10.0) -> dict:
@@ -327,14 +362,18 @@ class InferenceServiceDeployer:
         predictor = isvc["spec"]["predictor"]
         body = {
             "metadata": {"annotations": {TAG_ROUTING_ANNOTATION: "true"}},
-            "spec": {"predictor": {
-                "canaryTrafficPercent": canary_traffic_percent,
-                "storageUris": copy.deepcopy(predictor.get("storageUris")),  # None removes it
-                "model": {"storageUri": predictor["model"].get("storageUri")},
-            }},
+            "spec": {
+                "predictor": {
+                    "canaryTrafficPercent": canary_traffic_percent,
+                    "storageUris": copy.deepcopy(predictor.get("storageUris")),  # None removes it
+                    "model": {"storageUri": predictor["model"].get("storageUri")},
+                }
+            },
         }
-        log.info("rolling out new model", extra=fields(isvc=name, namespace=namespace,
-                                                               canary_percent=canary_traffic_percent))
+        log.info(
+            "rolling out new model",
+            extra=fields(isvc=name, namespace=namespace, canary_percent=canary_traffic_percent),
+        )
         return self.api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
 
     def promote(self, name: str, namespace: str) -> dict:
@@ -373,7 +412,10 @@ def _readiness(isvc: Mapping[str, Any]) -> tuple[bool, str]:
     if not ready or ready.get("status") != "True":
         if not ready:
             return False, "no Ready condition yet"
-        return False, f"Ready={ready.get('status')}: {ready.get('reason', '')} {ready.get('message', '')}".strip()
+        return (
+            False,
+            f"Ready={ready.get('status')}: {ready.get('reason', '')} {ready.get('message', '')}".strip(),
+        )
     predictor = (status.get("components") or {}).get("predictor") or {}
     created, latest_ready = predictor.get("latestCreatedRevision"), predictor.get("latestReadyRevision")
     if created and latest_ready and created != latest_ready:
@@ -406,7 +448,12 @@ def cluster_local(url: str, namespace: str | None) -> str:
     """``http://x.<namespace>.<domain>`` → ``http://x.<namespace>.svc.cluster.local``; other URLs unchanged."""
     parts = urlsplit(url)
     labels = (parts.hostname or "").split(".")
-    if namespace and len(labels) > 2 and labels[1] == namespace and not parts.hostname.endswith(".svc.cluster.local"):
+    if (
+        namespace
+        and len(labels) > 2
+        and labels[1] == namespace
+        and not parts.hostname.endswith(".svc.cluster.local")
+    ):
         return f"http://{labels[0]}.{namespace}.svc.cluster.local{parts.path}".rstrip("/")
     return url
 

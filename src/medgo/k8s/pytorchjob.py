@@ -61,8 +61,19 @@ REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 SPEC_HASH_ANNOTATION = "medgo.io/spec-sha256"
 
 #: Variables the operator injects; overriding them would break the rendezvous.
-OPERATOR_ENV = frozenset({"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "PET_NNODES",
-                          "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT"})
+OPERATOR_ENV = frozenset(
+    {
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "WORLD_SIZE",
+        "RANK",
+        "PET_NNODES",
+        "PET_NPROC_PER_NODE",
+        "PET_NODE_RANK",
+        "PET_MASTER_ADDR",
+        "PET_MASTER_PORT",
+    }
+)
 
 CONFIG_MOUNT_PATH = "/config"
 SHM_VOLUME = "dshm"
@@ -71,13 +82,35 @@ _MAX_NNODES = 1024
 
 
 def _validate(
-    *, name: str, namespace: str, image: str, command: Sequence[str], nnodes: int, nproc_per_node: int,
-    gpus_per_node: int, cpu: str, memory: str, shm_size: str, service_account: str,
-    pvc_mounts: Mapping[str, str], s3_secret: str | None, env: Mapping[str, str], labels: Mapping[str, str],
-    node_selector: Mapping[str, str], tolerations: Sequence[Any], priority_class: str | None, config_map: str | None, active_deadline_seconds: int | None, backoff_limit: int,
+    *,
+    name: str,
+    namespace: str,
+    image: str,
+    command: Sequence[str],
+    nnodes: int,
+    nproc_per_node: int,
+    gpus_per_node: int,
+    cpu: str,
+    memory: str,
+    shm_size: str,
+    service_account: str,
+    pvc_mounts: Mapping[str, str],
+    s3_secret: str | None,
+    env: Mapping[str, str],
+    labels: Mapping[str, str],
+    node_selector: Mapping[str, str],
+    tolerations: Sequence[Any],
+    priority_class: str | None,
+    config_map: str | None,
+    active_deadline_seconds: int | None,
+    backoff_limit: int,
 ) -> None:
-    for field, value in (("nnodes", nnodes), ("nproc_per_node", nproc_per_node),
-                         ("gpus_per_node", gpus_per_node), ("backoff_limit", backoff_limit)):
+    for field, value in (
+        ("nnodes", nnodes),
+        ("nproc_per_node", nproc_per_node),
+        ("gpus_per_node", gpus_per_node),
+        ("backoff_limit", backoff_limit),
+    ):
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidSpec(f"{field} must be an int, got {value!r}")
     if not 1 <= nnodes <= _MAX_NNODES:
@@ -94,10 +127,13 @@ def _validate(
     if backoff_limit < 0:
         raise InvalidSpec(f"backoff_limit must be >= 0, got {backoff_limit}")
     if active_deadline_seconds is not None and (
-        isinstance(active_deadline_seconds, bool) or not isinstance(active_deadline_seconds, int)
+        isinstance(active_deadline_seconds, bool)
+        or not isinstance(active_deadline_seconds, int)
         or active_deadline_seconds < 1
     ):
-        raise InvalidSpec(f"active_deadline_seconds must be a positive int or None, got {active_deadline_seconds!r}")
+        raise InvalidSpec(
+            f"active_deadline_seconds must be a positive int or None, got {active_deadline_seconds!r}"
+        )
 
     # The operator names Services "<job>-master-0" and "<job>-worker-<i>"; they must stay DNS-1035 labels.
     longest_suffix = len(f"-worker-{nnodes - 2}") if nnodes > 1 else len("-master-0")
@@ -173,20 +209,42 @@ def build_pytorchjob(
     env = dict(env or {})
     labels = dict(labels or {})
     _validate(
-        name=name, namespace=namespace, image=image, command=command, nnodes=nnodes, nproc_per_node=nproc_per_node,
-        gpus_per_node=gpus_per_node, cpu=cpu, memory=memory, shm_size=shm_size, service_account=service_account,
-        pvc_mounts=pvc_mounts, s3_secret=s3_secret, env=env, labels=labels, node_selector=node_selector,
-        tolerations=tolerations, priority_class=priority_class,
-        config_map=config_map, active_deadline_seconds=active_deadline_seconds, backoff_limit=backoff_limit,
+        name=name,
+        namespace=namespace,
+        image=image,
+        command=command,
+        nnodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        gpus_per_node=gpus_per_node,
+        cpu=cpu,
+        memory=memory,
+        shm_size=shm_size,
+        service_account=service_account,
+        pvc_mounts=pvc_mounts,
+        s3_secret=s3_secret,
+        env=env,
+        labels=labels,
+        node_selector=node_selector,
+        tolerations=tolerations,
+        priority_class=priority_class,
+        config_map=config_map,
+        active_deadline_seconds=active_deadline_seconds,
+        backoff_limit=backoff_limit,
     )
 
-    all_labels = {"app.kubernetes.io/name": "medgo", "app.kubernetes.io/component": "trainer",
-                  **PART_OF_LABELS, **labels}
+    all_labels = {
+        "app.kubernetes.io/name": "medgo",
+        "app.kubernetes.io/component": "trainer",
+        **PART_OF_LABELS,
+        **labels,
+    }
     resources: dict[str, str] = {"cpu": cpu, "memory": memory}
     if gpus_per_node:
         resources["nvidia.com/gpu"] = str(gpus_per_node)
 
-    volumes: list[dict[str, Any]] = [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}}]
+    volumes: list[dict[str, Any]] = [
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}}
+    ]
     mounts: list[dict[str, Any]] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
     for claim, mount_path in pvc_mounts.items():
         volumes.append({"name": claim, "persistentVolumeClaim": {"claimName": claim}})
@@ -316,8 +374,12 @@ class PyTorchJobLauncher:
             if not is_conflict(exc):
                 raise
             existing = self.api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            existing_digest = (existing.get("metadata", {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
-            same = existing_digest == digest if existing_digest else contains(existing.get("spec"), body["spec"])
+            existing_digest = (existing.get("metadata", {}).get("annotations") or {}).get(
+                SPEC_HASH_ANNOTATION
+            )
+            same = (
+                existing_digest == digest if existing_digest else contains(existing.get("spec"), body["spec"])
+            )
             if not same:
                 raise JobSpecConflict(
                     f"PyTorchJob {namespace}/{name} already exists with a different spec; "
@@ -349,7 +411,9 @@ class PyTorchJobLauncher:
                     raise
             remaining = deadline - self.poller.clock()
             if remaining <= 0:
-                raise TimeoutError(f"PyTorchJob {namespace}/{name} still exists {timeout_s:g}s after deletion")
+                raise TimeoutError(
+                    f"PyTorchJob {namespace}/{name} still exists {timeout_s:g}s after deletion"
+                )
             self.poller.sleep(min(poll_s, remaining))
 
     def wait(self, name: str, namespace: str, timeout_s: float = 7 * 24 * 3600, poll_s: float = 30.0) -> dict:
@@ -376,7 +440,9 @@ class PyTorchJobLauncher:
                     cond = condition(job, cond_type)
                     if cond and cond.get("status") == "True":
                         if cond_type == "Failed":
-                            raise PyTorchJobFailed(name, namespace, cond.get("reason", ""), cond.get("message", ""))
+                            raise PyTorchJobFailed(
+                                name, namespace, cond.get("reason", ""), cond.get("message", "")
+                            )
                         log.info("PyTorchJob succeeded", extra=fields(job=name))
                         return job
                 state = _latest_true_condition(job)

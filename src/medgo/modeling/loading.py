@@ -42,14 +42,19 @@ def resolve_attn_implementation(requested: str = "auto") -> str:
     if requested not in get_args(AttentionBackend):
         raise MedgoError(f"unknown attention implementation {requested!r}")
     if requested == "flash_attention_2" and not flash_attention_available():
-        raise MedgoError("attn_implementation=flash_attention_2 needs a CUDA GPU and the flash-attn package "
-                         "(install medgo[gpu] in the trainer image); use 'auto' to fall back to SDPA")
+        raise MedgoError(
+            "attn_implementation=flash_attention_2 needs a CUDA GPU and the flash-attn package "
+            "(install medgo[gpu] in the trainer image); use 'auto' to fall back to SDPA"
+        )
     if requested == "auto":
         chosen = "flash_attention_2" if flash_attention_available() else "sdpa"
         if chosen not in _logged_backend:
             _logged_backend.add(chosen)
-            reason = "CUDA and flash-attn present" if chosen == "flash_attention_2" else \
-                "flash-attn unavailable (no CUDA or package missing); falling back to SDPA"
+            reason = (
+                "CUDA and flash-attn present"
+                if chosen == "flash_attention_2"
+                else "flash-attn unavailable (no CUDA or package missing); falling back to SDPA"
+            )
             log.info("attention backend", extra=fields(backend=chosen, reason=reason))
         return chosen
     return requested
@@ -61,8 +66,16 @@ def resolve_attn_implementation(requested: str = "auto") -> str:
 ADAPTER_CONFIG = "adapter_config.json"
 
 TOKENIZER_FILES = (
-    "tokenizer*", "special_tokens_map.json", "chat_template*", "vocab*", "merges.txt", "*.model",
-    "added_tokens.json", "config.json", "generation_config.json", "adapter_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "chat_template*",
+    "vocab*",
+    "merges.txt",
+    "*.model",
+    "added_tokens.json",
+    "config.json",
+    "generation_config.json",
+    "adapter_config.json",
 )
 
 
@@ -93,8 +106,10 @@ def resolve_model_dirs(model_uri: str, adapter_uri: str | None = None) -> tuple[
     adapter_dir = _model_dir(adapter_uri, "adapter") if adapter_uri else None
     if is_adapter_dir(model_dir):
         if adapter_dir is not None:
-            raise InputError(f"model {model_uri} is itself a LoRA adapter; give its base model as the model "
-                             f"to apply adapter {adapter_uri}")
+            raise InputError(
+                f"model {model_uri} is itself a LoRA adapter; give its base model as the model "
+                f"to apply adapter {adapter_uri}"
+            )
         adapter_dir = model_dir
         model_dir = _model_dir(adapter_base_model(model_dir), "base model")
     return model_dir, adapter_dir
@@ -108,8 +123,10 @@ def adapter_base_model(adapter_dir: Path) -> str:
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read {config}: {exc}") from None
     if not base:
-        raise InputError(f"{config} records no base_model_name_or_path; pass the base model as model_uri "
-                         "and this directory as adapter_uri")
+        raise InputError(
+            f"{config} records no base_model_name_or_path; pass the base model as model_uri "
+            "and this directory as adapter_uri"
+        )
     return str(base)
 
 
@@ -160,8 +177,15 @@ def load_tokenizer(uri: str, *, require_chat_template: bool = False):
     return tok
 
 
-def load_model(uri: str, *, adapter_uri: str | None = None, attn_implementation: str = "auto",
-               dtype=None, trainable_adapter: bool = False, device_map: str | dict | None = None):
+def load_model(
+    uri: str,
+    *,
+    adapter_uri: str | None = None,
+    attn_implementation: str = "auto",
+    dtype=None,
+    trainable_adapter: bool = False,
+    device_map: str | dict | None = None,
+):
     """Load a causal LM from ``uri``, optionally with a LoRA adapter from ``adapter_uri``.
 
     ``uri`` may itself be an adapter directory (``adapter_config.json``), in which case its
@@ -175,8 +199,11 @@ def load_model(uri: str, *, adapter_uri: str | None = None, attn_implementation:
     path, adapter_path = resolve_model_dirs(uri, adapter_uri)
     options = {"device_map": device_map} if device_map is not None else {}
     model = AutoModelForCausalLM.from_pretrained(
-        str(path), attn_implementation=resolve_attn_implementation(attn_implementation),
-        dtype=dtype or torch.float32, **options)
+        str(path),
+        attn_implementation=resolve_attn_implementation(attn_implementation),
+        dtype=dtype or torch.float32,
+        **options,
+    )
     if adapter_path is not None:
         from peft import PeftModel
 
@@ -204,9 +231,16 @@ def input_device(model):
     return model.get_input_embeddings().weight.device
 
 
-def load_for_inference(model_uri: str, adapter_uri: str | None = None, *, device: str | None = None,
-                       dtype=None, merge_adapter: bool = False, require_chat_template: bool = True,
-                       attn_implementation: str = "auto"):
+def load_for_inference(
+    model_uri: str,
+    adapter_uri: str | None = None,
+    *,
+    device: str | None = None,
+    dtype=None,
+    merge_adapter: bool = False,
+    require_chat_template: bool = True,
+    attn_implementation: str = "auto",
+):
     """Load ``(model, tokenizer)`` for evaluation or serving, in eval mode.
 
     Each ``s3://`` URI is downloaded once and everything after reads the local copy. The
@@ -219,13 +253,20 @@ def load_for_inference(model_uri: str, adapter_uri: str | None = None, *, device
     import torch
 
     model_dir, adapter_dir = resolve_model_dirs(model_uri, adapter_uri)
-    tokenizer = load_tokenizer(tokenizer_source(model_dir, adapter_dir), require_chat_template=require_chat_template)
+    tokenizer = load_tokenizer(
+        tokenizer_source(model_dir, adapter_dir), require_chat_template=require_chat_template
+    )
     target, device_map = inference_placement(device)
     if dtype is None:
         on_gpu = device_map is not None or torch.device(target).type == "cuda"
         dtype = torch.bfloat16 if on_gpu else torch.float32
-    model = load_model(str(model_dir), adapter_uri=str(adapter_dir) if adapter_dir else None,
-                       attn_implementation=attn_implementation, dtype=dtype, device_map=device_map)
+    model = load_model(
+        str(model_dir),
+        adapter_uri=str(adapter_dir) if adapter_dir else None,
+        attn_implementation=attn_implementation,
+        dtype=dtype,
+        device_map=device_map,
+    )
     if merge_adapter and adapter_dir is not None:
         model = model.merge_and_unload()
     if device_map is None:

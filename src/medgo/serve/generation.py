@@ -59,7 +59,8 @@ class GenerationParams(BaseModel):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     stop: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
-        None, max_length=MAX_STOP_SEQUENCES)
+        None, max_length=MAX_STOP_SEQUENCES
+    )
     seed: int | None = None
 
     @field_validator("stop", mode="before")
@@ -80,8 +81,11 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
     def as_dict(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.total_tokens}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
 
 
 @dataclass(frozen=True)

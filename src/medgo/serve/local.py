@@ -40,11 +40,31 @@ class _PortTaken(Exception):
     """The server could not bind its port (another process took it first)."""
 
 
-def server_command(model_uri: str, *, port: int, model_name: str, adapter_uri: str | None = None,
-                   max_new_tokens: int | None = None, extra_args: Sequence[str] = ()) -> list[str]:
+def server_command(
+    model_uri: str,
+    *,
+    port: int,
+    model_name: str,
+    adapter_uri: str | None = None,
+    max_new_tokens: int | None = None,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
     """The ``python -m medgo.serve`` command line for a loopback-only server without gRPC."""
-    command = [sys.executable, "-m", "medgo.serve", "--model_uri", str(model_uri), "--model_name", model_name,
-               "--http_host", LOOPBACK, "--http_port", str(port), "--enable_grpc", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "medgo.serve",
+        "--model_uri",
+        str(model_uri),
+        "--model_name",
+        model_name,
+        "--http_host",
+        LOOPBACK,
+        "--http_port",
+        str(port),
+        "--enable_grpc",
+        "false",
+    ]
     if adapter_uri:
         command += ["--adapter_uri", str(adapter_uri)]
     if max_new_tokens is not None:
@@ -53,10 +73,18 @@ def server_command(model_uri: str, *, port: int, model_name: str, adapter_uri: s
 
 
 @contextmanager
-def serve_locally(model_uri: str | os.PathLike, *, adapter_uri: str | os.PathLike | None = None, port: int = 0,
-                  model_name: str = "medgo", max_new_tokens: int | None = None,
-                  log_path: str | os.PathLike | None = None, ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
-                  stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S, extra_args: Sequence[str] = ()) -> Iterator[str]:
+def serve_locally(
+    model_uri: str | os.PathLike,
+    *,
+    adapter_uri: str | os.PathLike | None = None,
+    port: int = 0,
+    model_name: str = "medgo",
+    max_new_tokens: int | None = None,
+    log_path: str | os.PathLike | None = None,
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+    stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
+    extra_args: Sequence[str] = (),
+) -> Iterator[str]:
     """Start ``python -m medgo.serve`` on 127.0.0.1, yield its base URL once the model is ready, stop it after.
 
     ``port=0`` picks a free port. The server's stdout and stderr go to ``log_path`` (a new
@@ -68,22 +96,38 @@ def serve_locally(model_uri: str | os.PathLike, *, adapter_uri: str | os.PathLik
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
         process, base_url = _start_until_ready(
-            log_file, log_path, port=port, ready_timeout_s=ready_timeout_s,
+            log_file,
+            log_path,
+            port=port,
+            ready_timeout_s=ready_timeout_s,
             command_for_port=lambda p: server_command(
-                str(model_uri), port=p, model_name=model_name,
+                str(model_uri),
+                port=p,
+                model_name=model_name,
                 adapter_uri=str(adapter_uri) if adapter_uri else None,
-                max_new_tokens=max_new_tokens, extra_args=extra_args),
-            ready_path=model_ready_path(model_name))
+                max_new_tokens=max_new_tokens,
+                extra_args=extra_args,
+            ),
+            ready_path=model_ready_path(model_name),
+        )
         try:
             yield base_url
         finally:
             stop_process_tree(process, timeout_s=stop_timeout_s)
-            log.info("local model server stopped", extra=fields(pid=process.pid, exit_code=process.returncode))
+            log.info(
+                "local model server stopped", extra=fields(pid=process.pid, exit_code=process.returncode)
+            )
 
 
-def _start_until_ready(log_file: BinaryIO, log_path: Path, *, port: int, ready_timeout_s: float,
-                       command_for_port: Callable[[int], list[str]],
-                       ready_path: str) -> tuple[subprocess.Popen, str]:
+def _start_until_ready(
+    log_file: BinaryIO,
+    log_path: Path,
+    *,
+    port: int,
+    ready_timeout_s: float,
+    command_for_port: Callable[[int], list[str]],
+    ready_path: str,
+) -> tuple[subprocess.Popen, str]:
     """Start the server and wait for readiness; a port chosen here and taken meanwhile is replaced."""
     started = time.monotonic()
     for _ in range(1 if port else _PORT_ATTEMPTS):
@@ -91,29 +135,45 @@ def _start_until_ready(log_file: BinaryIO, log_path: Path, *, port: int, ready_t
         base_url = f"http://{LOOPBACK}:{chosen_port}"
         log_offset = log_path.stat().st_size
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(command_for_port(chosen_port), stdin=subprocess.DEVNULL, stdout=log_file,
-                                   stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            command_for_port(chosen_port),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         try:
-            wait_until_ready(process, base_url + ready_path, deadline=started + ready_timeout_s,
-                             log_path=log_path, log_offset=log_offset)
+            wait_until_ready(
+                process,
+                base_url + ready_path,
+                deadline=started + ready_timeout_s,
+                log_path=log_path,
+                log_offset=log_offset,
+            )
         except _PortTaken:
             stop_process_tree(process, timeout_s=DEFAULT_STOP_TIMEOUT_S)
             if port:
-                raise MedgoError(f"port {port} on {LOOPBACK} is already in use; pick another or pass port=0") \
-                    from None
+                raise MedgoError(
+                    f"port {port} on {LOOPBACK} is already in use; pick another or pass port=0"
+                ) from None
             log.warning("port taken before the server bound it; retrying", extra=fields(port=chosen_port))
             continue
         except BaseException:
             stop_process_tree(process, timeout_s=DEFAULT_STOP_TIMEOUT_S)
             raise
-        log.info("local model server ready", extra=fields(
-            url=base_url, pid=process.pid, log=str(log_path), seconds=round(time.monotonic() - started, 1)))
+        log.info(
+            "local model server ready",
+            extra=fields(
+                url=base_url, pid=process.pid, log=str(log_path), seconds=round(time.monotonic() - started, 1)
+            ),
+        )
         return process, base_url
     raise MedgoError(f"could not find a free port for the model server after {_PORT_ATTEMPTS} attempts")
 
 
-def wait_until_ready(process: subprocess.Popen, ready_url: str, *, deadline: float, log_path: Path,
-                     log_offset: int = 0) -> None:
+def wait_until_ready(
+    process: subprocess.Popen, ready_url: str, *, deadline: float, log_path: Path, log_offset: int = 0
+) -> None:
     """Poll ``ready_url`` until it answers 200, the process exits, or ``deadline`` (monotonic) passes."""
     with httpx.Client(timeout=2.0) as client:
         while True:
@@ -125,8 +185,10 @@ def wait_until_ready(process: subprocess.Popen, ready_url: str, *, deadline: flo
             except httpx.TransportError:
                 pass
             if time.monotonic() >= deadline:
-                raise MedgoError(f"model server was not ready at {ready_url} in time; last log lines "
-                                 f"({log_path}):\n{log_tail(log_path, _LOG_TAIL_LINES, offset=log_offset)}")
+                raise MedgoError(
+                    f"model server was not ready at {ready_url} in time; last log lines "
+                    f"({log_path}):\n{log_tail(log_path, _LOG_TAIL_LINES, offset=log_offset)}"
+                )
             try:
                 process.wait(timeout=_PROBE_INTERVAL_S)
             except subprocess.TimeoutExpired:
@@ -137,18 +199,30 @@ def _raise_exited(process: subprocess.Popen, log_path: Path, log_offset: int) ->
     tail = log_tail(log_path, _LOG_TAIL_LINES, offset=log_offset)
     if "address already in use" in tail.lower():
         raise _PortTaken()
-    raise MedgoError(f"model server exited with code {process.returncode} before it was ready; "
-                     f"last log lines ({log_path}):\n{tail}")
+    raise MedgoError(
+        f"model server exited with code {process.returncode} before it was ready; "
+        f"last log lines ({log_path}):\n{tail}"
+    )
 
 
-def ask(base_url: str, question: str, *, model: str = "medgo", max_tokens: int = 32, system: str | None = None,
-        temperature: float | None = None, timeout_s: float = 120.0) -> str:
+def ask(
+    base_url: str,
+    question: str,
+    *,
+    model: str = "medgo",
+    max_tokens: int = 32,
+    system: str | None = None,
+    temperature: float | None = None,
+    timeout_s: float = 120.0,
+) -> str:
     """Ask the server one question through its OpenAI-compatible chat route; returns the answer text.
 
     ``system`` replaces the server's default system prompt. Raises :class:`MedgoError` when the
     server cannot be reached or refuses the request.
     """
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": question}
+    ]
     body: dict = {"model": model, "messages": messages, "max_tokens": max_tokens}
     if temperature is not None:
         body["temperature"] = temperature
@@ -158,8 +232,10 @@ def ask(base_url: str, question: str, *, model: str = "medgo", max_tokens: int =
     except httpx.HTTPError as exc:
         raise MedgoError(f"cannot reach the model server at {base_url}: {exc}") from None
     if response.status_code != 200:
-        raise MedgoError(f"model server at {base_url} refused the question: HTTP {response.status_code}: "
-                         f"{_error_message(response)}")
+        raise MedgoError(
+            f"model server at {base_url} refused the question: HTTP {response.status_code}: "
+            f"{_error_message(response)}"
+        )
     try:
         return response.json()["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):

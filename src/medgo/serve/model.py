@@ -60,12 +60,23 @@ class MedgoModel(kserve.Model):
         max_batch_size: the most prompts one v1/v2 request may carry.
     """
 
-    def __init__(self, name: str, model_uri: str, *, adapter_uri: str | None = None, max_new_tokens: int = 256,
-                 max_prompt_tokens: int = 2048, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-                 max_batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        name: str,
+        model_uri: str,
+        *,
+        adapter_uri: str | None = None,
+        max_new_tokens: int = 256,
+        max_prompt_tokens: int = 2048,
+        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+        max_batch_size: int = 16,
+    ) -> None:
         super().__init__(name)
-        for setting, value in (("max_new_tokens", max_new_tokens), ("max_prompt_tokens", max_prompt_tokens),
-                               ("max_batch_size", max_batch_size)):
+        for setting, value in (
+            ("max_new_tokens", max_new_tokens),
+            ("max_prompt_tokens", max_prompt_tokens),
+            ("max_batch_size", max_batch_size),
+        ):
             if value < 1:
                 raise ConfigError(f"serve: {setting} must be at least 1, got {value}")
         self.model_uri = model_uri
@@ -85,9 +96,15 @@ class MedgoModel(kserve.Model):
 
     @classmethod
     def from_config(cls, config: ServeConfig) -> MedgoModel:
-        return cls(config.model_name, config.model_uri, adapter_uri=config.adapter_uri,
-                   max_new_tokens=config.max_new_tokens, max_prompt_tokens=config.max_prompt_tokens,
-                   system_prompt=config.system_prompt, max_batch_size=config.max_batch_size)
+        return cls(
+            config.model_name,
+            config.model_uri,
+            adapter_uri=config.adapter_uri,
+            max_new_tokens=config.max_new_tokens,
+            max_prompt_tokens=config.max_prompt_tokens,
+            system_prompt=config.system_prompt,
+            max_batch_size=config.max_batch_size,
+        )
 
     # ----------------------------------------------------------------------------------------
     # lifecycle
@@ -107,10 +124,18 @@ class MedgoModel(kserve.Model):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generate-{self.name}")
         self.created = int(time.time())
         self.ready = True
-        log.info("model loaded", extra=fields(
-            model=self.name, uri=self.model_uri, adapter=self.adapter_uri, device=self._device,
-            params=sum(p.numel() for p in self._model.parameters()), context_length=self._context_length,
-            seconds=round(time.monotonic() - started, 2)))
+        log.info(
+            "model loaded",
+            extra=fields(
+                model=self.name,
+                uri=self.model_uri,
+                adapter=self.adapter_uri,
+                device=self._device,
+                params=sum(p.numel() for p in self._model.parameters()),
+                context_length=self._context_length,
+                seconds=round(time.monotonic() - started, 2),
+            ),
+        )
         return self.ready
 
     def stop(self) -> None:
@@ -128,8 +153,13 @@ class MedgoModel(kserve.Model):
     # ----------------------------------------------------------------------------------------
     # generation
 
-    def chat(self, messages: Sequence[Mapping[str, Any]], max_tokens: int | None = None,
-             temperature: float | None = None, top_p: float | None = None) -> tuple[str, Usage]:
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+    ) -> tuple[str, Usage]:
         """Answer one chat; returns the answer text and its token counts.
 
         Blocking; safe to call from several threads (calls are serialised). Invalid messages or
@@ -151,8 +181,9 @@ class MedgoModel(kserve.Model):
             generated = self._generate(prompt_ids, max_tokens, params)
         return _to_completion(generated, len(prompt_ids), self._eos_token_ids, tokenizer, params.stop)
 
-    async def acomplete(self, conversations: Sequence[Messages],
-                        params: GenerationParams | None = None) -> list[Completion]:
+    async def acomplete(
+        self, conversations: Sequence[Messages], params: GenerationParams | None = None
+    ) -> list[Completion]:
         """Answer conversations on the generation thread, keeping the event loop responsive."""
         if not self.ready or self._executor is None:
             raise ModelNotReady(self.name)
@@ -160,13 +191,20 @@ class MedgoModel(kserve.Model):
         self.resolve_max_tokens(params)
         started = time.monotonic()
         loop = asyncio.get_running_loop()
-        completions = await loop.run_in_executor(self._executor, partial(self._complete_all, conversations, params))
-        log.info("generated", extra=fields(
-            model=self.name, answers=len(completions),
-            prompt_tokens=sum(c.usage.prompt_tokens for c in completions),
-            completion_tokens=sum(c.usage.completion_tokens for c in completions),
-            finish_reasons=",".join(sorted({c.finish_reason for c in completions})),
-            seconds=round(time.monotonic() - started, 3)))
+        completions = await loop.run_in_executor(
+            self._executor, partial(self._complete_all, conversations, params)
+        )
+        log.info(
+            "generated",
+            extra=fields(
+                model=self.name,
+                answers=len(completions),
+                prompt_tokens=sum(c.usage.prompt_tokens for c in completions),
+                completion_tokens=sum(c.usage.completion_tokens for c in completions),
+                finish_reasons=",".join(sorted({c.finish_reason for c in completions})),
+                seconds=round(time.monotonic() - started, 3),
+            ),
+        )
         return completions
 
     def resolve_max_tokens(self, params: GenerationParams) -> int:
@@ -174,8 +212,10 @@ class MedgoModel(kserve.Model):
         if params.max_tokens is None:
             return self.max_new_tokens
         if params.max_tokens > self.max_new_tokens:
-            raise InvalidInput(f"max_tokens is {params.max_tokens}; this server generates at most "
-                               f"{self.max_new_tokens} tokens per answer")
+            raise InvalidInput(
+                f"max_tokens is {params.max_tokens}; this server generates at most "
+                f"{self.max_new_tokens} tokens per answer"
+            )
         return params.max_tokens
 
     def _complete_all(self, conversations: Sequence[Messages], params: GenerationParams) -> list[Completion]:
@@ -195,18 +235,26 @@ class MedgoModel(kserve.Model):
         from jinja2 import TemplateError
 
         try:
-            text = self._tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+            text = self._tokenizer.apply_chat_template(
+                conversation, add_generation_prompt=True, tokenize=False
+            )
         except TemplateError as exc:
-            raise InvalidInput(f"messages cannot be formatted with this model's chat template: {exc}") from None
+            raise InvalidInput(
+                f"messages cannot be formatted with this model's chat template: {exc}"
+            ) from None
         return self._tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _check_length(self, prompt_tokens: int, max_tokens: int) -> None:
         if prompt_tokens > self.max_prompt_tokens:
-            raise InvalidInput(f"prompt is {prompt_tokens} tokens after applying the chat template; this server "
-                               f"accepts at most {self.max_prompt_tokens}")
+            raise InvalidInput(
+                f"prompt is {prompt_tokens} tokens after applying the chat template; this server "
+                f"accepts at most {self.max_prompt_tokens}"
+            )
         if self._context_length and prompt_tokens + max_tokens > self._context_length:
-            raise InvalidInput(f"prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) exceeds the "
-                               f"model's context length of {self._context_length} tokens")
+            raise InvalidInput(
+                f"prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) exceeds the "
+                f"model's context length of {self._context_length} tokens"
+            )
 
     def _generate(self, prompt_ids: list[int], max_tokens: int, params: GenerationParams) -> list[int]:
         import torch
@@ -222,14 +270,17 @@ class MedgoModel(kserve.Model):
             options["stopping_criteria"] = _stop_on_strings(self._tokenizer, len(prompt_ids), params.stop)
         with _seeded_rng(params.seed, self._device), torch.inference_mode():
             output = self._model.generate(input_ids, **options)
-        return output[0, len(prompt_ids):].tolist()
+        return output[0, len(prompt_ids) :].tolist()
 
     def _sampling_options(self, params: GenerationParams) -> dict[str, Any]:
         """Greedy for ``temperature=0``; sampling for another temperature, a ``top_p``, or the model's default."""
         if params.temperature == 0.0:
             return {"do_sample": False}
-        sample = (params.temperature is not None or params.top_p is not None
-                  or bool(self._model.generation_config.do_sample))
+        sample = (
+            params.temperature is not None
+            or params.top_p is not None
+            or bool(self._model.generation_config.do_sample)
+        )
         if not sample:
             return {"do_sample": False}
         options: dict[str, Any] = {"do_sample": True}
@@ -242,8 +293,12 @@ class MedgoModel(kserve.Model):
     # ----------------------------------------------------------------------------------------
     # KServe protocols
 
-    async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None,
-                      response_headers: dict[str, str] | None = None) -> dict | InferResponse:
+    async def predict(
+        self,
+        payload: dict | InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> dict | InferResponse:
         """KServe v1 (``{"instances": [...]}``) and v2 (a BYTES tensor of prompts, over REST or gRPC) inference."""
         if isinstance(payload, InferRequest):
             return await self._predict_v2(payload)
@@ -258,8 +313,10 @@ class MedgoModel(kserve.Model):
         → ``{"predictions": ["answer", ...]}`` (the convention of KServe's Hugging Face runtime)."""
         unknown = sorted(set(payload) - {"instances", "parameters"})
         if unknown:
-            raise InvalidInput(f"unknown top-level field(s) {', '.join(unknown)}; expected 'instances' and "
-                               "optionally 'parameters'")
+            raise InvalidInput(
+                f"unknown top-level field(s) {', '.join(unknown)}; expected 'instances' and "
+                "optionally 'parameters'"
+            )
         instances = payload.get("instances")
         if not isinstance(instances, list) or not instances:
             raise InvalidInput("instances must be a non-empty list")
@@ -272,24 +329,34 @@ class MedgoModel(kserve.Model):
     async def _predict_v2(self, request: InferRequest) -> InferResponse:
         """One BYTES input of prompts (each a single user turn) → one BYTES output of answers."""
         if len(request.inputs) != 1 or request.inputs[0].datatype != "BYTES":
-            raise InvalidInput(f"expected exactly one BYTES input tensor of prompts (named '{V2_INPUT_NAME}')")
+            raise InvalidInput(
+                f"expected exactly one BYTES input tensor of prompts (named '{V2_INPUT_NAME}')"
+            )
         prompts = _v2_strings(request.inputs[0])
         if not prompts:
             raise InvalidInput("the input tensor holds no prompts")
         self._check_batch_size(len(prompts))
         raw_parameters = to_http_parameters(request.parameters or {})
         params = parse_generation_params(
-            {k: v for k, v in raw_parameters.items() if k not in _V2_TRANSPORT_PARAMETERS})
+            {k: v for k, v in raw_parameters.items() if k not in _V2_TRANSPORT_PARAMETERS}
+        )
         completions = await self.acomplete([[{"role": "user", "content": p}] for p in prompts], params)
-        output = InferOutput(name=V2_OUTPUT_NAME, shape=[len(completions)], datatype="BYTES",
-                             data=[c.text for c in completions])
-        return InferResponse(response_id=request.id or generate_uuid(), model_name=self.name,
-                             infer_outputs=[output])
+        output = InferOutput(
+            name=V2_OUTPUT_NAME,
+            shape=[len(completions)],
+            datatype="BYTES",
+            data=[c.text for c in completions],
+        )
+        return InferResponse(
+            response_id=request.id or generate_uuid(), model_name=self.name, infer_outputs=[output]
+        )
 
     def _check_batch_size(self, size: int) -> None:
         if size > self.max_batch_size:
-            raise InvalidInput(f"request carries {size} prompts; this server accepts at most "
-                               f"{self.max_batch_size} per request")
+            raise InvalidInput(
+                f"request carries {size} prompts; this server accepts at most "
+                f"{self.max_batch_size} per request"
+            )
 
 
 def _instance_conversation(instance: Any, where: str) -> Messages:
@@ -297,7 +364,9 @@ def _instance_conversation(instance: Any, where: str) -> Messages:
     if isinstance(instance, str):
         instance = {"prompt": instance}
     if not isinstance(instance, dict) or ("messages" in instance) == ("prompt" in instance):
-        raise InvalidInput(f"{where} must be a string or an object with exactly one of 'messages' or 'prompt'")
+        raise InvalidInput(
+            f"{where} must be a string or an object with exactly one of 'messages' or 'prompt'"
+        )
     if "messages" in instance:
         return parse_messages(instance["messages"], where=f"{where}.messages")
     if not isinstance(instance["prompt"], str):
@@ -352,13 +421,16 @@ def _stop_on_strings(tokenizer, prompt_tokens: int, stop: list[str]):
     class StopOnStrings(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
             answers = tokenizer.batch_decode(input_ids[:, prompt_tokens:], skip_special_tokens=True)
-            return torch.tensor([any(s in answer for s in stop) for answer in answers], device=input_ids.device)
+            return torch.tensor(
+                [any(s in answer for s in stop) for answer in answers], device=input_ids.device
+            )
 
     return StoppingCriteriaList([StopOnStrings()])
 
 
-def _to_completion(generated: list[int], prompt_tokens: int, eos_token_ids: frozenset[int], tokenizer,
-                   stop: list[str] | None) -> Completion:
+def _to_completion(
+    generated: list[int], prompt_tokens: int, eos_token_ids: frozenset[int], tokenizer, stop: list[str] | None
+) -> Completion:
     """Cut the generated ids at the first end-of-sequence token and the text at the first stop string.
 
     The end-of-sequence token counts as a completion token (as in vLLM) but is not part of the text.
@@ -370,5 +442,8 @@ def _to_completion(generated: list[int], prompt_tokens: int, eos_token_ids: froz
     cut = min((i for i in (text.find(s) for s in stop or []) if i >= 0), default=None)
     if cut is not None:
         text, finish_reason = text[:cut], "stop"
-    return Completion(text=text, finish_reason=finish_reason,
-                      usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
+    return Completion(
+        text=text,
+        finish_reason=finish_reason,
+        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+    )

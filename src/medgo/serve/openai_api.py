@@ -65,19 +65,32 @@ class ChatCompletionRequest(BaseModel):
     def generation_params(self) -> GenerationParams:
         """Generation settings; ``max_completion_tokens`` (the newer name) wins over ``max_tokens``."""
         max_tokens = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
-        settings = {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                    "stop": self.stop, "seed": self.seed}
+        settings = {
+            "max_tokens": max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": self.stop,
+            "seed": self.seed,
+        }
         return parse_generation_params({k: v for k, v in settings.items() if v is not None}, where="")
 
     def conversation(self) -> Messages:
         return [message.as_template_turn() for message in self.messages]
 
 
-def openai_error(status_code: int, message: str, *, error_type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None) -> JSONResponse:
+def openai_error(
+    status_code: int,
+    message: str,
+    *,
+    error_type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+) -> JSONResponse:
     """An error response in OpenAI's shape."""
-    return JSONResponse(status_code=status_code,
-                        content={"error": {"message": message, "type": error_type, "param": param, "code": code}})
+    return JSONResponse(
+        status_code=status_code,
+        content={"error": {"message": message, "type": error_type, "param": param, "code": code}},
+    )
 
 
 def chat_completion_body(model_name: str, completion: Completion) -> dict[str, Any]:
@@ -87,12 +100,14 @@ def chat_completion_body(model_name: str, completion: Completion) -> dict[str, A
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model_name,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": completion.text},
-            "finish_reason": completion.finish_reason,
-            "logprobs": None,
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": completion.text},
+                "finish_reason": completion.finish_reason,
+                "logprobs": None,
+            }
+        ],
         "usage": completion.usage.as_dict(),
     }
 
@@ -109,9 +124,13 @@ class OpenAIChatRoutes:
         self.repository = repository
 
     async def list_models(self) -> dict[str, Any]:
-        return {"object": "list", "data": [
-            {"id": name, "object": "model", "created": model.created, "owned_by": "medgo"}
-            for name, model in chat_models(self.repository).items()]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": model.created, "owned_by": "medgo"}
+                for name, model in chat_models(self.repository).items()
+            ],
+        }
 
     async def create_chat_completion(self, request: Request) -> JSONResponse:
         try:
@@ -125,15 +144,20 @@ class OpenAIChatRoutes:
         except ValidationError as exc:
             return openai_error(400, describe_validation_error(exc))
         if chat.stream:
-            return openai_error(400, "stream=true is not supported by this server; send stream=false",
-                                param="stream")
+            return openai_error(
+                400, "stream=true is not supported by this server; send stream=false", param="stream"
+            )
         if chat.n != 1:
             return openai_error(400, "only n=1 is supported", param="n")
         model = chat_models(self.repository).get(chat.model)
         if model is None:
             served = ", ".join(sorted(chat_models(self.repository))) or "none"
-            return openai_error(404, f"model '{chat.model}' is not served here (served: {served})",
-                                param="model", code="model_not_found")
+            return openai_error(
+                404,
+                f"model '{chat.model}' is not served here (served: {served})",
+                param="model",
+                code="model_not_found",
+            )
         if not model.ready:
             return openai_error(503, f"model '{chat.model}' is not ready", error_type="server_error")
         try:
@@ -155,7 +179,8 @@ def register_openai_routes(app: FastAPI, repository: ModelRepository) -> None:
     routes = OpenAIChatRoutes(repository)
     router = APIRouter(prefix=f"{prefix}/v1", tags=["OpenAI"])
     router.add_api_route("/models", routes.list_models, methods=["GET"])
-    router.add_api_route("/chat/completions", routes.create_chat_completion, methods=["POST"],
-                         response_model=None)
+    router.add_api_route(
+        "/chat/completions", routes.create_chat_completion, methods=["POST"], response_model=None
+    )
     app.include_router(router)
     log.info("OpenAI-compatible routes registered", extra=fields(prefix=f"{prefix}/v1"))

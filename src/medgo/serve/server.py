@@ -53,45 +53,95 @@ def build_parser() -> argparse.ArgumentParser:
     """KServe's model server arguments plus medgo's model and generation settings."""
     defaults = ServeConfig.model_fields
     parser = argparse.ArgumentParser(
-        prog="python -m medgo.serve", parents=[kserve_model_server.parser],
-        description="Serve a medgo chat model with KServe v1/v2 and OpenAI-compatible chat routes.")
-    parser.add_argument("--model_uri", "--model_dir", dest="model_uri", required=True,
-                        help="saved model directory: local path, PVC mount or s3:// (KServe passes /mnt/models)")
-    parser.add_argument("--adapter_uri", default=None, help="LoRA adapter to merge into the model at load time")
-    parser.add_argument("--http_host", default=ALL_INTERFACES,
-                        help="interface the REST server binds; 127.0.0.1 keeps a local run off the network")
-    parser.add_argument("--max_new_tokens", type=int, default=defaults["max_new_tokens"].default,
-                        help="most tokens per answer; also the default when a request does not say")
-    parser.add_argument("--max_prompt_tokens", type=int, default=defaults["max_prompt_tokens"].default,
-                        help="longest accepted prompt in tokens, after the chat template")
-    parser.add_argument("--max_batch_size", type=int, default=defaults["max_batch_size"].default,
-                        help=defaults["max_batch_size"].description)
-    parser.add_argument("--system_prompt", default=defaults["system_prompt"].default,
-                        help=defaults["system_prompt"].description)
+        prog="python -m medgo.serve",
+        parents=[kserve_model_server.parser],
+        description="Serve a medgo chat model with KServe v1/v2 and OpenAI-compatible chat routes.",
+    )
+    parser.add_argument(
+        "--model_uri",
+        "--model_dir",
+        dest="model_uri",
+        required=True,
+        help="saved model directory: local path, PVC mount or s3:// (KServe passes /mnt/models)",
+    )
+    parser.add_argument(
+        "--adapter_uri", default=None, help="LoRA adapter to merge into the model at load time"
+    )
+    parser.add_argument(
+        "--http_host",
+        default=ALL_INTERFACES,
+        help="interface the REST server binds; 127.0.0.1 keeps a local run off the network",
+    )
+    parser.add_argument(
+        "--max_new_tokens",
+        type=int,
+        default=defaults["max_new_tokens"].default,
+        help="most tokens per answer; also the default when a request does not say",
+    )
+    parser.add_argument(
+        "--max_prompt_tokens",
+        type=int,
+        default=defaults["max_prompt_tokens"].default,
+        help="longest accepted prompt in tokens, after the chat template",
+    )
+    parser.add_argument(
+        "--max_batch_size",
+        type=int,
+        default=defaults["max_batch_size"].default,
+        help=defaults["max_batch_size"].description,
+    )
+    parser.add_argument(
+        "--system_prompt",
+        default=defaults["system_prompt"].default,
+        help=defaults["system_prompt"].description,
+    )
     parser.set_defaults(model_name=defaults["model_name"].default)
     return parser
 
 
 def kserve_server_options(args: argparse.Namespace) -> dict[str, Any]:
     """The parsed KServe arguments that ``ModelServer.__init__`` takes."""
-    names = ("max_threads", "max_asyncio_workers", "enable_docs_url", "enable_latency_logging",
-             "access_log_format", "event_loop", "timeout_keep_alive", "ssl_certfile", "ssl_keyfile")
+    names = (
+        "max_threads",
+        "max_asyncio_workers",
+        "enable_docs_url",
+        "enable_latency_logging",
+        "access_log_format",
+        "event_loop",
+        "timeout_keep_alive",
+        "ssl_certfile",
+        "ssl_keyfile",
+    )
     return {name: getattr(args, name) for name in names}
 
 
-def run(config: ServeConfig, *, enable_grpc: bool = True, server_options: Mapping[str, Any] | None = None) -> None:
+def run(
+    config: ServeConfig, *, enable_grpc: bool = True, server_options: Mapping[str, Any] | None = None
+) -> None:
     """Load the model and serve it until SIGTERM/SIGINT (blocking).
 
     ``server_options`` are further ``ModelServer`` keyword arguments (see :func:`kserve_server_options`).
     """
     model = MedgoModel.from_config(config)
     model.load()
-    server = MedgoModelServer(http_host=config.host, http_port=config.http_port, grpc_port=config.grpc_port,
-                              enable_grpc=enable_grpc, workers=1, **dict(server_options or {}))
+    server = MedgoModelServer(
+        http_host=config.host,
+        http_port=config.http_port,
+        grpc_port=config.grpc_port,
+        enable_grpc=enable_grpc,
+        workers=1,
+        **dict(server_options or {}),
+    )
     register_openai_routes(kserve_model_server.app, server.registered_models)
-    log.info("starting model server", extra=fields(
-        model=config.model_name, host=config.host, http_port=config.http_port,
-        grpc_port=config.grpc_port if enable_grpc else None))
+    log.info(
+        "starting model server",
+        extra=fields(
+            model=config.model_name,
+            host=config.host,
+            http_port=config.http_port,
+            grpc_port=config.grpc_port if enable_grpc else None,
+        ),
+    )
     server.start([model])
 
 
@@ -103,13 +153,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         if args.workers != 1:
-            raise ConfigError(f"--workers {args.workers}: medgo serves one model copy per server process; "
-                              "scale with InferenceService replicas instead")
-        config = load_config(ServeConfig, model_uri=args.model_uri, model_name=args.model_name,
-                             adapter_uri=args.adapter_uri, host=args.http_host, http_port=args.http_port,
-                             grpc_port=args.grpc_port, max_new_tokens=args.max_new_tokens,
-                             max_prompt_tokens=args.max_prompt_tokens, max_batch_size=args.max_batch_size,
-                             system_prompt=args.system_prompt)
+            raise ConfigError(
+                f"--workers {args.workers}: medgo serves one model copy per server process; "
+                "scale with InferenceService replicas instead"
+            )
+        config = load_config(
+            ServeConfig,
+            model_uri=args.model_uri,
+            model_name=args.model_name,
+            adapter_uri=args.adapter_uri,
+            host=args.http_host,
+            http_port=args.http_port,
+            grpc_port=args.grpc_port,
+            max_new_tokens=args.max_new_tokens,
+            max_prompt_tokens=args.max_prompt_tokens,
+            max_batch_size=args.max_batch_size,
+            system_prompt=args.system_prompt,
+        )
         run(config, enable_grpc=args.enable_grpc, server_options=kserve_server_options(args))
     except MedgoError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -42,7 +42,9 @@ class NodeEnv:
                     try:
                         return int(env[name])
                     except ValueError:
-                        raise MedgoError(f"environment variable {name}={env[name]!r} is not an integer") from None
+                        raise MedgoError(
+                            f"environment variable {name}={env[name]!r} is not an integer"
+                        ) from None
             return default
 
         node = cls(
@@ -59,18 +61,26 @@ class NodeEnv:
     def torchrun_command(self, trainer_args: list[str], python: str | None = None) -> list[str]:
         """The command this node runs: torchrun (as a module of this interpreter) + the trainer."""
         return [
-            python or sys.executable, "-m", "torch.distributed.run",
-            f"--nnodes={self.nnodes}", f"--nproc_per_node={self.nproc_per_node}",
-            f"--node_rank={self.node_rank}", f"--master_addr={self.master_addr}",
+            python or sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nnodes={self.nnodes}",
+            f"--nproc_per_node={self.nproc_per_node}",
+            f"--node_rank={self.node_rank}",
+            f"--master_addr={self.master_addr}",
             f"--master_port={self.master_port}",
-            "-m", TRAINER_MODULE, *trainer_args,
+            "-m",
+            TRAINER_MODULE,
+            *trainer_args,
         ]
 
     def as_env(self) -> dict[str, str]:
         """The variables a PyTorchJob would set for this node."""
         return {
-            "MASTER_ADDR": self.master_addr, "MASTER_PORT": str(self.master_port),
-            "PET_NNODES": str(self.nnodes), "PET_NPROC_PER_NODE": str(self.nproc_per_node),
+            "MASTER_ADDR": self.master_addr,
+            "MASTER_PORT": str(self.master_port),
+            "PET_NNODES": str(self.nnodes),
+            "PET_NPROC_PER_NODE": str(self.nproc_per_node),
             "PET_NODE_RANK": str(self.node_rank),
         }
 

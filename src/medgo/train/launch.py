@@ -46,8 +46,9 @@ def node_command(trainer_args: list[str], python: str = "python") -> list[str]:
 def write_train_config(config: TrainConfig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False),
-                    encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False), encoding="utf-8"
+    )
     return path
 
 
@@ -58,8 +59,15 @@ def _failure_cause(path: Path, n: int = 25) -> str:
     return errors[-1] if errors else "last lines of the log:\n" + log_tail(path, n)
 
 
-def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 1, work_dir: str | Path | None = None,
-                 timeout_s: float | None = None, extra_env: dict[str, str] | None = None) -> Path:
+def launch_local(
+    config: TrainConfig,
+    *,
+    nnodes: int = 1,
+    nproc_per_node: int = 1,
+    work_dir: str | Path | None = None,
+    timeout_s: float | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Path:
     """Run one training stage locally under torchrun and return the log directory.
 
     Each simulated node runs ``python -m medgo.train.node`` with the variables a PyTorchJob pod
@@ -80,16 +88,23 @@ def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra_env or {})
     procs: list[tuple[int, subprocess.Popen, Path]] = []
-    log.info("launching trainer", extra=fields(stage=config.stage, nnodes=nnodes, nproc_per_node=nproc_per_node,
-                                               logs=str(work)))
+    log.info(
+        "launching trainer",
+        extra=fields(stage=config.stage, nnodes=nnodes, nproc_per_node=nproc_per_node, logs=str(work)),
+    )
     try:
         for rank in range(nnodes):
             node = NodeEnv(LOOPBACK, port, nnodes, nproc_per_node, rank)
             log_path = work / f"node-{rank}.log"
             cmd = node_command(["--config", str(cfg_path)], python=sys.executable)
             fh = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed with the process below
-            procs.append((rank, subprocess.Popen(cmd, env={**env, **node.as_env()}, stdout=fh,
-                                                 stderr=subprocess.STDOUT), log_path))
+            procs.append(
+                (
+                    rank,
+                    subprocess.Popen(cmd, env={**env, **node.as_env()}, stdout=fh, stderr=subprocess.STDOUT),
+                    log_path,
+                )
+            )
             fh.close()
         deadline = time.monotonic() + timeout_s if timeout_s else None
         pending = {rank for rank, _, _ in procs}
@@ -102,12 +117,16 @@ def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 
                     rc = proc.wait(timeout=min(1.0, remaining) if remaining is not None else 1.0)
                 except subprocess.TimeoutExpired:
                     if deadline is not None and time.monotonic() >= deadline:
-                        raise MedgoError(f"training timed out after {timeout_s:.0f}s; logs in {work}") from None
+                        raise MedgoError(
+                            f"training timed out after {timeout_s:.0f}s; logs in {work}"
+                        ) from None
                     continue
                 pending.discard(rank)
                 if rc != 0:
-                    raise MedgoError(f"trainer node {rank} failed (exit code {rc}, log {log_path}): "
-                                     f"{_failure_cause(log_path)}")
+                    raise MedgoError(
+                        f"trainer node {rank} failed (exit code {rc}, log {log_path}): "
+                        f"{_failure_cause(log_path)}"
+                    )
     finally:
         for _, proc, _ in procs:
             stop_process_tree(proc, timeout_s=10)
@@ -141,20 +160,32 @@ def launch(config: TrainConfig, where: LaunchConfig | None = None, *, launcher=N
     """
     where = where or LaunchConfig()
     if where.backend == "local":
-        launch_local(config, nnodes=where.nnodes, nproc_per_node=where.nproc_per_node, work_dir=where.work_dir,
-                     timeout_s=where.timeout_s)
+        launch_local(
+            config,
+            nnodes=where.nnodes,
+            nproc_per_node=where.nproc_per_node,
+            work_dir=where.work_dir,
+            timeout_s=where.timeout_s,
+        )
         return
     if not where.image or not where.job_name:
         raise MedgoError("the pytorchjob backend needs an image and a job name")
     from medgo.k8s.pytorchjob import PyTorchJobFailed, PyTorchJobLauncher, build_pytorchjob
 
     job = build_pytorchjob(
-        name=where.job_name, namespace=where.namespace, image=where.image,
-        command=node_command(config_to_args(config)), nnodes=where.nnodes, nproc_per_node=where.nproc_per_node,
+        name=where.job_name,
+        namespace=where.namespace,
+        image=where.image,
+        command=node_command(config_to_args(config)),
+        nnodes=where.nnodes,
+        nproc_per_node=where.nproc_per_node,
         gpus_per_node=where.gpus_per_node,
         node_selector={GPU_NODE_LABEL: where.gpu_product} if where.gpu_product else None,
-        tolerations=[GPU_TOLERATION] if where.gpus_per_node else None, priority_class=TRAINING_PRIORITY_CLASS,
-        pvc_mounts={DATA_PVC: DATA_MOUNT}, labels={"medgo.io/stage": config.stage})
+        tolerations=[GPU_TOLERATION] if where.gpus_per_node else None,
+        priority_class=TRAINING_PRIORITY_CLASS,
+        pvc_mounts={DATA_PVC: DATA_MOUNT},
+        labels={"medgo.io/stage": config.stage},
+    )
     if launcher is None:
         from medgo.k8s.clients import kubernetes_clients
 
@@ -162,8 +193,11 @@ def launch(config: TrainConfig, where: LaunchConfig | None = None, *, launcher=N
         launcher = PyTorchJobLauncher(clients.custom, clients.core)
     name, namespace = where.job_name, where.namespace
     launcher.submit(job)
-    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
+    previous = (
+        signal.signal(signal.SIGTERM, _interrupt)
+        if threading.current_thread() is threading.main_thread()
         else None
+    )
     try:
         launcher.wait(name, namespace, timeout_s=where.timeout_s or 7 * 24 * 3600)
     except PyTorchJobFailed as exc:

@@ -91,8 +91,13 @@ def _init_zero3(cfg: TrainConfig, use_cpu: bool) -> None:
 def _lora_config(cfg: TrainConfig, task_type: str = "CAUSAL_LM"):
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=cfg.lora.target_modules, task_type=task_type)
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type=task_type,
+    )
 
 
 def _read_jsonl_dataset(data_uri: str, what: str):
@@ -155,22 +160,28 @@ def build_pt_trainer(cfg: TrainConfig, out: str):
     """A ``transformers.Trainer`` for continued pretraining on packed token shards."""
     from transformers import Trainer, TrainingArguments
 
-
     args = TrainingArguments(**training_arguments(cfg, out))
     _init_zero3(cfg, args.use_cpu)
     dataset = _load_token_shards(cfg.data_uri)
     attn = resolve_attn_implementation(cfg.attn_implementation)
     if attn != "flash_attention_2":
-        log.info("packed pretraining without document masking: the attention backend cannot separate documents",
-                 extra=fields(backend=attn))
+        log.info(
+            "packed pretraining without document masking: the attention backend cannot separate documents",
+            extra=fields(backend=attn),
+        )
     tokenizer = load_tokenizer(cfg.model_uri)
     model = load_model(cfg.model_uri, attn_implementation=attn)
     if cfg.use_lora:
         from peft import get_peft_model
 
         model = get_peft_model(model, _lora_config(cfg))
-    trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                      data_collator=_PackedCollator(attn == "flash_attention_2"), processing_class=tokenizer)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=_PackedCollator(attn == "flash_attention_2"),
+        processing_class=tokenizer,
+    )
     return trainer
 
 
@@ -178,15 +189,24 @@ def build_sft_trainer(cfg: TrainConfig, out: str):
     """A TRL ``SFTTrainer`` for LoRA SFT with the loss on assistant tokens only."""
     from trl import SFTConfig, SFTTrainer
 
-
-    args = SFTConfig(**training_arguments(cfg, out), max_length=cfg.max_seq_len, assistant_only_loss=True,
-                     packing=False, dataset_kwargs={"skip_prepare_dataset": False})
+    args = SFTConfig(
+        **training_arguments(cfg, out),
+        max_length=cfg.max_seq_len,
+        assistant_only_loss=True,
+        packing=False,
+        dataset_kwargs={"skip_prepare_dataset": False},
+    )
     _init_zero3(cfg, args.use_cpu)
     dataset = _read_jsonl_dataset(cfg.data_uri, "SFT data").select_columns(["messages"])
     tokenizer = load_tokenizer(cfg.model_uri, require_chat_template=True)
     model = load_model(cfg.model_uri, attn_implementation=cfg.attn_implementation)
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=_lora_config(cfg))
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=_lora_config(cfg),
+    )
 
 
 def build_dpo_trainer(cfg: TrainConfig, out: str):
@@ -198,17 +218,31 @@ def build_dpo_trainer(cfg: TrainConfig, out: str):
     from peft import PeftModel
     from trl import DPOConfig, DPOTrainer
 
-
-    args = DPOConfig(**training_arguments(cfg, out), max_length=cfg.max_seq_len, beta=cfg.dpo_beta,
-                     loss_type=[cfg.dpo_loss_type])
+    args = DPOConfig(
+        **training_arguments(cfg, out),
+        max_length=cfg.max_seq_len,
+        beta=cfg.dpo_beta,
+        loss_type=[cfg.dpo_loss_type],
+    )
     _init_zero3(cfg, args.use_cpu)
-    dataset = _read_jsonl_dataset(cfg.data_uri, "preference data").select_columns(["prompt", "chosen", "rejected"])
+    dataset = _read_jsonl_dataset(cfg.data_uri, "preference data").select_columns(
+        ["prompt", "chosen", "rejected"]
+    )
     tokenizer = load_tokenizer(cfg.model_uri, require_chat_template=True)
-    model = load_model(cfg.model_uri, adapter_uri=cfg.adapter_uri, attn_implementation=cfg.attn_implementation,
-                       trainable_adapter=True)
+    model = load_model(
+        cfg.model_uri,
+        adapter_uri=cfg.adapter_uri,
+        attn_implementation=cfg.attn_implementation,
+        trainable_adapter=True,
+    )
     continues_adapter = isinstance(model, PeftModel)
-    return DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=None if continues_adapter else _lora_config(cfg))
+    return DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=None if continues_adapter else _lora_config(cfg),
+    )
 
 
 TRAINER_BUILDERS = {"pt": build_pt_trainer, "sft": build_sft_trainer, "dpo": build_dpo_trainer}
@@ -245,9 +279,12 @@ def _save(trainer, cfg: TrainConfig, out: Path) -> dict:
             fh.write(json.dumps(h) + "\n")
     for junk in out.glob("training_args.bin"):
         junk.unlink()
-    counts = {"steps": trainer.state.global_step, "final_loss": history[-1]["loss"] if history else None,
-              "first_loss": history[0]["loss"] if history else None,
-              "kind": "lora_adapter" if adapter_cfg.exists() else "full"}
+    counts = {
+        "steps": trainer.state.global_step,
+        "final_loss": history[-1]["loss"] if history else None,
+        "first_loss": history[0]["loss"] if history else None,
+        "kind": "lora_adapter" if adapter_cfg.exists() else "full",
+    }
     inputs = {"data": cfg.data_uri, "model": cfg.model_uri}
     if cfg.adapter_uri:
         inputs["adapter"] = cfg.adapter_uri
@@ -264,8 +301,15 @@ def run(cfg: TrainConfig) -> dict:
     local_out.mkdir(parents=True, exist_ok=True)
     # Checkpoints stay out of the published artifact (they hold optimizer state, not a model).
     ckpt_dir = tempfile.mkdtemp(prefix="medgo-checkpoints-")
-    log.info("training", extra=fields(stage=cfg.stage, deepspeed=cfg.deepspeed, lora=cfg.use_lora,
-                                      world_size=os.environ.get("WORLD_SIZE", "1")))
+    log.info(
+        "training",
+        extra=fields(
+            stage=cfg.stage,
+            deepspeed=cfg.deepspeed,
+            lora=cfg.use_lora,
+            world_size=os.environ.get("WORLD_SIZE", "1"),
+        ),
+    )
     try:
         trainer = TRAINER_BUILDERS[cfg.stage](cfg, ckpt_dir)
         trainer.train()
@@ -282,11 +326,18 @@ def run(cfg: TrainConfig) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m medgo.train",
-        description="medgo trainer (pt | sft | dpo). Start it under torchrun; see medgo.train.launch.")
+        description="medgo trainer (pt | sft | dpo). Start it under torchrun; see medgo.train.launch.",
+    )
     parser.add_argument("--config", help="TrainConfig YAML file")
     parser.add_argument("--stage", choices=sorted(TRAINER_BUILDERS), help="overrides the config's stage")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field (dotted keys reach nested fields, e.g. lora.r=8); repeatable")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field (dotted keys reach nested fields, e.g. lora.r=8); repeatable",
+    )
     return parser.parse_args(argv)
 
 

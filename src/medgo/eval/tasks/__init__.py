@@ -24,7 +24,9 @@ from medgo.eval.tasks.cblue import ChipSTS, CMeEE, KuakeQIC
 from medgo.eval.tasks.mcq import ClinicalMCQ
 from medgo.eval.tasks.safety import Safety
 
-TASKS: dict[str, Task] = {task.name: task for task in (CMeEE(), KuakeQIC(), ChipSTS(), ClinicalMCQ(), Safety())}
+TASKS: dict[str, Task] = {
+    task.name: task for task in (CMeEE(), KuakeQIC(), ChipSTS(), ClinicalMCQ(), Safety())
+}
 
 
 def get_task(name: str) -> Task:

@@ -86,8 +86,9 @@ class TaskResult:
             "parse_failures": self.parse_failures,
             "secondary": dict(self.secondary),
             "worst": self.worst(),
-            "items": [{"id": o.id, "score": o.score, "parsed": o.parsed, "stats": o.stats}
-                      for o in self.outcomes],
+            "items": [
+                {"id": o.id, "score": o.score, "parsed": o.parsed, "stats": o.stats} for o in self.outcomes
+            ],
         }
 
 
@@ -120,8 +121,10 @@ class Task(ABC):
         The default reads the CBLUE layout, a JSON array of records, through :meth:`check_record`;
         tasks published in another layout override this.
         """
-        return [EvalItem(record_id(record, self.name, index), self.check_record(record, path, f"item {index}"))
-                for index, record in enumerate(require_list(data, path))]
+        return [
+            EvalItem(record_id(record, self.name, index), self.check_record(record, path, f"item {index}"))
+            for index, record in enumerate(require_list(data, path))
+        ]
 
     def check_record(self, record: Any, path: Path, where: str) -> dict[str, Any]:
         """Validate one record of a JSON-array file; return it as it is scored (labels normalised)."""
@@ -164,10 +167,16 @@ class GenerativeTask(Task):
         outcomes = [self.outcome(item, pred) for item, pred in zip(items, predictions, strict=True)]
         log_parse_failures(self.name, backend.name, outcomes)
         return TaskResult(
-            task=self.name, metric=self.metric, value=self.aggregate([o.stats for o in outcomes]),
-            outcomes=outcomes, secondary=self.secondary_metrics(outcomes),
-            predictions=[{"id": item.id, **pred} if pred is not None else {"id": item.id, "unparseable": True}
-                         for item, pred in zip(items, predictions, strict=True)])
+            task=self.name,
+            metric=self.metric,
+            value=self.aggregate([o.stats for o in outcomes]),
+            outcomes=outcomes,
+            secondary=self.secondary_metrics(outcomes),
+            predictions=[
+                {"id": item.id, **pred} if pred is not None else {"id": item.id, "unparseable": True}
+                for item, pred in zip(items, predictions, strict=True)
+            ],
+        )
 
 
 def chat(user_message: str, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> Messages:
@@ -184,8 +193,9 @@ def read_json(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text ({exc.reason})", source=str(path)) from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", source=str(path),
-                         line=exc.lineno) from None
+        raise InputError(
+            f"malformed JSON: {exc.msg} (column {exc.colno})", source=str(path), line=exc.lineno
+        ) from None
 
 
 def require_list(data: Any, path: Path) -> list:
@@ -203,7 +213,9 @@ def require_field(record: Any, key: str, kind: type | tuple[type, ...], path: Pa
     value = record[key]
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
         names = "/".join(t.__name__ for t in _as_tuple(kind))
-        raise InputError(f"{where}: expected {names}, got {type(value).__name__}", source=str(path), field=key)
+        raise InputError(
+            f"{where}: expected {names}, got {type(value).__name__}", source=str(path), field=key
+        )
     return value
 
 
@@ -221,8 +233,11 @@ def ensure_unique_ids(items: Sequence[EvalItem], path: Path) -> None:
     seen: set[str] = set()
     for index, item in enumerate(items):
         if item.id in seen:
-            raise InputError(f"item {index}: duplicate id {item.id!r}; ids pair candidate and baseline answers",
-                             source=str(path), field="id")
+            raise InputError(
+                f"item {index}: duplicate id {item.id!r}; ids pair candidate and baseline answers",
+                source=str(path),
+                field="id",
+            )
         seen.add(item.id)
 
 
@@ -232,6 +247,13 @@ def log_parse_failures(task: str, model: str, outcomes: Sequence[ItemOutcome]) -
     for item_id in failed:
         log.debug("unparseable answer", extra=fields(task=task, model=model, item_id=item_id))
     if failed:
-        log.warning("unparseable answers counted as wrong",
-                    extra=fields(task=task, model=model, count=len(failed), of=len(outcomes),
-                                 item_ids=",".join(failed[:_LOGGED_IDS]) + ("…" if len(failed) > _LOGGED_IDS else "")))
+        log.warning(
+            "unparseable answers counted as wrong",
+            extra=fields(
+                task=task,
+                model=model,
+                count=len(failed),
+                of=len(outcomes),
+                item_ids=",".join(failed[:_LOGGED_IDS]) + ("…" if len(failed) > _LOGGED_IDS else ""),
+            ),
+        )

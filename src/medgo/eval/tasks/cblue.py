@@ -26,15 +26,31 @@ from medgo.eval.tasks.base import (
 
 #: CMeEE entity types and the Chinese names the prompt and parser use.
 CMEEE_TYPES: dict[str, str] = {
-    "dis": "疾病", "sym": "临床表现", "pro": "医疗程序", "equ": "医疗设备", "dru": "药物",
-    "ite": "医学检验项目", "bod": "身体", "dep": "科室", "mic": "微生物类",
+    "dis": "疾病",
+    "sym": "临床表现",
+    "pro": "医疗程序",
+    "equ": "医疗设备",
+    "dru": "药物",
+    "ite": "医学检验项目",
+    "bod": "身体",
+    "dep": "科室",
+    "mic": "微生物类",
 }
 _CMEEE_TYPE_BY_NAME = {**{name: code for code, name in CMEEE_TYPES.items()}, **{c: c for c in CMEEE_TYPES}}
 
 #: KUAKE-QIC's 11 intent labels, in CBLUE's order.
 QIC_LABELS: tuple[str, ...] = (
-    "病情诊断", "病因分析", "治疗方案", "就医建议", "指标解读", "疾病表述", "后果表述", "注意事项",
-    "功效作用", "医疗费用", "其他",
+    "病情诊断",
+    "病因分析",
+    "治疗方案",
+    "就医建议",
+    "指标解读",
+    "疾病表述",
+    "后果表述",
+    "注意事项",
+    "功效作用",
+    "医疗费用",
+    "其他",
 )
 
 STS_LABELS: tuple[str, ...] = ("0", "1")
@@ -86,19 +102,30 @@ class CMeEE(GenerativeTask):
         etype = require_field(entity, "type", str, path, where)
         mention = require_field(entity, "entity", str, path, where)
         if etype not in CMEEE_TYPES:
-            raise InputError(f"{where}: unknown type {etype!r}; expected one of {', '.join(CMEEE_TYPES)}",
-                             source=str(path), field="type")
+            raise InputError(
+                f"{where}: unknown type {etype!r}; expected one of {', '.join(CMEEE_TYPES)}",
+                source=str(path),
+                field="type",
+            )
         if not 0 <= start <= end < len(text):
-            raise InputError(f"{where}: span [{start}, {end}] is outside the text (length {len(text)})",
-                             source=str(path), field="end_idx")
-        if text[start:end + 1] != mention:
-            raise InputError(f"{where}: text[start_idx:end_idx + 1] differs from 'entity' "
-                             "(end_idx is inclusive in CMeEE)", source=str(path), field="end_idx")
+            raise InputError(
+                f"{where}: span [{start}, {end}] is outside the text (length {len(text)})",
+                source=str(path),
+                field="end_idx",
+            )
+        if text[start : end + 1] != mention:
+            raise InputError(
+                f"{where}: text[start_idx:end_idx + 1] differs from 'entity' (end_idx is inclusive in CMeEE)",
+                source=str(path),
+                field="end_idx",
+            )
 
     def prompt(self, item: EvalItem) -> str:
-        return ("找出下面句子中的医学实体。实体类型：" + "，".join(CMEEE_TYPES.values()) + "。\n"
-                "每种类型一行，格式为“实体类型：实体1，实体2”；没有实体时回答“无”。\n"
-                f"句子：{item.record['text']}\n答案：")
+        return (
+            "找出下面句子中的医学实体。实体类型：" + "，".join(CMEEE_TYPES.values()) + "。\n"
+            "每种类型一行，格式为“实体类型：实体1，实体2”；没有实体时回答“无”。\n"
+            f"句子：{item.record['text']}\n答案："
+        )
 
     def parse(self, item: EvalItem, reply: str) -> dict[str, Any] | None:
         mentions = parse_entity_lines(reply)
@@ -111,8 +138,12 @@ class CMeEE(GenerativeTask):
         pred = entity_spans(prediction["entities"]) if prediction is not None else set()
         tp = len(gold & pred)
         score = _item_f1(tp, len(pred), len(gold)) if prediction is not None else 0.0
-        return ItemOutcome(id=item.id, score=score, parsed=prediction is not None,
-                           stats={"tp": tp, "pred": len(pred), "gold": len(gold)})
+        return ItemOutcome(
+            id=item.id,
+            score=score,
+            parsed=prediction is not None,
+            stats={"tp": tp, "pred": len(pred), "gold": len(gold)},
+        )
 
     def aggregate(self, stats: Sequence[dict[str, Any]]) -> float:
         return self._prf(stats)["f1"]
@@ -123,8 +154,9 @@ class CMeEE(GenerativeTask):
 
     @staticmethod
     def _prf(stats: Sequence[dict[str, Any]]) -> dict[str, float]:
-        return prf_from_counts(sum(s["tp"] for s in stats), sum(s["pred"] for s in stats),
-                               sum(s["gold"] for s in stats))
+        return prf_from_counts(
+            sum(s["tp"] for s in stats), sum(s["pred"] for s in stats), sum(s["gold"] for s in stats)
+        )
 
 
 def entity_spans(entities: Sequence[dict[str, Any]]) -> set[tuple[int, int, str]]:
@@ -163,7 +195,7 @@ def locate_entities(text: str, mentions: Sequence[tuple[str, str]]) -> list[dict
         while start != -1:
             found.add((start, start + len(mention) - 1, etype))
             start = text.find(mention, start + 1)
-    return [{"start_idx": s, "end_idx": e, "type": t, "entity": text[s:e + 1]} for s, e, t in sorted(found)]
+    return [{"start_idx": s, "end_idx": e, "type": t, "entity": text[s : e + 1]} for s, e, t in sorted(found)]
 
 
 class KuakeQIC(GenerativeTask):
@@ -181,13 +213,18 @@ class KuakeQIC(GenerativeTask):
         require_field(record, "query", str, path, where)
         label = require_field(record, "label", str, path, where)
         if label not in QIC_LABELS:
-            raise InputError(f"{where}: unknown label {label!r}; expected one of {', '.join(QIC_LABELS)}",
-                             source=str(path), field="label")
+            raise InputError(
+                f"{where}: unknown label {label!r}; expected one of {', '.join(QIC_LABELS)}",
+                source=str(path),
+                field="label",
+            )
         return record
 
     def prompt(self, item: EvalItem) -> str:
-        return ("判断下面这条医疗搜索词的意图类别，从以下选项中选择一个：" + "，".join(QIC_LABELS) + "。\n"
-                f"搜索词：{item.record['query']}\n答案：")
+        return (
+            "判断下面这条医疗搜索词的意图类别，从以下选项中选择一个：" + "，".join(QIC_LABELS) + "。\n"
+            f"搜索词：{item.record['query']}\n答案："
+        )
 
     def parse(self, item: EvalItem, reply: str) -> dict[str, Any] | None:
         label = parse_single_label(reply, QIC_LABELS)
@@ -195,8 +232,9 @@ class KuakeQIC(GenerativeTask):
 
     def outcome(self, item: EvalItem, prediction: dict[str, Any] | None) -> ItemOutcome:
         correct = prediction is not None and prediction["label"] == item.record["label"]
-        return ItemOutcome(id=item.id, score=float(correct), parsed=prediction is not None,
-                           stats={"correct": correct})
+        return ItemOutcome(
+            id=item.id, score=float(correct), parsed=prediction is not None, stats={"correct": correct}
+        )
 
     def aggregate(self, stats: Sequence[dict[str, Any]]) -> float:
         return accuracy([s["correct"] for s in stats])
@@ -230,33 +268,41 @@ class ChipSTS(GenerativeTask):
         require_field(record, "text2", str, path, where)
         label = require_field(record, "label", (str, int), path, where)
         if str(label) not in STS_LABELS:
-            raise InputError(f"{where}: label must be \"0\" or \"1\", got {label!r}",
-                             source=str(path), field="label")
+            raise InputError(
+                f'{where}: label must be "0" or "1", got {label!r}', source=str(path), field="label"
+            )
         return {**record, "label": str(label)}
 
     def prompt(self, item: EvalItem) -> str:
-        return ("下面两个医疗问句表达的意思是否相同？只回答“是”或“否”。\n"
-                f"问句1：{item.record['text1']}\n问句2：{item.record['text2']}\n答案：")
+        return (
+            "下面两个医疗问句表达的意思是否相同？只回答“是”或“否”。\n"
+            f"问句1：{item.record['text1']}\n问句2：{item.record['text2']}\n答案："
+        )
 
     def parse(self, item: EvalItem, reply: str) -> dict[str, Any] | None:
         label = parse_same_meaning(reply)
         if label is None:
             return None
-        return {"text1": item.record["text1"], "text2": item.record["text2"], "label": label,
-                **({"category": item.record["category"]} if "category" in item.record else {})}
+        return {
+            "text1": item.record["text1"],
+            "text2": item.record["text2"],
+            "label": label,
+            **({"category": item.record["category"]} if "category" in item.record else {}),
+        }
 
     def outcome(self, item: EvalItem, prediction: dict[str, Any] | None) -> ItemOutcome:
         pred = prediction["label"] if prediction is not None else None
         gold = item.record["label"]
-        return ItemOutcome(id=item.id, score=float(pred == gold), parsed=pred is not None,
-                           stats={"gold": gold, "pred": pred})
+        return ItemOutcome(
+            id=item.id, score=float(pred == gold), parsed=pred is not None, stats={"gold": gold, "pred": pred}
+        )
 
     def aggregate(self, stats: Sequence[dict[str, Any]]) -> float:
         return macro_f1([s["gold"] for s in stats], [s["pred"] for s in stats], labels=STS_LABELS)
 
 
 def parse_same_meaning(reply: str) -> str | None:
-    """"是"/"否"-style replies → "1"/"0"; None when the reply commits to neither."""
+    """ "是"/"否"-style replies → "1"/"0"; None when the reply commits to neither."""
     answer = _strip_answer_prefix(reply)
     if answer[:1] in ("0", "1"):
         return answer[0]

@@ -42,7 +42,10 @@ def mcq_prompt(record: dict[str, Any]) -> str:
     """CMB-style instruction, the question, lettered options, and "答案：" last."""
     kind = "多项" if is_multi_answer(record) else "单项"
     context = "".join(str(record.get(k) or "") for k in ("exam_type", "exam_subject"))
-    lines = [f"以下是{context + '的' if context else ''}{kind}选择题，请直接给出正确答案的选项字母。", record["question"]]
+    lines = [
+        f"以下是{context + '的' if context else ''}{kind}选择题，请直接给出正确答案的选项字母。",
+        record["question"],
+    ]
     lines += [f"{letter}. {text}" for letter, text in record["option"].items()]
     lines.append("答案：")
     return "\n".join(lines)
@@ -74,8 +77,11 @@ class ClinicalMCQ(Task):
         options = {}
         for letter, text in raw.items():
             if not _LETTER.match(str(letter)) or not isinstance(text, str | type(None)):
-                raise InputError(f"{where}: options must map a capital letter to text, got {letter!r}",
-                                 source=str(path), field="option")
+                raise InputError(
+                    f"{where}: options must map a capital letter to text, got {letter!r}",
+                    source=str(path),
+                    field="option",
+                )
             if text and text.strip():
                 options[letter] = text.strip()
         if len(options) < 2:
@@ -89,8 +95,11 @@ class ClinicalMCQ(Task):
             raise InputError(f"{where}: no option letter in the answer", source=str(path), field="answer")
         missing = [x for x in letters if x not in options]
         if missing:
-            raise InputError(f"{where}: answer names option(s) {''.join(missing)} that the item does not have",
-                             source=str(path), field="answer")
+            raise InputError(
+                f"{where}: answer names option(s) {''.join(missing)} that the item does not have",
+                source=str(path),
+                field="answer",
+            )
         return "".join(letters)
 
     def evaluate(self, backend: Backend, items: Sequence[EvalItem], *, max_new_tokens: int) -> TaskResult:
@@ -114,17 +123,29 @@ class ClinicalMCQ(Task):
         for item in items:
             pred = predicted[item.id]
             correct = pred is not None and pred == set(item.record["answer"])
-            outcomes.append(ItemOutcome(id=item.id, score=float(correct), parsed=pred is not None,
-                                        stats={"correct": correct}))
+            outcomes.append(
+                ItemOutcome(
+                    id=item.id, score=float(correct), parsed=pred is not None, stats={"correct": correct}
+                )
+            )
         log_parse_failures(self.name, backend.name, outcomes)
         k = sum(1 for o in outcomes if o.stats["correct"])
         low, high = wilson_interval(k, len(outcomes))
         return TaskResult(
-            task=self.name, metric=self.metric, value=self.aggregate([o.stats for o in outcomes]), outcomes=outcomes,
+            task=self.name,
+            metric=self.metric,
+            value=self.aggregate([o.stats for o in outcomes]),
+            outcomes=outcomes,
             secondary={"ci95_low": low, "ci95_high": high, "n_multi_answer": float(len(multi))},
-            predictions=[{**item.record, "id": item.id,
-                          "model_answer": "".join(sorted(predicted[item.id])) if predicted[item.id] else None}
-                         for item in items])
+            predictions=[
+                {
+                    **item.record,
+                    "id": item.id,
+                    "model_answer": "".join(sorted(predicted[item.id])) if predicted[item.id] else None,
+                }
+                for item in items
+            ],
+        )
 
     def aggregate(self, stats: Sequence[dict[str, Any]]) -> float:
         return accuracy([s["correct"] for s in stats])
