@@ -258,6 +258,15 @@ class Values:
             text += "转" + self.choice("123456789") + _digits(self.rng, 3)
         return text
 
+    def international_landline(self) -> str:
+        area = self.choice(self.p.area_codes)[1:]
+        return f"+86-{area}-{self.choice('2345678')}{_digits(self.rng, 7 if len(area) == 2 else 6)}"
+
+    def minority_name(self) -> str:
+        return self.choice(("买买提", "阿不都", "热合曼", "古丽", "阿依古丽", "努尔")) + "·" + self.choice(
+            ("艾力", "吐尔逊", "阿布拉", "买合木提", "热依拉")
+        )
+
     def phone(self) -> str:
         return self.mobile() if self.rng.random() < 0.65 else self.landline()
 
@@ -425,6 +434,11 @@ DEV_FRAMES: dict[str, tuple[str, ...]] = {
         "{N}（主治医师）已与家属沟通。",
         "姓名 {N} 性别 {SEX} 年龄 {AGE}岁 {REC}",
         "病人{NP}，{AGE}岁，{DIAG}。",
+        "今日致电{N}，告知复查结果：{LAB}。",
+        "已通知{N}明日空腹抽血，并提醒{N}携带医保卡。",
+        "随访对象：{N}（{REL}代接），{LAB}。",
+        "姓名：{UYG}　{REC}　民族：维吾尔族",
+        "联系电话：{INTL}，邮箱{EM}。",
     ),
     "outpatient": (
         "门诊病历 {DATE} {DEPT}\n{N}　{SEX}　{AGE}岁　{REC}\n主诉：{SYM}{DUR}。",
@@ -526,6 +540,28 @@ DEV_NEGATIVE_FRAMES: tuple[str, ...] = (
     "查体：T 36.8℃，P 80次/分，R 18次/分，BP 120/80mmHg。{TERM}。",
     "共计住院{AGE}天，费用12345.67元。",
     "{TERM}患者应注意休息，遵医嘱用药。",
+    "医生：马上给您安排检查，明天上午出结果。",
+    "护士：方便的话请家属过来一下。",
+    "患者：于是我就去了社区医院，医生说是{TERM}。",
+    "患者诉高热伴寒战，家属诉其精神差。",
+    "我是江苏人，来这边打工，最近{SYM}。",
+    "孩子的班主任说他上课总是咳嗽。",
+    "未经过医生同意，不要自行停药。",
+    "向患者及家属交代病情，家属表示理解。",
+    "患者常规行血常规、尿常规检查，{LAB}。",
+    "护士应根据患者病情调整输液速度。",
+    "家属明白手术风险，同意手术。",
+    "患者安全管理：防跌倒、防坠床。",
+    "金银花：清热解毒，疏散风热。\n连翘：清热解毒，消肿散结。",
+    "甘草：补脾益气，调和诸药。",
+    "主任医师查房：同意目前诊断。",
+    "值班医生已到场，责任护士在旁协助。",
+    "社区医生随访，全科医生建议复查。",
+    "家属：好的，谢谢医生。",
+    "文化程度：高中，职业：工人。",
+    "患者明显好转，时有咳嗽，于今日出院。",
+    "联系方式见病历首页，随访时间为出院后1个月。",
+    "白天嗜睡，夜间烦躁，考虑{TERM}。",
 )
 
 TEST_NEGATIVE_FRAMES: tuple[str, ...] = (
@@ -587,6 +623,8 @@ def slot_generators(v: Values) -> dict[str, Callable[[], Piece]]:
         "ID15": span("ID", v.legacy_id),
         "MOB": span("PHONE", v.mobile),
         "TEL": span("PHONE", v.landline),
+        "INTL": span("PHONE", v.international_landline),
+        "UYG": span("NAME", v.minority_name),
         "PH": span("PHONE", v.phone),
         "EM": span("EMAIL", v.email),
         "CARD": span("BANK_CARD", v.bank_card),

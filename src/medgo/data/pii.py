@@ -184,7 +184,7 @@ _NOT_PII_LABELS = (
     "生产批号", "批次", "批准文号", "国药准字", "注册证号", "注册证编号", "注册号", "备案号", "订单号", "订单编号", "发票号",
     "发票号码", "发票代码", "流水号", "交易单号", "交易号", "单号", "凭证号", "票据号", "编号", "序列号", "货号", "型号",
     "规格", "版本号", "编码", "申请单号", "医嘱号", "处方号", "快递单号", "运单号", "统一社会信用代码", "执业证号",
-    "资格证号", "工号",
+    "资格证号", "工号", "追溯码", "药品追溯码", "UDI",
 )
 #: A number right after these is a published service number, kept unmasked.
 _PUBLIC_LABELS = (
@@ -309,7 +309,7 @@ def _classify_run(text: str, run: re.Match[str], label_ends: list[int], label_ki
                     s = paren_area.start()
                 elif paren_86:
                     s = paren_86.start()
-                elif plus:
+                elif plus and digits.startswith(("86", "0086")):
                     s = start - 1
             if kind[0] == "PHONE" and kind[1] in ("landline", "labelled"):
                 nxt = j + 1
@@ -320,7 +320,13 @@ def _classify_run(text: str, run: re.Match[str], label_ends: list[int], label_ki
                     if ext:
                         e = ext.end()
             candidates.append(_Span(s, e, kind[0], kind[2]))
-    return candidates
+    # Within one run the longest reading wins: a spaced card number is not a phone number
+    # that happens to sit inside it.
+    chosen: list[_Span] = []
+    for span in sorted(candidates, key=lambda c: (c.start - c.end, -c.priority)):
+        if all(span.end <= c.start or c.end <= span.start for c in chosen):
+            chosen.append(span)
+    return chosen
 
 
 def _classify_digits(digits: str, label: str | None, letter_before: bool, *, public: bool) -> tuple[str, str, int] | None:
@@ -345,7 +351,7 @@ def _classify_digits(digits: str, label: str | None, letter_before: bool, *, pub
         n == 15 and digits.startswith("0086") and _is_mobile(digits[4:])
     ):
         return "PHONE", "mobile", _PRIORITY["PHONE"]
-    if _is_landline(digits):
+    if _is_landline(digits) or (digits.startswith("86") and _is_landline("0" + digits[2:])):
         return "PHONE", "landline", _PRIORITY["PHONE"]
     if n == 15 and label is None and is_valid_legacy_id(digits):
         return "ID", "id15", _PRIORITY["ID15"]
@@ -431,6 +437,8 @@ for _c in lex.SURNAMES_AMBIGUOUS:
     if _c in _SINGLE_SURNAME_SCORE:
         _SINGLE_SURNAME_SCORE[_c] -= 1
 _COMPOUND = frozenset(lex.SURNAMES_COMPOUND)
+_AMBIGUOUS = frozenset(lex.SURNAMES_AMBIGUOUS)
+_COMMON_SURNAMES = frozenset(lex.SURNAMES_COMMON)
 _GIVEN_COMMON = frozenset(lex.GIVEN_COMMON)
 _GIVEN_OTHER = frozenset(lex.GIVEN_OTHER) - _GIVEN_COMMON
 _NEVER_GIVEN = frozenset(lex.NEVER_GIVEN) - _GIVEN_COMMON - _GIVEN_OTHER
@@ -445,13 +453,13 @@ _CJK = re.compile("[\u4e00-\u9fff]")
 
 # Scores: a candidate needs a cue (a left one, a right one, or a pseudonym mask) and a total
 # of at least _ACCEPT over surname + given name + left context + right context.
-_LEFT = {"LABEL": 5, "ROLE": 3, "INTRO": 4, "SURNAME_INTRO": 4, "WEAK": 1, "EDGE": 1, "NONE": 0}
+_LEFT = {"LABEL": 5, "ROLE": 3, "INTRO": 4, "SURNAME_INTRO": 4, "VERB": 3, "WEAK": 1, "EDGE": 1, "NONE": 0}
 _RIGHT = {
-    "HONORIFIC": 5, "TITLE": 4, "DEMOGRAPHIC": 5, "PERSON": 4, "IDENTITY": 3, "SPEAKER": 3, "BOUNDARY": 1,
-    "NONE": -3,
+    "HONORIFIC": 5, "TITLE": 4, "DEMOGRAPHIC": 5, "PERSON": 4, "IDENTITY": 3, "PATIENT": 2, "SPEAKER": 3,
+    "BOUNDARY": 1, "NONE": -3,
 }
-_CUE_LEFT = frozenset({"LABEL", "ROLE", "INTRO", "SURNAME_INTRO"})
-_CUE_RIGHT = frozenset({"HONORIFIC", "TITLE", "DEMOGRAPHIC", "PERSON", "IDENTITY"})
+_CUE_LEFT = frozenset({"LABEL", "ROLE", "INTRO", "SURNAME_INTRO", "VERB"})
+_CUE_RIGHT = frozenset({"HONORIFIC", "TITLE", "DEMOGRAPHIC", "PERSON", "IDENTITY", "PATIENT"})
 _ACCEPT = 7
 _ANCHOR_CONTEXTS = frozenset({"DEMOGRAPHIC", "PERSON", "IDENTITY", "SPEAKER"})
 _WORD_PENALTY = 4
@@ -462,6 +470,7 @@ for _kind, _words in (
     ("ROLE", lex.ROLE_CUES),
     ("INTRO", lex.INTRO_CUES),
     ("SURNAME_INTRO", lex.SURNAME_INTRO_CUES),
+    ("VERB", lex.VERB_CUES),
     ("LABEL", lex.LABEL_CUES),
 ):
     for _w in _words:
@@ -479,6 +488,7 @@ _PERSON_RIGHT = re.compile(
     + f"|{_SPACE}[（(](?:{_BRACKETED_ROLE})[）)]"
     + f"|{_SPACE}[，,、]{_SPACE}(?:{_alternation(lex.RELATIONS)}){_SPACE}[）)]"
 )
+_PATIENT_RIGHT = re.compile("患者|病人|患儿")
 _DEMOGRAPHIC_TEXT = (
     f"{_SPACE}[，,、（(]{_SPACE}(?:[男女]性?(?![科方子士生童婴孩人])|\\d{{1,3}}(?:岁|个?月龄?|天))"
     f"|[ \t\u3000]+(?:[男女]性?[ \t\u3000，,、]|\\d{{1,3}}岁)"
@@ -495,7 +505,9 @@ _RIGHT_BOUNDARY_LENGTHS = sorted({len(w) for w in _RIGHT_BOUNDARY_WORDS}, revers
 # Anchors from the right: a name may end just before one of these words, or just before a
 # punctuation mark or space whose right context is a cue (", 男，45岁", "（女儿）", "：").
 _RIGHT_WORD_ANCHORS = re.compile(
-    _alternation(lex.HONORIFICS + lex.TITLES + lex.RIGHT_PERSON_CUES + ("身份证", "证件号", "联系电话", "电话", "手机"))
+    _alternation(
+        lex.HONORIFICS + lex.TITLES + lex.RIGHT_PERSON_CUES + ("身份证", "证件号", "联系电话", "电话", "手机", "患者", "病人", "患儿")
+    )
 )
 _MARKS = "，,、（(:： \t\u3000"
 _RIGHT_MARK_ANCHORS = re.compile(f"[{_MARKS}]+")
@@ -507,13 +519,13 @@ _CJK = re.compile("[\u4e00-\u9fff]")
 
 # Scores: a candidate needs a cue (a left one, a right one, or a pseudonym mask) and a total
 # of at least _ACCEPT over surname + given name + left context + right context.
-_LEFT = {"LABEL": 5, "ROLE": 3, "INTRO": 4, "SURNAME_INTRO": 4, "WEAK": 1, "EDGE": 1, "NONE": 0}
+_LEFT = {"LABEL": 5, "ROLE": 3, "INTRO": 4, "SURNAME_INTRO": 4, "VERB": 3, "WEAK": 1, "EDGE": 1, "NONE": 0}
 _RIGHT = {
-    "HONORIFIC": 5, "TITLE": 4, "DEMOGRAPHIC": 5, "PERSON": 4, "IDENTITY": 3, "SPEAKER": 3, "BOUNDARY": 1,
-    "NONE": -3,
+    "HONORIFIC": 5, "TITLE": 4, "DEMOGRAPHIC": 5, "PERSON": 4, "IDENTITY": 3, "PATIENT": 2, "SPEAKER": 3,
+    "BOUNDARY": 1, "NONE": -3,
 }
-_CUE_LEFT = frozenset({"LABEL", "ROLE", "INTRO", "SURNAME_INTRO"})
-_CUE_RIGHT = frozenset({"HONORIFIC", "TITLE", "DEMOGRAPHIC", "PERSON", "IDENTITY"})
+_CUE_LEFT = frozenset({"LABEL", "ROLE", "INTRO", "SURNAME_INTRO", "VERB"})
+_CUE_RIGHT = frozenset({"HONORIFIC", "TITLE", "DEMOGRAPHIC", "PERSON", "IDENTITY", "PATIENT"})
 _ACCEPT = 7
 _ANCHOR_CONTEXTS = frozenset({"DEMOGRAPHIC", "PERSON", "IDENTITY", "SPEAKER"})
 _WORD_PENALTY = 4
@@ -524,6 +536,7 @@ for _kind, _words in (
     ("ROLE", lex.ROLE_CUES),
     ("INTRO", lex.INTRO_CUES),
     ("SURNAME_INTRO", lex.SURNAME_INTRO_CUES),
+    ("VERB", lex.VERB_CUES),
     ("LABEL", lex.LABEL_CUES),
 ):
     for _w in _words:
@@ -541,6 +554,7 @@ _PERSON_RIGHT = re.compile(
     + f"|{_SPACE}[（(](?:{_BRACKETED_ROLE})[）)]"
     + f"|{_SPACE}[，,、]{_SPACE}(?:{_alternation(lex.RELATIONS)}){_SPACE}[）)]"
 )
+_PATIENT_RIGHT = re.compile("患者|病人|患儿")
 _DEMOGRAPHIC_TEXT = (
     f"{_SPACE}[，,、（(]{_SPACE}(?:[男女]性?(?![科方子士生童婴孩人])|\\d{{1,3}}(?:岁|个?月龄?|天))"
     f"|[ \t\u3000]+(?:[男女]性?[ \t\u3000，,、]|\\d{{1,3}}岁)"
@@ -633,7 +647,7 @@ def _given_score(given: str) -> int | None:
         elif char in _NEVER_GIVEN or not _is_cjk(char):
             return None
         else:
-            total -= 2
+            total -= 3
     return total + (1 if len(given) == 2 else 0)
 
 
@@ -660,6 +674,8 @@ def _right_context(text: str, end: int) -> str:
         return "DEMOGRAPHIC"
     if _PERSON_RIGHT.match(text, end):
         return "PERSON"
+    if _PATIENT_RIGHT.match(text, end):
+        return "PATIENT"
     if _IDENTITY.match(text, end):
         return "IDENTITY"
     if _SPEAKER_COLON.match(text, end):
@@ -699,15 +715,19 @@ def _score_name(text: str, start: int, end: int, cue_ends: dict[int, str], line_
             bare_ok = right in ("HONORIFIC", "TITLE") or left == "SURNAME_INTRO"
             if not bare_ok or left == "NONE" or glued:
                 continue
+            if any(text[start : surname_end + n] in heads for n in (1, 2)):
+                continue
             body_score = surname_score + 2
         else:
             given_score = _given_score(given)
             body = text[start:end]
-            if given_score is None or _begins_known_word(body, _CLINICAL):
+            if given_score is None or any(text[start : start + n] in _CLINICAL for n in range(len(body), 6)):
                 continue
             body_score = surname_score + given_score
-            if left != "LABEL" and body in heads:
-                body_score -= _WORD_PENALTY
+            if len(given) == 2 and text[start] in _AMBIGUOUS and text[surname_end] in _COMMON_SURNAMES:
+                body_score -= 3  # "向杨玉家属": a preposition before a name, not a three-character name
+            if body in heads:
+                body_score -= _WORD_PENALTY if left != "LABEL" else _WORD_PENALTY // 2
             if glued:
                 body_score -= _WORD_PENALTY
         if not (
@@ -723,10 +743,37 @@ def _score_name(text: str, start: int, end: int, cue_ends: dict[int, str], line_
     return best
 
 
+def _score_unlisted_surname(text: str, start: int, end: int, cue_ends: dict[int, str]) -> int | None:
+    """A 2-3 character name right after a name field whose surname is not in the table (``姓名：仝卓``)."""
+    if cue_ends.get(start) != "NAME_FIELD" or not 2 <= end - start <= 3:
+        return None
+    body = text[start:end]
+    if not all(_is_cjk(c) and c not in _NEVER_GIVEN for c in body) or any(
+        text[start : start + n] in _CLINICAL for n in range(len(body), 6)
+    ):
+        return None
+    if body in _word_lexicon()[0] or _right_context(text, end) not in ("BOUNDARY", *_CUE_RIGHT):
+        return None
+    if end < len(text) and _is_cjk(text[end]) and _right_context(text, end) == "BOUNDARY" and text[end] not in "男女":
+        return None
+    return _ACCEPT
+
+
+_NAME_FIELD_END = re.compile(f"[:：]{_SPACE}$|[ \t\u3000]$")
+
+# Transliterated names of Uyghur, Kazakh and other minorities ("买买提·艾力") after a cue.
+_DOTTED_NAME = re.compile("[\u4e00-\u9fff]{2,6}[·•・][\u4e00-\u9fff]{2,8}")
+
+
 def _find_names(text: str) -> list[_Span]:
     if not _CJK.search(text):
         return []
-    cue_ends = {m.end(): _LEFT_CUE_KIND[m.group(1)] for m in _LEFT_CUES.finditer(text)}
+    field_ends: dict[int, str] = {}
+    cue_ends: dict[int, str] = {}
+    for match in _LEFT_CUES.finditer(text):
+        cue_ends[match.end()] = _LEFT_CUE_KIND[match.group(1)]
+        if "姓名" in match.group(1) and _NAME_FIELD_END.search(match.group()):
+            field_ends[match.end()] = "NAME_FIELD"
     line_starts = {m.end() for m in _LINE_START.finditer(text)}
     line_starts.add(_LINE_INDENT.match(text).end())
     candidates: dict[tuple[int, int], int] = {}
@@ -738,6 +785,18 @@ def _find_names(text: str) -> list[_Span]:
         if score is not None and score >= _ACCEPT:
             candidates[(start, end)] = score
 
+    for start, kind in cue_ends.items():
+        if kind != "WEAK":
+            dotted = _DOTTED_NAME.match(text, start)
+            if dotted:
+                candidates[(start, dotted.end())] = 100
+    for start in field_ends:
+        if not _surname_at(text, start):
+            for length in (2, 3):
+                if (start, start + length) not in candidates and _score_unlisted_surname(
+                    text, start, start + length, field_ends
+                ):
+                    candidates[(start, start + length)] = _ACCEPT
     for start in (*cue_ends, *line_starts):
         for surname_end, _ in _surname_at(text, start):
             for given_len in (0, 1, 2):
