@@ -60,6 +60,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.resources import files
 from typing import Any
 
 from medgo.data import pii_lexicon as lex
@@ -70,17 +71,29 @@ PII_TYPES: tuple[str, ...] = ("ID", "PHONE", "EMAIL", "BANK_CARD", "MRN", "NAME"
 #: Labels after which an alphanumeric value is a patient's record number (masked as ``<MRN>``):
 #: numbers that look a patient up in a hospital system (HIS, EMR, PACS, pathology, LIS) or
 #: with an insurer. Bed, specimen, batch and order numbers are not on the list on purpose.
-DEFAULT_RECORD_NUMBER_PREFIXES: tuple[str, ...] = (
-    "住院号", "住院号码", "住院病历号", "住院ID", "病案号", "病案号码", "门诊号", "门诊号码", "急诊号", "病历号",
-    "病历号码", "病例号", "就诊号", "就诊卡号", "诊疗卡号", "健康卡号", "登记号", "门诊登记号", "病理号", "冰冻号",
-    "影像号", "放射号", "检查号", "检验号", "CT号", "MR号", "MRI号", "X线号", "超声号", "心电图号", "ID号", "患者ID",
-    "病人ID", "患者编号", "病人编号", "PID", "MRN", "档案号", "健康档案号", "医保卡号", "医保号", "医保编号", "医保账号",
-    "医保个人编号", "社保卡号", "社保号", "社保编号", "社会保障卡号", "社会保障号码", "医疗保险号", "医疗保险卡号",
-    "医疗保险证号", "参保号", "参保编号", "参保人医保编号", "新农合号", "农合证号", "合作医疗证号", "医疗证号", "保单号",
+DEFAULT_RECORD_NUMBER_PREFIXES: tuple[str, ...] = lex.words(
+    """
+    住院号 住院号码 住院病历号 住院ID 病案号 病案号码 门诊号 门诊号码 急诊号 病历号 病历号码 病例号
+    就诊号 就诊卡号 诊疗卡号 健康卡号 登记号 门诊登记号 病理号 冰冻号 影像号 放射号 检查号 检验号 CT号
+    MR号 MRI号 X线号 超声号 心电图号 ID号 患者ID 病人ID 患者编号 病人编号 PID MRN 档案号 健康档案号
+    医保卡号 医保号 医保编号 医保账号 医保个人编号 社保卡号 社保号 社保编号 社会保障卡号 社会保障号码
+    医疗保险号 医疗保险卡号 医疗保险证号 参保号 参保编号 参保人医保编号 新农合号 农合证号 合作医疗证号
+    医疗证号 保单号
+    """
 )
 
-_PRIORITY = {"ID": 90, "MRN": 85, "LABELLED": 80, "EMAIL": 70, "PHONE": 60, "ID15": 55, "BANK_CARD": 50,
-             "DOB": 45, "ADDRESS": 40, "NAME": 30}
+_PRIORITY = {
+    "ID": 90,
+    "MRN": 85,
+    "LABELLED": 80,
+    "EMAIL": 70,
+    "PHONE": 60,
+    "ID15": 55,
+    "BANK_CARD": 50,
+    "DOB": 45,
+    "ADDRESS": 40,
+    "NAME": 30,
+}
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK_CHARS = "10X98765432"
@@ -97,6 +110,23 @@ class _Span:
     end: int
     kind: str
     priority: int
+
+
+def _pick_non_overlapping(spans_by_preference: Iterable[_Span]) -> list[_Span]:
+    """Greedily keep spans in the order given, skipping any that overlaps one already kept."""
+    starts: list[int] = []
+    kept: list[_Span] = []
+    for span in spans_by_preference:
+        if span.end <= span.start:
+            continue
+        i = bisect_right(starts, span.start)
+        if i and kept[i - 1].end > span.start:
+            continue
+        if i < len(kept) and kept[i].start < span.end:
+            continue
+        starts.insert(i, span.start)
+        kept.insert(i, span)
+    return kept
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,27 +199,38 @@ def _is_service_number(digits: str) -> bool:
 # --------------------------------------------------------------------------------------------
 # Labels in front of numbers
 # --------------------------------------------------------------------------------------------
-_ID_LABELS = ("身份证号码", "身份证号", "身份证", "证件号码", "证件号", "公民身份号码", "身份号码", "居民身份证", "身份证件号")
-_PHONE_LABELS = (
-    "电话号码", "联系电话", "电话", "手机号码", "手机号", "手机", "座机", "固话", "联系方式", "联系号码", "来电", "致电",
-    "拨打", "打我", "Tel", "TEL", "tel", "Phone", "phone", "Mobile", "mobile", "Mob", "办公电话", "单位电话", "宅电",
+_ID_LABELS = lex.words(
+    """
+    身份证号码 身份证号 身份证 证件号码 证件号 公民身份号码 身份号码 居民身份证 身份证件号
+    """
 )
-_CARD_LABELS = (
-    "银行卡号", "银行卡", "卡号", "银行账号", "银行帐号", "账号", "帐号", "账户", "帐户", "信用卡", "储蓄卡", "借记卡",
-    "工资卡", "收款账号", "退费账户", "银联卡", "尾号",
+_PHONE_LABELS = lex.words(
+    """
+    电话号码 联系电话 电话 手机号码 手机号 手机 座机 固话 联系方式 联系号码 来电 致电 拨打 打我 Tel TEL
+    tel Phone phone Mobile mobile Mob 办公电话 单位电话 宅电
+    """
+)
+_CARD_LABELS = lex.words(
+    """
+    银行卡号 银行卡 卡号 银行账号 银行帐号 账号 帐号 账户 帐户 信用卡 储蓄卡 借记卡 工资卡 收款账号
+    退费账户 银联卡 尾号
+    """
 )
 #: Numbers after these name a tube, a batch, a product or a transaction, never a person.
-_NOT_PII_LABELS = (
-    "条码", "条形码", "条码号", "标本号", "标本编号", "样本号", "样本编号", "样本条码", "标本条码", "检验条码", "批号",
-    "生产批号", "批次", "批准文号", "国药准字", "注册证号", "注册证编号", "注册号", "备案号", "订单号", "订单编号", "发票号",
-    "发票号码", "发票代码", "流水号", "交易单号", "交易号", "单号", "凭证号", "票据号", "编号", "序列号", "货号", "型号",
-    "规格", "版本号", "编码", "申请单号", "医嘱号", "处方号", "快递单号", "运单号", "统一社会信用代码", "执业证号",
-    "资格证号", "工号", "追溯码", "药品追溯码", "UDI",
+_NOT_PII_LABELS = lex.words(
+    """
+    条码 条形码 条码号 标本号 标本编号 样本号 样本编号 样本条码 标本条码 检验条码 批号 生产批号 批次
+    批准文号 国药准字 注册证号 注册证编号 注册号 备案号 订单号 订单编号 发票号 发票号码 发票代码 流水号
+    交易单号 交易号 单号 凭证号 票据号 编号 序列号 货号 型号 规格 版本号 编码 申请单号 医嘱号 处方号
+    快递单号 运单号 统一社会信用代码 执业证号 资格证号 工号 追溯码 药品追溯码 UDI
+    """
 )
 #: A number right after these is a published service number, kept unmasked.
-_PUBLIC_LABELS = (
-    "热线", "热线电话", "服务热线", "咨询热线", "总机", "总台", "服务电话", "咨询电话", "客服电话", "客服", "急救电话",
-    "投诉电话", "预约电话", "预约挂号电话", "挂号电话", "服务台", "值班电话", "急救",
+_PUBLIC_LABELS = lex.words(
+    """
+    热线 热线电话 服务热线 咨询热线 总机 总台 服务电话 咨询电话 客服电话 客服 急救电话 投诉电话 预约电话
+    预约挂号电话 挂号电话 服务台 值班电话 急救
+    """
 )
 
 
@@ -264,6 +305,8 @@ _MAX_RUN_DIGITS = 24
 
 def _find_numbers(text: str, record_prefixes: tuple[str, ...]) -> list[_Span]:
     spans: list[_Span] = []
+    if not _SEVEN_DIGITS.search(text):
+        return spans
     runs = [r for r in _DIGIT_RUN.finditer(text) if len(r.group()) >= 7 and _SEVEN_DIGITS.search(r.group())]
     if not runs:
         return spans
@@ -273,15 +316,19 @@ def _find_numbers(text: str, record_prefixes: tuple[str, ...]) -> list[_Span]:
     return spans
 
 
-def _classify_run(text: str, run: re.Match[str], label_ends: list[int], label_kinds: list[str]) -> list[_Span]:
+def _classify_run(
+    text: str, run: re.Match[str], label_ends: list[int], label_kinds: list[str]
+) -> list[_Span]:
     start = run.start()
     paren_area = _PAREN_AREA.search(text, max(0, start - 7), start)
     paren_86 = _PAREN_86.search(text, max(0, start - 8), start)
     plus = start > 0 and text[start - 1] in "+＋"
     prefix_at = paren_area.start() if paren_area else paren_86.start() if paren_86 else start - plus
     label = _label_for(text, prefix_at, label_ends, label_kinds)
-    if label in ("MRN", "NOT_PII"):
+    if label == "NOT_PII":
         return []
+    if label == "MRN":  # the record-number detector owns it, unless it is a valid resident ID
+        return [_Span(start, run.end(), "ID", _PRIORITY["ID"])] if is_valid_resident_id(run.group()) else []
     letter_before = start > 0 and text[start - 1].isascii() and text[start - 1].isalpha()
     if letter_before and _TEL_LETTERS.search(text, max(0, start - 6), start):
         letter_before, label = False, label or "PHONE"
@@ -300,7 +347,9 @@ def _classify_run(text: str, run: re.Match[str], label_ends: list[int], label_ki
                 digits_seen = paren_area.group(1) + digits
             else:
                 digits_seen = digits
-            kind = _classify_digits(digits_seen, here, letter_before and i == 0, public=label == "PUBLIC" and i == 0)
+            kind = _classify_digits(
+                digits_seen, here, letter_before and i == 0, public=label == "PUBLIC" and i == 0
+            )
             if kind is None:
                 continue
             s, e = groups[i][0], groups[j][1]
@@ -322,14 +371,12 @@ def _classify_run(text: str, run: re.Match[str], label_ends: list[int], label_ki
             candidates.append(_Span(s, e, kind[0], kind[2]))
     # Within one run the longest reading wins: a spaced card number is not a phone number
     # that happens to sit inside it.
-    chosen: list[_Span] = []
-    for span in sorted(candidates, key=lambda c: (c.start - c.end, -c.priority)):
-        if all(span.end <= c.start or c.end <= span.start for c in chosen):
-            chosen.append(span)
-    return chosen
+    return _pick_non_overlapping(sorted(candidates, key=lambda c: (c.start - c.end, -c.priority)))
 
 
-def _classify_digits(digits: str, label: str | None, letter_before: bool, *, public: bool) -> tuple[str, str, int] | None:
+def _classify_digits(
+    digits: str, label: str | None, letter_before: bool, *, public: bool
+) -> tuple[str, str, int] | None:
     """(type, form, priority) for one group range, or None."""
     n = len(digits)
     if n == 18 and digits[:17].isdigit():
@@ -347,8 +394,10 @@ def _classify_digits(digits: str, label: str | None, letter_before: bool, *, pub
         return "BANK_CARD", "labelled", _PRIORITY["LABELLED"]
     if label == "PHONE" and 7 <= n <= 12 and not _is_service_number(digits):
         return "PHONE", "labelled", _PRIORITY["LABELLED"]
-    if _is_mobile(digits) or (n == 13 and digits.startswith("86") and _is_mobile(digits[2:])) or (
-        n == 15 and digits.startswith("0086") and _is_mobile(digits[4:])
+    if (
+        _is_mobile(digits)
+        or (n == 13 and digits.startswith("86") and _is_mobile(digits[2:]))
+        or (n == 15 and digits.startswith("0086") and _is_mobile(digits[4:]))
     ):
         return "PHONE", "mobile", _PRIORITY["PHONE"]
     if _is_landline(digits) or (digits.startswith("86") and _is_landline("0" + digits[2:])):
@@ -366,8 +415,12 @@ def _classify_digits(digits: str, label: str | None, letter_before: bool, *, pub
 _AT = r"(?:\s?(?:@|＠|\[at\]|\(at\)|（at）|\[AT\]|\(AT\))\s?|\s(?:at|AT)\s|#)"
 _DOT = r"(?:\.|．|\s?\[dot\]\s?|\s?\(dot\)\s?|\s(?:dot|DOT)\s)"
 _EMAIL = re.compile(
-    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}" + _AT
-    + r"[A-Za-z0-9][A-Za-z0-9\-]{0,62}(?:" + _DOT + r"[A-Za-z0-9\-]{1,63}){0,4}" + _DOT
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}"
+    + _AT
+    + r"[A-Za-z0-9][A-Za-z0-9\-]{0,62}(?:"
+    + _DOT
+    + r"[A-Za-z0-9\-]{1,63}){0,4}"
+    + _DOT
     + r"[A-Za-z]{2,12}(?![A-Za-z0-9\-])"
 )
 
@@ -455,13 +508,19 @@ _CJK = re.compile("[\u4e00-\u9fff]")
 # of at least _ACCEPT over surname + given name + left context + right context.
 _LEFT = {"LABEL": 5, "ROLE": 3, "INTRO": 4, "SURNAME_INTRO": 4, "VERB": 3, "WEAK": 1, "EDGE": 1, "NONE": 0}
 _RIGHT = {
-    "HONORIFIC": 5, "TITLE": 4, "DEMOGRAPHIC": 5, "PERSON": 4, "IDENTITY": 3, "PATIENT": 2, "SPEAKER": 3,
-    "BOUNDARY": 1, "NONE": -3,
+    "HONORIFIC": 5,
+    "TITLE": 4,
+    "DEMOGRAPHIC": 5,
+    "PERSON": 4,
+    "IDENTITY": 3,
+    "PATIENT": 2,
+    "SPEAKER": 3,
+    "BOUNDARY": 1,
+    "NONE": -3,
 }
 _CUE_LEFT = frozenset({"LABEL", "ROLE", "INTRO", "SURNAME_INTRO", "VERB"})
 _CUE_RIGHT = frozenset({"HONORIFIC", "TITLE", "DEMOGRAPHIC", "PERSON", "IDENTITY", "PATIENT"})
 _ACCEPT = 7
-_ANCHOR_CONTEXTS = frozenset({"DEMOGRAPHIC", "PERSON", "IDENTITY", "SPEAKER"})
 _WORD_PENALTY = 4
 
 _SPACE = "[ \t\u3000]*"
@@ -496,7 +555,8 @@ _DEMOGRAPHIC_TEXT = (
 )
 _DEMOGRAPHIC = re.compile(_DEMOGRAPHIC_TEXT)
 _IDENTITY_TEXT = (
-    f"{_SPACE}[，,、（(]?{_SPACE}(?:身份证|证件号|公民身份|联系电话|电话|手机|性别|年龄|出生|住院号|病案号|门诊号|就诊卡)"
+    f"{_SPACE}[，,、（(]?{_SPACE}"
+    "(?:身份证|证件号|公民身份|联系电话|电话|手机|性别|年龄|出生|住院号|病案号|门诊号|就诊卡)"
 )
 _IDENTITY = re.compile(_IDENTITY_TEXT)
 _SPEAKER_COLON = re.compile(f"{_SPACE}[:：]")
@@ -506,83 +566,16 @@ _RIGHT_BOUNDARY_LENGTHS = sorted({len(w) for w in _RIGHT_BOUNDARY_WORDS}, revers
 # punctuation mark or space whose right context is a cue (", 男，45岁", "（女儿）", "：").
 _RIGHT_WORD_ANCHORS = re.compile(
     _alternation(
-        lex.HONORIFICS + lex.TITLES + lex.RIGHT_PERSON_CUES + ("身份证", "证件号", "联系电话", "电话", "手机", "患者", "病人", "患儿")
+        lex.HONORIFICS
+        + lex.TITLES
+        + lex.RIGHT_PERSON_CUES
+        + ("身份证", "证件号", "联系电话", "电话", "手机", "患者", "病人", "患儿")
     )
 )
 _MARKS = "，,、（(:： \t\u3000"
 _RIGHT_MARK_ANCHORS = re.compile(f"[{_MARKS}]+")
-_PSEUDONYM = re.compile(
-    r"医院|院|科|地|处|日|天|年|月|时|种|些|个|次|项|类|段|部|件|事|物|方面|样|单位|机构|公司|药|品|厂|省|市|县|区|镇|村|"
-    r"街|路|号|病|症|型|所|校|线|光|射|[A-Za-z0-9]"
-)
-_CJK = re.compile("[\u4e00-\u9fff]")
-
-# Scores: a candidate needs a cue (a left one, a right one, or a pseudonym mask) and a total
-# of at least _ACCEPT over surname + given name + left context + right context.
-_LEFT = {"LABEL": 5, "ROLE": 3, "INTRO": 4, "SURNAME_INTRO": 4, "VERB": 3, "WEAK": 1, "EDGE": 1, "NONE": 0}
-_RIGHT = {
-    "HONORIFIC": 5, "TITLE": 4, "DEMOGRAPHIC": 5, "PERSON": 4, "IDENTITY": 3, "PATIENT": 2, "SPEAKER": 3,
-    "BOUNDARY": 1, "NONE": -3,
-}
-_CUE_LEFT = frozenset({"LABEL", "ROLE", "INTRO", "SURNAME_INTRO", "VERB"})
-_CUE_RIGHT = frozenset({"HONORIFIC", "TITLE", "DEMOGRAPHIC", "PERSON", "IDENTITY", "PATIENT"})
-_ACCEPT = 7
-_ANCHOR_CONTEXTS = frozenset({"DEMOGRAPHIC", "PERSON", "IDENTITY", "SPEAKER"})
-_WORD_PENALTY = 4
-
-_SPACE = "[ \t\u3000]*"
-_LEFT_CUE_KIND: dict[str, str] = {}
-for _kind, _words in (
-    ("ROLE", lex.ROLE_CUES),
-    ("INTRO", lex.INTRO_CUES),
-    ("SURNAME_INTRO", lex.SURNAME_INTRO_CUES),
-    ("VERB", lex.VERB_CUES),
-    ("LABEL", lex.LABEL_CUES),
-):
-    for _w in _words:
-        _LEFT_CUE_KIND[_w] = _kind
-_LEFT_CUES = re.compile(
-    f"({_alternation(_LEFT_CUE_KIND)})(?:{_SPACE}[)）]?{_SPACE}[:：])?{_SPACE}(?:是|为|叫|[（(])?{_SPACE}"
-)
-_WEAK_LEFT = frozenset(lex.WEAK_LEFT_CUES)
-_WEAK_LEFT_LENGTHS = sorted({len(w) for w in _WEAK_LEFT}, reverse=True)
-_HONORIFIC = re.compile(_alternation(lex.HONORIFICS))
-_TITLE = re.compile(_alternation(lex.TITLES))
-_BRACKETED_ROLE = _alternation(lex.RELATIONS + lex.TITLES)
-_PERSON_RIGHT = re.compile(
-    _alternation(lex.RIGHT_PERSON_CUES)
-    + f"|{_SPACE}[（(](?:{_BRACKETED_ROLE})[）)]"
-    + f"|{_SPACE}[，,、]{_SPACE}(?:{_alternation(lex.RELATIONS)}){_SPACE}[）)]"
-)
-_PATIENT_RIGHT = re.compile("患者|病人|患儿")
-_DEMOGRAPHIC_TEXT = (
-    f"{_SPACE}[，,、（(]{_SPACE}(?:[男女]性?(?![科方子士生童婴孩人])|\\d{{1,3}}(?:岁|个?月龄?|天))"
-    f"|[ \t\u3000]+(?:[男女]性?[ \t\u3000，,、]|\\d{{1,3}}岁)"
-    f"|[男女][ \t\u3000，,、]+\\d{{1,3}}岁"
-)
-_DEMOGRAPHIC = re.compile(_DEMOGRAPHIC_TEXT)
-_IDENTITY_TEXT = (
-    f"{_SPACE}[，,、（(]?{_SPACE}(?:身份证|证件号|公民身份|联系电话|电话|手机|性别|年龄|出生|住院号|病案号|门诊号|就诊卡)"
-)
-_IDENTITY = re.compile(_IDENTITY_TEXT)
-_SPEAKER_COLON = re.compile(f"{_SPACE}[:：]")
-_RIGHT_BOUNDARY_WORDS = frozenset(lex.RIGHT_BOUNDARY_WORDS)
-_RIGHT_BOUNDARY_LENGTHS = sorted({len(w) for w in _RIGHT_BOUNDARY_WORDS}, reverse=True)
-# Anchors from the right: a name may end just before one of these.
-_RIGHT_ANCHORS = re.compile(
-    "(?:"
-    + "|".join(
-        (
-            _alternation(lex.HONORIFICS),
-            _alternation(lex.TITLES),
-            _PERSON_RIGHT.pattern,
-            _DEMOGRAPHIC_TEXT,
-            _IDENTITY_TEXT,
-            "[:：]",
-        )
-    )
-    + ")"
-)
+# At a mark: does a demographic, a bracketed relation, an identifier label or a colon follow?
+_MARK_CUE = re.compile("|".join((_DEMOGRAPHIC_TEXT, _PERSON_RIGHT.pattern, _IDENTITY_TEXT, f"{_SPACE}[:：]")))
 _PSEUDONYM = re.compile(r"某某|某|XX|xx|××|×|\*\*|\*|ＸＸ")
 _LINE_START = re.compile(r"(?:[\n\r]|[【\[][^】\]\n]{0,6}[】\]])[ \t\u3000]*")
 _LINE_INDENT = re.compile(r"[ \t\u3000]*")
@@ -593,18 +586,17 @@ def _word_lexicon() -> tuple[frozenset[str], frozenset[str]]:
     """Everyday words from jieba's dictionary that a name candidate might collide with.
 
     Returns (words of 2-4 characters starting with a surname character, two-character words
-    ending with one). Words tagged as person names (``nr``…) are left out. jieba is used only
-    for its word list (loaded once per process, about 0.4 s); if it is missing the curated
-    lists in :mod:`medgo.data.pii_lexicon` are used alone.
+    ending with one), plus the curated :data:`medgo.data.pii_lexicon.COMMON_WORDS`. Words
+    tagged as person names (``nr``…) are left out. jieba is used only for its word list
+    (read once per process, about 0.4 s), never for segmentation.
     """
     heads, tails = set(lex.COMMON_WORDS), {w for w in lex.COMMON_WORDS if len(w) == 2}
     try:
-        from importlib.resources import files
-
-        dictionary = files("jieba") / "dict.txt"
-        lines = dictionary.read_text(encoding="utf-8").splitlines()
-    except (ImportError, OSError):
-        return frozenset(heads), frozenset(tails)
+        lines = (files("jieba") / "dict.txt").read_text(encoding="utf-8").splitlines()
+    except (ImportError, OSError) as exc:
+        raise ImportError(
+            f"the PII name detector needs jieba's word list (pip install jieba==0.42.1): {exc}"
+        ) from exc
     surnames = set(_SINGLE_SURNAME_SCORE)
     for line in lines:
         parts = line.split(" ")
@@ -688,22 +680,24 @@ def _right_context(text: str, end: int) -> str:
     return "NONE"
 
 
-def _begins_known_word(body: str, words: frozenset[str]) -> bool:
-    return any(body[:n] in words for n in range(2, min(len(body), 5) + 1))
-
-
-def _score_name(text: str, start: int, end: int, cue_ends: dict[int, str], line_starts: set[int]) -> int | None:
+def _score_name(
+    text: str, start: int, end: int, cue_ends: dict[int, str], line_starts: set[int], rights: dict[int, str]
+) -> int | None:
     surnames = _surname_at(text, start)
     if not surnames:
         return None
     best: int | None = None
     left = _left_context(text, start, cue_ends)
-    right = _right_context(text, end)
+    right = rights.get(end)
+    if right is None:
+        right = rights[end] = _right_context(text, end)
     heads, tails = _word_lexicon()
     glued = start > 0 and text[start - 1 : start + 1] in tails and left not in _CUE_LEFT
     for surname_end, surname_score in surnames:
         given = text[surname_end:end]
-        if len(given) > 2 or (given and (_HONORIFIC.match(text, surname_end) or _TITLE.match(text, surname_end))):
+        if len(given) > 2 or (
+            given and (_HONORIFIC.match(text, surname_end) or _TITLE.match(text, surname_end))
+        ):
             continue
         if given in _PSEUDONYM_MASKS:
             if (given in ("X", "x", "*", "×") and right == "NONE") or (
@@ -754,7 +748,12 @@ def _score_unlisted_surname(text: str, start: int, end: int, cue_ends: dict[int,
         return None
     if body in _word_lexicon()[0] or _right_context(text, end) not in ("BOUNDARY", *_CUE_RIGHT):
         return None
-    if end < len(text) and _is_cjk(text[end]) and _right_context(text, end) == "BOUNDARY" and text[end] not in "男女":
+    if (
+        end < len(text)
+        and _is_cjk(text[end])
+        and _right_context(text, end) == "BOUNDARY"
+        and text[end] not in "男女"
+    ):
         return None
     return _ACCEPT
 
@@ -777,11 +776,12 @@ def _find_names(text: str) -> list[_Span]:
     line_starts = {m.end() for m in _LINE_START.finditer(text)}
     line_starts.add(_LINE_INDENT.match(text).end())
     candidates: dict[tuple[int, int], int] = {}
+    rights: dict[int, str] = {}
 
     def consider(start: int, end: int) -> None:
         if start < 0 or end > len(text) or end <= start or (start, end) in candidates:
             return
-        score = _score_name(text, start, end, cue_ends, line_starts)
+        score = _score_name(text, start, end, cue_ends, line_starts, rights)
         if score is not None and score >= _ACCEPT:
             candidates[(start, end)] = score
 
@@ -808,7 +808,7 @@ def _find_names(text: str) -> list[_Span]:
     ends += [m.start() for m in _RIGHT_MARK_ANCHORS.finditer(text)]
     for end in ends:
         if end and (_is_cjk(text[end - 1]) or text[end - 1] in "*×X"):
-            if text[end] in _MARKS and _right_context(text, end) not in _ANCHOR_CONTEXTS:
+            if text[end] in _MARKS and not _MARK_CUE.match(text, end):
                 continue
             for length in (1, 2, 3, 4):
                 consider(end - length, end)
@@ -816,11 +816,8 @@ def _find_names(text: str) -> list[_Span]:
         for length in (1, 2):
             consider(match.start() - length, match.end())
 
-    chosen: list[_Span] = []
-    for (start, end), _score in sorted(candidates.items(), key=lambda kv: (-kv[1], kv[0][0] - kv[0][1], kv[0][0])):
-        if all(end <= c.start or c.end <= start for c in chosen):
-            chosen.append(_Span(start, end, "NAME", _PRIORITY["NAME"]))
-    return chosen
+    ranked = sorted(candidates.items(), key=lambda kv: (-kv[1], kv[0][0] - kv[0][1], kv[0][0]))
+    return _pick_non_overlapping(_Span(start, end, "NAME", _PRIORITY["NAME"]) for (start, end), _ in ranked)
 
 
 _NAME_LABELLED_LATIN = re.compile(r"(?:姓名|Name|NAME)\s*[:：]\s*([A-Z][a-z]+(?: [A-Z][a-z]+){1,2})\b")
@@ -850,11 +847,8 @@ def find_pii(
     ]
     if not candidates:
         return []
-    chosen: list[_Span] = []
-    for span in sorted(candidates, key=lambda s: (-s.priority, s.start - s.end, s.start)):
-        if span.end > span.start and all(span.end <= c.start or c.end <= span.start for c in chosen):
-            chosen.append(span)
-    return sorted((s.start, s.end, s.kind) for s in chosen)
+    chosen = _pick_non_overlapping(sorted(candidates, key=lambda s: (-s.priority, s.start - s.end, s.start)))
+    return [(s.start, s.end, s.kind) for s in chosen]
 
 
 def scrub_pii(
