@@ -301,6 +301,7 @@ def test_labelled_local_numbers_are_phones():
         "客服热线400-820-8820，服务电话800-810-8888，或4008208820",
         "医院总机：0571-87236114；预约挂号电话：010-69156114",
         "医院咨询热线010-82951332（24小时）",
+        "如有不适请拨打科室电话0571-87236543，护士站电话：87236543",
     ],
 )
 def test_published_service_numbers_are_kept(text):
@@ -328,7 +329,7 @@ def test_a_card_label_masks_a_number_even_with_a_typo_in_the_check_digit():
 
 
 @pytest.mark.parametrize(
-    "label", ["标本条码：", "条码", "标本号", "样本编号 ", "批号：", "订单号", "发票号码：", "流水号"]
+    "label", ["标本条码：", "条码", "标本号", "样本编号 ", "批号：", "订单号", "发票号码：", "流水号", "SN: "]
 )
 def test_a_luhn_valid_number_labelled_as_something_else_is_not_a_card(label):
     assert passes_luhn(CARD)
@@ -488,6 +489,11 @@ def test_clinical_terms_and_everyday_words_are_not_names(text):
 )
 def test_more_clinical_numbers_are_left_intact(text):
     assert masked(text) == []
+
+
+def test_the_hospital_address_is_not_a_patient_address():
+    assert masked("医院地址：杭州市上城区解放路88号") == []
+    assert masked("住址：杭州市上城区解放路88号") == [("杭州市上城区解放路88号", "ADDRESS")]
 
 
 def test_scrubbing_time_stays_linear_on_adversarial_input():

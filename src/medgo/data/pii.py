@@ -222,14 +222,17 @@ _NOT_PII_LABELS = lex.words(
     条码 条形码 条码号 标本号 标本编号 样本号 样本编号 样本条码 标本条码 检验条码 批号 生产批号 批次
     批准文号 国药准字 注册证号 注册证编号 注册号 备案号 订单号 订单编号 发票号 发票号码 发票代码 流水号
     交易单号 交易号 单号 凭证号 票据号 编号 序列号 货号 型号 规格 版本号 编码 申请单号 医嘱号 处方号
-    快递单号 运单号 统一社会信用代码 执业证号 资格证号 工号 追溯码 药品追溯码 UDI
+    快递单号 运单号 统一社会信用代码 执业证号 资格证号 工号 追溯码 药品追溯码 UDI SN S/N Lot LOT lot REF
+    Ref
     """
 )
-#: A number right after these is a published service number, kept unmasked.
+#: A number right after these is a published or institutional number (a hotline, the hospital's
+#: switchboard, a ward's desk), not a patient's, and is kept unmasked.
 _PUBLIC_LABELS = lex.words(
     """
     热线 热线电话 服务热线 咨询热线 总机 总台 服务电话 咨询电话 客服电话 客服 急救电话 投诉电话 预约电话
-    预约挂号电话 挂号电话 服务台 值班电话 急救
+    预约挂号电话 挂号电话 服务台 值班电话 急救 医院电话 科室电话 护士站电话 护士站 门诊电话 办公室电话 值班室电话
+    总值班 病房电话 医生办公室
     """
 )
 
@@ -465,7 +468,7 @@ def _find_record_numbers(text: str, prefixes: tuple[str, ...]) -> list[_Span]:
 
 
 _ADDRESS = re.compile(
-    r"(?:家庭住址|家庭地址|现住址|户籍地址|户口地址|居住地址|联系地址|通讯地址|住址|地址)\s*(?:[:：]|是|为|在)\s*"
+    r"(?<!医院)(?<!本院)(?<!我院)(?<!院)(?:家庭住址|家庭地址|现住址|户籍地址|户口地址|居住地址|联系地址|通讯地址|住址|地址)\s*(?:[:：]|是|为|在)\s*"
     r"((?:(?!电话|手机|联系|邮编|邮箱|身份证)[^\s，,。；;！!？?\n\\]){2,80})"
 )
 _DOB = re.compile(
