@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO / "samples" / "pii" / "pii_test.jsonl"
+DEFAULT_DATA = REPO / "benchmarks" / "pii_data" / "pii_test.jsonl"
 DEFAULT_PLAIN = REPO / "samples" / "corpus"
 
 _MIN_TIMED_CHARS = 200_000

@@ -585,12 +585,12 @@ def test_scorer_names_the_file_and_line_of_a_bad_record(pii_eval, tmp_path, caps
 
 
 def test_the_bundled_labelled_set_matches_its_generator_and_covers_every_type():
-    generator = _load_script(REPO / "samples" / "pii" / "make_pii_eval.py")
+    generator = _load_script(REPO / "benchmarks" / "pii_data" / "make_pii_eval.py")
     assert generator.main(["--check"]) == 0
     for split in ("pii_dev.jsonl", "pii_test.jsonl"):
         counts = Counter()
         negatives = 0
-        for line in (REPO / "samples" / "pii" / split).read_text(encoding="utf-8").splitlines():
+        for line in (REPO / "benchmarks" / "pii_data" / split).read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
             negatives += not record["spans"]
             for span in record["spans"]:

@@ -16,7 +16,8 @@ classified by its structure and by the label in front of it:
   starting 2-9, with or without a hyphen, space or parentheses, and an extension ``-8021``,
   ``转8021``, ``分机8021``), and after a phone label any 7-12 digit number. Published numbers are
   kept: 400/800 service numbers, short codes (120, 12320 …) and any number right after a hotline
-  word (``热线``, ``总机``, ``急救电话``, ``咨询电话`` …), since they identify no patient.
+  or institution word (``热线``, ``总机``, ``急救电话``, ``咨询电话``, ``科室电话``, ``护士站`` …),
+  since they identify no patient.
 * ``BANK_CARD``: 16-19 digits that pass Luhn and start with a card-scheme prefix (UnionPay
   ``62``/``60``/``9``, Visa ``4``, Mastercard ``51-55``, JCB ``35``), or any 12-19 digits after a
   card label (``银行卡号``, ``卡号``, ``账号`` …). A valid resident ID is never a card.
@@ -43,7 +44,8 @@ a threshold; it is rejected outright when it is, or begins, a clinical term (``�
 ``石淋``, ``白斑``, ``龙胆泻肝汤``, ``贾第鞭毛虫`` …) or, outside form labels, an everyday word
 (``马上``, ``明天``). A bare surname counts only before an honorific or a title.
 
-**Addresses** and **birth dates** are masked after their labels (``住址：``, ``出生日期：``).
+**Addresses** and **birth dates** are masked after their labels (``住址：``, ``出生日期：``); the
+hospital's own address (``医院地址：``) is kept.
 
 Where detections overlap, the more specific one wins: a validated ID, then labelled numbers,
 then e-mail, structural phones and cards, then addresses, birth dates and names. Every regular

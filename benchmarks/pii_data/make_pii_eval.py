@@ -16,7 +16,7 @@ or hyphens they were typed with; record and insurance numbers (type MRN) are the
 their label. Published hotlines, 400/800 service numbers and hospital switchboards are not
 masked (they identify no patient).
 
-``python samples/pii/make_pii_eval.py`` rewrites ``pii_dev.jsonl`` and ``pii_test.jsonl`` beside
+``python benchmarks/pii_data/make_pii_eval.py`` rewrites ``pii_dev.jsonl`` and ``pii_test.jsonl`` beside
 it byte for byte; ``--check`` only verifies that the files on disk match.
 """
 
@@ -33,6 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+
+def words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
 MIN_PER_TYPE = 320
 HARD_NEGATIVES = 600
 
@@ -67,87 +73,111 @@ class Pools:
 
 DEV = Pools(
     surnames_extra=tuple("文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚仉亓冼佘邝"),
-    compound=("欧阳", "司马", "诸葛", "上官", "东方", "司徒"),
-    given2=(
-        "建国", "志强", "秀英", "桂兰", "海燕", "丽娟", "晓明", "文博", "子涵", "浩然", "欣怡", "梓轩", "雨萱",
-        "思远", "婉清", "俊杰", "嘉怡", "宇航", "明辉", "春梅", "国庆", "玉兰", "淑珍", "建华", "红梅", "凤英",
-        "德明", "振华", "雅琴", "晓燕", "家豪", "一鸣", "诗琪", "天佑", "若曦", "立新", "卫东", "秀兰", "淑芬",
-        "晨曦", "永红", "小龙", "佳怡", "雪莲", "俊峰", "泽宇", "梦瑶", "金花", "长江", "树林",
+    compound=words("欧阳 司马 诸葛 上官 东方 司徒"),
+    given2=words(
+        "建国 志强 秀英 桂兰 海燕 丽娟 晓明 文博 子涵 浩然 欣怡 梓轩 雨萱 思远 婉清 俊杰 嘉怡 宇航 明辉 "
+        "春梅 国庆 玉兰 淑珍 建华 红梅 凤英 德明 振华 雅琴 晓燕 家豪 一鸣 诗琪 天佑 若曦 立新 卫东 秀兰 "
+        "淑芬 晨曦 永红 小龙 佳怡 雪莲 俊峰 泽宇 梦瑶 金花 长江 树林"
     ),
     given1=tuple("伟芳娜敏静磊军洋勇艳杰涛明超霞平刚桂英华玉萍"),
-    id_areas=("110105", "310104", "440304", "330106", "510107", "420111", "370202", "610113"),
-    mobile_prefixes=("130", "131", "132", "133", "135", "136", "137", "138", "139", "150", "151", "152", "158", "159"),
-    area_codes=("010", "021", "0571", "020", "0755", "025", "0591"),
-    email_domains=("163.com", "qq.com", "126.com", "hospital.com.cn", "pumch.cn", "outlook.com"),
-    pinyin=("zhangwei", "lina", "wangfang", "chenjing", "liuyang", "zhaolei", "huangmin", "zhouqiang", "wuhao", "sunli"),
-    card_prefixes=("622202", "621700", "622848", "620522", "436742", "518710"),
-    record_labels=(
-        "住院号", "住院号码", "病案号", "门诊号", "病历号", "就诊号", "登记号", "病理号", "影像号", "ID号", "检查号",
-        "就诊卡号",
+    id_areas=words("110105 310104 440304 330106 510107 420111 370202 610113"),
+    mobile_prefixes=words("130 131 132 133 135 136 137 138 139 150 151 152 158 159"),
+    area_codes=words("010 021 0571 020 0755 025 0591"),
+    email_domains=words("163.com qq.com 126.com hospital.com.cn pumch.cn outlook.com"),
+    pinyin=words("zhangwei lina wangfang chenjing liuyang zhaolei huangmin zhouqiang wuhao sunli"),
+    card_prefixes=words("622202 621700 622848 620522 436742 518710"),
+    record_labels=words(
+        "住院号 住院号码 病案号 门诊号 病历号 就诊号 登记号 病理号 影像号 ID号 检查号 就诊卡号"
     ),
     insurance_labels=("医保卡号", "社保卡号", "医保号"),
-    cities=(("北京市", "海淀区"), ("上海市", "徐汇区"), ("广州市", "天河区"), ("杭州市", "西湖区"), ("成都市", "武侯区")),
-    roads=("中关村大街", "宛平南路", "天河路", "文三路", "人民南路", "解放路"),
-    clinical_terms=(
-        "高热", "黄疸", "白斑", "石淋", "常咳", "高血压", "白细胞减少", "黄体功能不足", "金黄色葡萄球菌感染", "毛细血管扩张",
-        "房颤", "包块", "宫颈糜烂", "贾第鞭毛虫病", "龙胆泻肝汤", "柴胡疏肝散", "夏枯草", "杜仲", "田七", "牛黄解毒片",
-        "麻疹", "康复训练", "温病", "强直性脊柱炎", "罗红霉素", "甘油三酯升高", "谷丙转氨酶升高", "苏醒", "史密斯骨折",
-        "钟摆样运动", "常规治疗", "方案调整", "安神补脑液", "连翘败毒丸", "孔源性视网膜脱离",
+    cities=(
+        ("北京市", "海淀区"),
+        ("上海市", "徐汇区"),
+        ("广州市", "天河区"),
+        ("杭州市", "西湖区"),
+        ("成都市", "武侯区"),
     ),
-    barcode_labels=("标本条码", "条码号", "标本号", "批号", "订单号", "发票号码"),
+    roads=words("中关村大街 宛平南路 天河路 文三路 人民南路 解放路"),
+    clinical_terms=words(
+        "高热 黄疸 白斑 石淋 常咳 高血压 白细胞减少 黄体功能不足 金黄色葡萄球菌感染 毛细血管扩张 房颤 包块 "
+        "宫颈糜烂 贾第鞭毛虫病 龙胆泻肝汤 柴胡疏肝散 夏枯草 杜仲 田七 牛黄解毒片 麻疹 康复训练 温病 "
+        "强直性脊柱炎 罗红霉素 甘油三酯升高 谷丙转氨酶升高 苏醒 史密斯骨折 钟摆样运动 常规治疗 方案调整 "
+        "安神补脑液 连翘败毒丸 孔源性视网膜脱离"
+    ),
+    barcode_labels=words("标本条码 条码号 标本号 批号 订单号 发票号码"),
 )
 
 TEST = Pools(
-    surnames_extra=tuple("邢骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄乜郦禚笪逄揭"),
-    compound=("皇甫", "慕容", "令狐", "夏侯", "尉迟", "公孙", "端木", "宇文"),
-    given2=(
-        "振宇", "佳琪", "美玲", "永强", "建军", "春燕", "丽华", "秋菊", "子轩", "梦琪", "博文", "昊天", "紫涵", "思彤",
-        "宏伟", "秀珍", "金凤", "国华", "建平", "海涛", "雪梅", "慧敏", "志刚", "欣然", "亚楠", "晓东", "素芬", "学文",
-        "兰英", "冬梅", "伟民", "少华", "玉珍", "德华", "新民", "桂芳", "翠花", "雨桐", "依诺", "锦程", "宏图", "子墨",
-        "诗涵", "景行", "安琪", "美华", "凤兰", "光明", "春生", "秀云",
+    surnames_extra=tuple(
+        "邢骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄乜郦禚笪逄揭"
+    ),
+    compound=words("皇甫 慕容 令狐 夏侯 尉迟 公孙 端木 宇文"),
+    given2=words(
+        "振宇 佳琪 美玲 永强 建军 春燕 丽华 秋菊 子轩 梦琪 博文 昊天 紫涵 思彤 宏伟 秀珍 金凤 国华 建平 "
+        "海涛 雪梅 慧敏 志刚 欣然 亚楠 晓东 素芬 学文 兰英 冬梅 伟民 少华 玉珍 德华 新民 桂芳 翠花 雨桐 "
+        "依诺 锦程 宏图 子墨 诗涵 景行 安琪 美华 凤兰 光明 春生 秀云"
     ),
     given1=tuple("鹏辉丹莉斌宁琳颖红波婷雪鑫龙飞凯慧玲峰浩"),
-    id_areas=("120103", "320102", "350203", "410105", "430104", "500103", "230102", "130102"),
-    mobile_prefixes=("166", "170", "173", "176", "177", "180", "181", "183", "185", "186", "187", "188", "189", "191", "198", "199"),
-    area_codes=("022", "023", "028", "0531", "0371", "0731", "0898", "0451", "029"),
-    email_domains=("sina.com", "gmail.com", "139.com", "foxmail.com", "yahoo.com.cn", "zju.edu.cn", "sohu.com"),
-    pinyin=("liming", "wangjun", "zhanghua", "chenyu", "yangxue", "xulei", "linfeng", "heyan", "guojie", "maxiao"),
-    card_prefixes=("622588", "621483", "622262", "625900", "456351", "524090", "622700"),
-    record_labels=(
-        "病案号码", "门诊号码", "住院号", "病理号", "影像号", "检验号", "患者ID", "登记号", "档案号", "放射号", "病历号",
-        "住院号码",
+    id_areas=words("120103 320102 350203 410105 430104 500103 230102 130102"),
+    mobile_prefixes=words("166 170 173 176 177 180 181 183 185 186 187 188 189 191 198 199"),
+    area_codes=words("022 023 028 0531 0371 0731 0898 0451 029"),
+    email_domains=words("sina.com gmail.com 139.com foxmail.com yahoo.com.cn zju.edu.cn sohu.com"),
+    pinyin=words("liming wangjun zhanghua chenyu yangxue xulei linfeng heyan guojie maxiao"),
+    card_prefixes=words("622588 621483 622262 625900 456351 524090 622700"),
+    record_labels=words(
+        "病案号码 门诊号码 住院号 病理号 影像号 检验号 患者ID 登记号 档案号 放射号 病历号 住院号码"
     ),
-    insurance_labels=("医疗保险号", "社保号", "医保账号", "参保号", "医保卡号"),
-    cities=(("天津市", "南开区"), ("南京市", "鼓楼区"), ("武汉市", "洪山区"), ("长沙市", "岳麓区"), ("西安市", "雁塔区")),
-    roads=("卫津路", "中山北路", "珞喻路", "麓山南路", "长安南路", "建设大道"),
-    clinical_terms=(
-        "石膏固定", "白带增多", "黄连上清丸", "高钾血症", "常染色体显性遗传", "龙骨", "马兜铃酸肾病", "毛囊炎", "甘露醇",
-        "葛根汤", "白术", "何首乌", "黄芪", "苏合香丸", "艾灸", "谷氨酰胺", "房间隔缺损", "包虫病", "宫外孕", "管腔狭窄",
-        "温阳利水", "安宫牛黄丸", "向心性肥胖", "明显好转", "全血细胞减少", "应激性溃疡", "成骨不全", "和胃降逆",
-        "时有心悸", "高龄", "黄染", "白内障", "石棉肺", "金刚烷胺", "秦艽", "桂枝茯苓丸",
+    insurance_labels=words("医疗保险号 社保号 医保账号 参保号 医保卡号"),
+    cities=(
+        ("天津市", "南开区"),
+        ("南京市", "鼓楼区"),
+        ("武汉市", "洪山区"),
+        ("长沙市", "岳麓区"),
+        ("西安市", "雁塔区"),
     ),
-    barcode_labels=("样本条码", "条码", "检验条码", "批号", "生产批号", "流水号", "交易单号", "发票号"),
+    roads=words("卫津路 中山北路 珞喻路 麓山南路 长安南路 建设大道"),
+    clinical_terms=words(
+        "石膏固定 白带增多 黄连上清丸 高钾血症 常染色体显性遗传 龙骨 马兜铃酸肾病 毛囊炎 甘露醇 葛根汤 "
+        "白术 何首乌 黄芪 苏合香丸 艾灸 谷氨酰胺 房间隔缺损 包虫病 宫外孕 管腔狭窄 温阳利水 安宫牛黄丸 "
+        "向心性肥胖 明显好转 全血细胞减少 应激性溃疡 成骨不全 和胃降逆 时有心悸 高龄 黄染 白内障 石棉肺 "
+        "金刚烷胺 秦艽 桂枝茯苓丸"
+    ),
+    barcode_labels=words("样本条码 条码 检验条码 批号 生产批号 流水号 交易单号 发票号"),
 )
 
 SEX = ("男", "女")
-DEPTS = ("心内科", "呼吸内科", "消化内科", "内分泌科", "神经内科", "普外科", "骨科", "妇产科", "儿科", "肾内科")
-HOSPITALS = ("市第一人民医院", "省人民医院", "市中心医院", "县人民医院", "医科大学附属第二医院", "市中医院")
-SYMPTOMS = ("胸闷", "头晕", "咳嗽、咳痰", "腹痛", "发热", "乏力", "心悸", "腰痛", "多饮多尿", "气促", "恶心呕吐")
-DURATIONS = ("3天", "1周", "2个月", "半年", "10余年", "5小时", "2天")
-DIAGNOSES = (
-    "社区获得性肺炎", "2型糖尿病", "原发性高血压", "冠状动脉粥样硬化性心脏病", "慢性胃炎", "急性阑尾炎",
-    "腰椎间盘突出症", "缺铁性贫血", "慢性阻塞性肺疾病", "脑梗死",
+DEPTS = words("心内科 呼吸内科 消化内科 内分泌科 神经内科 普外科 骨科 妇产科 儿科 肾内科")
+HOSPITALS = words("市第一人民医院 省人民医院 市中心医院 县人民医院 医科大学附属第二医院 市中医院")
+SYMPTOMS = words("胸闷 头晕 咳嗽、咳痰 腹痛 发热 乏力 心悸 腰痛 多饮多尿 气促 恶心呕吐")
+DURATIONS = words("3天 1周 2个月 半年 10余年 5小时 2天")
+DIAGNOSES = words(
+    "社区获得性肺炎 2型糖尿病 原发性高血压 冠状动脉粥样硬化性心脏病 慢性胃炎 急性阑尾炎 腰椎间盘突出症 "
+    "缺铁性贫血 慢性阻塞性肺疾病 脑梗死"
 )
 DRUGS = (
-    "阿莫西林胶囊0.5g tid", "盐酸二甲双胍片0.5g bid", "阿司匹林肠溶片100mg qd", "氨氯地平5mg qd",
-    "头孢呋辛1.5g ivgtt q12h", "奥美拉唑20mg qd", "胰岛素8U皮下注射", "硝苯地平控释片30mg qd",
+    "阿莫西林胶囊0.5g tid",
+    "盐酸二甲双胍片0.5g bid",
+    "阿司匹林肠溶片100mg qd",
+    "氨氯地平5mg qd",
+    "头孢呋辛1.5g ivgtt q12h",
+    "奥美拉唑20mg qd",
+    "胰岛素8U皮下注射",
+    "硝苯地平控释片30mg qd",
 )
-RELATIVES = ("妻子", "丈夫", "儿子", "女儿", "母亲", "父亲", "爱人")
+RELATIVES = words("妻子 丈夫 儿子 女儿 母亲 父亲 爱人")
 LABS = (
-    "白细胞12.5×10^9/L", "血红蛋白98g/L", "空腹血糖9.6mmol/L", "糖化血红蛋白8.1%", "肌酐132μmol/L",
-    "血小板210×10^9/L", "C反应蛋白56mg/L", "尿蛋白（++）", "BNP 1350pg/ml", "钾3.2mmol/L",
+    "白细胞12.5×10^9/L",
+    "血红蛋白98g/L",
+    "空腹血糖9.6mmol/L",
+    "糖化血红蛋白8.1%",
+    "肌酐132μmol/L",
+    "血小板210×10^9/L",
+    "C反应蛋白56mg/L",
+    "尿蛋白（++）",
+    "BNP 1350pg/ml",
+    "钾3.2mmol/L",
 )
-ICD = ("I10", "E11.9", "J18.9", "K29.5", "N18.3", "I63.9", "C34.1", "M51.2", "J44.1", "K35.8")
+ICD = words("I10 E11.9 J18.9 K29.5 N18.3 I63.9 C34.1 M51.2 J44.1 K35.8")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,8 +293,10 @@ class Values:
         return f"+86-{area}-{self.choice('2345678')}{_digits(self.rng, 7 if len(area) == 2 else 6)}"
 
     def minority_name(self) -> str:
-        return self.choice(("买买提", "阿不都", "热合曼", "古丽", "阿依古丽", "努尔")) + "·" + self.choice(
-            ("艾力", "吐尔逊", "阿布拉", "买合木提", "热依拉")
+        return (
+            self.choice(("买买提", "阿不都", "热合曼", "古丽", "阿依古丽", "努尔"))
+            + "·"
+            + self.choice(("艾力", "吐尔逊", "阿布拉", "买合木提", "热依拉"))
         )
 
     def phone(self) -> str:
@@ -297,7 +329,12 @@ class Values:
         if style == 2:
             return f"{self.rng.randint(2015, 2024)}-{_digits(self.rng, 6)}"
         if style == 3:
-            return self.choice(("ZY", "BL", "F", "DR")) + "-" + f"{self.rng.randint(2015, 2024)}" + _digits(self.rng, 5)
+            return (
+                self.choice(("ZY", "BL", "F", "DR"))
+                + "-"
+                + f"{self.rng.randint(2015, 2024)}"
+                + _digits(self.rng, 5)
+            )
         if style == 4:
             return "00" + _digits(self.rng, 6)
         return str(self.rng.randint(100000, 9999999))
@@ -312,9 +349,8 @@ class Values:
 
     def address(self) -> str:
         city, district = self.choice(self.p.cities)
-        return (
-            f"{city}{district}{self.choice(self.p.roads)}{self.rng.randint(1, 399)}号"
-            + (f"{self.rng.randint(1, 30)}栋{self.rng.randint(101, 2405)}室" if self.rng.random() < 0.5 else "")
+        return f"{city}{district}{self.choice(self.p.roads)}{self.rng.randint(1, 399)}号" + (
+            f"{self.rng.randint(1, 30)}栋{self.rng.randint(101, 2405)}室" if self.rng.random() < 0.5 else ""
         )
 
     def dob(self) -> str:
@@ -327,18 +363,29 @@ class Values:
 
     # hard-negative numbers
     def barcode(self) -> str:
-        return _luhn_complete(self.choice(("62", "4", "5", "8", "1")) + _digits(self.rng, self.rng.randint(14, 17)))
+        return _luhn_complete(
+            self.choice(("62", "4", "5", "8", "1")) + _digits(self.rng, self.rng.randint(14, 17))
+        )
 
     def approval(self) -> str:
         return "国药准字" + self.choice("HZSJB") + str(self.rng.randint(10, 20)) + _digits(self.rng, 6)
 
     def device_registration(self) -> str:
-        return self.choice(("国械注准", "国械注进", "浙械注准", "粤械注准")) + str(self.rng.randint(2014, 2024)) + _digits(self.rng, 7)
+        return (
+            self.choice(("国械注准", "国械注进", "浙械注准", "粤械注准"))
+            + str(self.rng.randint(2014, 2024))
+            + _digits(self.rng, 7)
+        )
 
     def hotline(self) -> str:
         return self.choice(
             (
-                "120", "12320", "12356", "110", "119", "12345",
+                "120",
+                "12320",
+                "12356",
+                "110",
+                "119",
+                "12345",
                 f"400-{_digits(self.rng, 3)}-{_digits(self.rng, 4)}",
                 f"800-{_digits(self.rng, 3)}-{_digits(self.rng, 4)}",
                 f"400{_digits(self.rng, 7)}",
@@ -680,13 +727,15 @@ def render(frame: str, slots: dict[str, Callable[[], Piece]]) -> tuple[str, list
     return "".join(out), spans
 
 
-def build_split(name: str, pools: Pools, frames: dict[str, tuple[str, ...]], negatives: tuple[str, ...], seed: int):
+def build_split(
+    name: str, pools: Pools, frames: dict[str, tuple[str, ...]], negatives: tuple[str, ...], seed: int
+):
     rng = random.Random(seed)
     slots = slot_generators(Values(pools, rng))
     flat = [(doc, frame) for doc, group in frames.items() for frame in group]
     records = []
     counts: Counter = Counter()
-    wanted = ("NAME", "ID", "PHONE", "EMAIL", "BANK_CARD", "MRN")
+    wanted = words("NAME ID PHONE EMAIL BANK_CARD MRN")
     i = 0
     while any(counts[k] < MIN_PER_TYPE for k in wanted):
         short = [k for k in wanted if counts[k] < MIN_PER_TYPE]
@@ -700,7 +749,9 @@ def build_split(name: str, pools: Pools, frames: dict[str, tuple[str, ...]], neg
     for j in range(HARD_NEGATIVES):
         text, spans = render(negatives[j % len(negatives)], slots)
         assert not spans
-        records.append({"id": f"{name}-{len(records):05d}", "text": text, "spans": [], "doc": "hard_negative"})
+        records.append(
+            {"id": f"{name}-{len(records):05d}", "text": text, "spans": [], "doc": "hard_negative"}
+        )
     rng.shuffle(records)
     return records
 
@@ -725,8 +776,12 @@ def dump(records) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="verify the files on disk instead of writing them")
-    parser.add_argument("--out", type=Path, default=HERE, help="folder to write pii_dev.jsonl and pii_test.jsonl into")
+    parser.add_argument(
+        "--check", action="store_true", help="verify the files on disk instead of writing them"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=HERE, help="folder to write pii_dev.jsonl and pii_test.jsonl into"
+    )
     args = parser.parse_args(argv)
     splits = {
         "pii_dev.jsonl": build_split("dev", DEV, DEV_FRAMES, DEV_NEGATIVE_FRAMES, seed=20240601),
