@@ -37,8 +37,9 @@ def free_port() -> int:
 def write_train_config(config: TrainConfig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False),
-                    encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False), encoding="utf-8"
+    )
     return path
 
 
@@ -50,8 +51,15 @@ def _failure_cause(path: Path, n: int = 25) -> str:
     return errors[-1] if errors else "last lines of the log:\n" + "".join(deque(lines, maxlen=n))
 
 
-def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 1, work_dir: str | Path | None = None,
-                 timeout_s: float | None = None, extra_env: dict[str, str] | None = None) -> Path:
+def launch_local(
+    config: TrainConfig,
+    *,
+    nnodes: int = 1,
+    nproc_per_node: int = 1,
+    work_dir: str | Path | None = None,
+    timeout_s: float | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Path:
     """Run one training stage locally under torchrun and return the log directory.
 
     Each simulated node runs ``python -m medgo.train.node`` with the variables a PyTorchJob pod
@@ -72,16 +80,23 @@ def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra_env or {})
     procs: list[tuple[int, subprocess.Popen, Path]] = []
-    log.info("launching trainer", extra=fields(stage=config.stage, nnodes=nnodes, nproc_per_node=nproc_per_node,
-                                               logs=str(work)))
+    log.info(
+        "launching trainer",
+        extra=fields(stage=config.stage, nnodes=nnodes, nproc_per_node=nproc_per_node, logs=str(work)),
+    )
     try:
         for rank in range(nnodes):
             node = NodeEnv("127.0.0.1", port, nnodes, nproc_per_node, rank)
             log_path = work / f"node-{rank}.log"
             cmd = [sys.executable, "-m", NODE_MODULE, "--config", str(cfg_path)]
             fh = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed with the process below
-            procs.append((rank, subprocess.Popen(cmd, env={**env, **node.as_env()}, stdout=fh,
-                                                 stderr=subprocess.STDOUT), log_path))
+            procs.append(
+                (
+                    rank,
+                    subprocess.Popen(cmd, env={**env, **node.as_env()}, stdout=fh, stderr=subprocess.STDOUT),
+                    log_path,
+                )
+            )
             fh.close()
         deadline = time.monotonic() + timeout_s if timeout_s else None
         pending = {rank for rank, _, _ in procs}
@@ -94,12 +109,16 @@ def launch_local(config: TrainConfig, *, nnodes: int = 1, nproc_per_node: int = 
                     rc = proc.wait(timeout=min(1.0, remaining) if remaining is not None else 1.0)
                 except subprocess.TimeoutExpired:
                     if deadline is not None and time.monotonic() >= deadline:
-                        raise MedgoError(f"training timed out after {timeout_s:.0f}s; logs in {work}") from None
+                        raise MedgoError(
+                            f"training timed out after {timeout_s:.0f}s; logs in {work}"
+                        ) from None
                     continue
                 pending.discard(rank)
                 if rc != 0:
-                    raise MedgoError(f"trainer node {rank} failed (exit code {rc}, log {log_path}): "
-                                     f"{_failure_cause(log_path)}")
+                    raise MedgoError(
+                        f"trainer node {rank} failed (exit code {rc}, log {log_path}): "
+                        f"{_failure_cause(log_path)}"
+                    )
     finally:
         for _, proc, _ in procs:
             if proc.poll() is None:
@@ -134,10 +153,21 @@ DATA_PVC, DATA_MOUNT = "medgo-data", "/mnt/medgo-data"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
-def launch(config: TrainConfig, *, backend: str = "local", nnodes: int = 1, nproc_per_node: int = 1,
-           gpus_per_node: int = 0, image: str = "", namespace: str = "medgo", job_name: str = "",
-           gpu_product: str = "", timeout_s: float | None = None, work_dir: str | Path | None = None,
-           launcher=None) -> None:
+def launch(
+    config: TrainConfig,
+    *,
+    backend: str = "local",
+    nnodes: int = 1,
+    nproc_per_node: int = 1,
+    gpus_per_node: int = 0,
+    image: str = "",
+    namespace: str = "medgo",
+    job_name: str = "",
+    gpu_product: str = "",
+    timeout_s: float | None = None,
+    work_dir: str | Path | None = None,
+    launcher=None,
+) -> None:
     """Run a training stage on ``backend``: ``local`` (torchrun here) or ``pytorchjob`` (Kubeflow).
 
     The PyTorchJob gets the whole config as ``--set`` arguments, the GPU node pool (``gpu_product``
@@ -147,7 +177,9 @@ def launch(config: TrainConfig, *, backend: str = "local", nnodes: int = 1, npro
     ``launcher`` defaults to a :class:`~medgo.k8s.pytorchjob.PyTorchJobLauncher` on the reachable cluster.
     """
     if backend == "local":
-        launch_local(config, nnodes=nnodes, nproc_per_node=nproc_per_node, work_dir=work_dir, timeout_s=timeout_s)
+        launch_local(
+            config, nnodes=nnodes, nproc_per_node=nproc_per_node, work_dir=work_dir, timeout_s=timeout_s
+        )
         return
     if backend != "pytorchjob":
         raise MedgoError(f"unknown training backend {backend!r}; expected 'local' or 'pytorchjob'")
@@ -162,16 +194,27 @@ def launch(config: TrainConfig, *, backend: str = "local", nnodes: int = 1, npro
         launcher = PyTorchJobLauncher(clients.custom, clients.core)
     try:
         job = build_pytorchjob(
-            name=job_name, namespace=namespace, image=image, args=config_to_args(config), nnodes=nnodes,
-            nproc_per_node=nproc_per_node, gpus_per_node=gpus_per_node,
+            name=job_name,
+            namespace=namespace,
+            image=image,
+            args=config_to_args(config),
+            nnodes=nnodes,
+            nproc_per_node=nproc_per_node,
+            gpus_per_node=gpus_per_node,
             node_selector={"nvidia.com/gpu.product": gpu_product} if gpu_product else None,
-            tolerations=[GPU_TOLERATION] if gpus_per_node else None, priority_class="medgo-training",
-            pvc_mounts={DATA_PVC: DATA_MOUNT}, labels={"medgo.io/stage": config.stage})
+            tolerations=[GPU_TOLERATION] if gpus_per_node else None,
+            priority_class="medgo-training",
+            pvc_mounts={DATA_PVC: DATA_MOUNT},
+            labels={"medgo.io/stage": config.stage},
+        )
     except ValueError as exc:
         raise MedgoError(f"cannot build the PyTorchJob: {exc}") from None
     launcher.submit(job)
-    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
+    previous = (
+        signal.signal(signal.SIGTERM, _interrupt)
+        if threading.current_thread() is threading.main_thread()
         else None
+    )
     try:
         launcher.wait(job_name, namespace, timeout_s=timeout_s or 7 * 24 * 3600)
     except PyTorchJobFailed as exc:
@@ -183,6 +226,8 @@ def launch(config: TrainConfig, *, backend: str = "local", nnodes: int = 1, npro
     except TimeoutError as exc:
         launcher.delete(job_name, namespace)
         raise MedgoError(f"{exc}; the job was deleted") from None
+    except RuntimeError as exc:  # the job vanished while we waited (deleted by someone else)
+        raise MedgoError(str(exc)) from None
     except KeyboardInterrupt:  # KFP cancels a run by terminating the step: take the job down with it
         launcher.delete(job_name, namespace)
         raise
