@@ -3,7 +3,8 @@
 Each overlay is rendered with ``kubectl kustomize`` (as ``kubectl apply -k`` would). Kubernetes' own kinds are
 validated with ``kubernetes_validate`` (strict: unknown fields fail) against the 1.32 API; custom resources
 (InferenceService, ServingRuntime, PyTorchJob) against the operators' published CRD schemas vendored in
-tests/fixtures/crds. No API server runs here, so admission webhooks and CEL rules are not exercised.
+tests/fixtures/crds. These checks run anywhere, offline; test_server_dry_run.py sends the same overlays to a real
+API server (kube-apiserver 1.20: no CEL rules, no operators' admission webhooks).
 The manifests are also checked against what the deploy code builds, so the two cannot drift apart.
 """
 
@@ -64,14 +65,23 @@ LEAST_PRIVILEGE = {
 
 #: Parameters under which build_pytorchjob reproduces base/templates/pytorchjob.yaml.
 TEMPLATE_PARAMS: dict[str, Any] = dict(
-    name="medgo-sft", namespace="medgo", image="ghcr.io/medgo/medgo-trainer:0.1.0",
+    name="medgo-sft",
+    namespace="medgo",
+    image="ghcr.io/medgo/medgo-trainer:0.1.0",
     args=["--stage", "sft", "--config", "/config/train.yaml"],
-    nnodes=2, nproc_per_node=8, gpus_per_node=8, cpu="48", memory="480Gi", shm_size="64Gi",
+    nnodes=2,
+    nproc_per_node=8,
+    gpus_per_node=8,
+    cpu="48",
+    memory="480Gi",
+    shm_size="64Gi",
     node_selector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "node-pool": "a100"},
     tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     priority_class="medgo-training",
     pvc_mounts={"medgo-data": "/mnt/data", "medgo-checkpoints": "/mnt/checkpoints"},
-    config_map="medgo-train-config", active_deadline_seconds=259200, backoff_limit=2,
+    config_map="medgo-train-config",
+    active_deadline_seconds=259200,
+    backoff_limit=2,
 )
 
 # A literal secret value: the key name followed by '=' or ':' and something that is not a placeholder
@@ -87,7 +97,9 @@ _CREDENTIAL_PATTERNS = [
 
 @functools.cache
 def _render(path: str) -> tuple[dict, ...]:
-    result = subprocess.run([KUBECTL, "kustomize", path], capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [KUBECTL, "kustomize", path], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
 
@@ -141,6 +153,7 @@ def _workloads(obj: dict):
 
 # -- rendering and schemas -------------------------------------------------------------------------------
 
+
 def test_there_are_overlays_for_both_sites():
     assert {"onprem-a100", "dev-cpu"} <= set(OVERLAYS)
 
@@ -192,10 +205,14 @@ def test_pytorchjob_template_is_not_applied_by_any_overlay(objects):
 
 # -- security --------------------------------------------------------------------------------------------
 
+
 def test_every_container_is_locked_down_and_sized(objects):
     problems = []
     workloads = [w for obj in objects for w in _workloads(obj)]
-    assert {where.split(".")[0] for where, _, _ in workloads} == {"ServingRuntime/medgo-cpu", "InferenceService/medgo"}
+    assert {where.split(".")[0] for where, _, _ in workloads} == {
+        "ServingRuntime/medgo-cpu",
+        "InferenceService/medgo",
+    }
     for where, pod, containers in workloads:
         pod_non_root = (pod.get("securityContext") or {}).get("runAsNonRoot") is True
         for container in containers:
@@ -260,7 +277,11 @@ def test_pipeline_role_is_exactly_least_privilege(objects):
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
     assert granted == LEAST_PRIVILEGE
     binding = _find(objects, "RoleBinding", "medgo-pipeline")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "medgo-pipeline"}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "medgo-pipeline",
+    }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "medgo-pipeline", "namespace": "medgo"}]
 
 
@@ -275,7 +296,8 @@ def test_only_the_pipeline_account_gets_an_api_token(objects):
 def test_network_policy_admits_only_ingress_and_knative(objects):
     policy = _find(objects, "NetworkPolicy", "medgo-predictor-ingress")["spec"]
     assert policy["podSelector"] == {
-        "matchExpressions": [{"key": "serving.kserve.io/inferenceservice", "operator": "Exists"}]}
+        "matchExpressions": [{"key": "serving.kserve.io/inferenceservice", "operator": "Exists"}]
+    }
     assert policy["policyTypes"] == ["Ingress"]
     (rule,) = policy["ingress"]
     (peer,) = rule["from"]
@@ -287,11 +309,13 @@ def test_network_policy_admits_only_ingress_and_knative(objects):
 
 # -- site settings ---------------------------------------------------------------------------------------
 
+
 def test_pvcs_are_shared_and_sized_per_site(objects, overlay):
     expected = {"onprem-a100": ("cephfs", "2Ti", "4Ti"), "dev-cpu": ("standard", "10Gi", "20Gi")}[overlay]
-    data, ckpt = _find(objects, "PersistentVolumeClaim", "medgo-data"), _find(objects,
-                                                                              "PersistentVolumeClaim",
-                                                                              "medgo-checkpoints")
+    data, ckpt = (
+        _find(objects, "PersistentVolumeClaim", "medgo-data"),
+        _find(objects, "PersistentVolumeClaim", "medgo-checkpoints"),
+    )
     for pvc in (data, ckpt):
         assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
         assert pvc["spec"]["storageClassName"] == expected[0]
@@ -322,20 +346,31 @@ def test_inference_service_matches_what_the_deployer_builds(objects, overlay):
     if overlay == "onprem-a100":
         gpu = {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "1"}
         built = build_inference_service(
-            name="medgo", namespace="medgo", storage_uri="s3://medgo-models/medgo/latest/base",
-            lora_adapter_uri="s3://medgo-models/medgo/latest/adapter", runtime="huggingface-vllm",
-            resources={"requests": dict(gpu), "limits": dict(gpu)}, priority_class="medgo-serving",
+            name="medgo",
+            namespace="medgo",
+            storage_uri="s3://medgo-models/medgo/latest/base",
+            lora_adapter_uri="s3://medgo-models/medgo/latest/adapter",
+            runtime="huggingface-vllm",
+            resources={"requests": dict(gpu), "limits": dict(gpu)},
+            priority_class="medgo-serving",
             node_selector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "node-pool": "a100"},
             tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         )
     else:
         small = {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
-        built = build_inference_service(name="medgo", namespace="medgo", storage_uri="s3://medgo-models/medgo/latest",
-                                         runtime="medgo-cpu", resources=small, priority_class="medgo-serving")
+        built = build_inference_service(
+            name="medgo",
+            namespace="medgo",
+            storage_uri="s3://medgo-models/medgo/latest",
+            runtime="medgo-cpu",
+            resources=small,
+            priority_class="medgo-serving",
+        )
     assert isvc["spec"] == built["spec"]
 
 
 # -- the PyTorchJob template -----------------------------------------------------------------------------
+
 
 def test_pytorchjob_template_is_valid_and_equals_the_builder_output():
     docs = [d for d in yaml.safe_load_all(TEMPLATE.read_text()) if d]
@@ -348,9 +383,12 @@ def test_pytorchjob_template_is_valid_and_equals_the_builder_output():
 def kubernetes_validate_pod_templates(job: dict) -> None:
     """The CRD schema checks structure; the pod templates also have to be valid core/v1 PodTemplates."""
     for replica_type, spec in job["spec"]["pytorchReplicaSpecs"].items():
-        template = {"apiVersion": "v1", "kind": "PodTemplate",
-                    "metadata": {"name": f"{job['metadata']['name']}-{replica_type.lower()}"},
-                    "template": spec["template"]}
+        template = {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": f"{job['metadata']['name']}-{replica_type.lower()}"},
+            "template": spec["template"],
+        }
         kubernetes_validate.validate(template, K8S_VERSION, strict=True)
 
 
@@ -360,5 +398,11 @@ def test_pipeline_root_is_on_the_medgo_store_with_secret_credentials(objects):
     assert launcher["data"]["defaultPipelineRoot"].startswith("s3://")
     providers = yaml.safe_load(launcher["data"]["providers"])
     credentials = providers["s3"]["default"]["credentials"]
-    assert credentials == {"fromEnv": False, "secretRef": {"secretName": "medgo-s3", "accessKeyKey": "AWS_ACCESS_KEY_ID",
-                                                           "secretKeyKey": "AWS_SECRET_ACCESS_KEY"}}
+    assert credentials == {
+        "fromEnv": False,
+        "secretRef": {
+            "secretName": "medgo-s3",
+            "accessKeyKey": "AWS_ACCESS_KEY_ID",
+            "secretKeyKey": "AWS_SECRET_ACCESS_KEY",
+        },
+    }
