@@ -11,7 +11,8 @@ with its decision.
 
 The Role is read from ``kubectl kustomize manifests/base``, so the tests follow it: a rule added without
 code that uses it, or a call added without a rule, fails ``test_role_is_exactly_what_the_code_calls``, and
-each verb of each rule gets its own ``test_each_granted_verb_is_needed`` case.
+each verb of each rule gets its own ``test_each_granted_verb_is_needed`` case. A new cluster path (a TrainJob
+backend, a watch) belongs in ``run_cluster_paths``, together with the rule it needs.
 """
 
 from __future__ import annotations

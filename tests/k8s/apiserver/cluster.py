@@ -4,7 +4,7 @@
 ``~/.cache/medgo/kube/<debian version>/`` (with the path of Debian's etcd). :func:`running_cluster` starts
 both on free loopback ports with RBAC authorization, token authentication (an admin in ``system:masters``
 and the pipeline's ServiceAccount identity), service-account signing flags and an audit log of the
-pipeline's requests; installs the vendored CRDs (stripped of what 1.20 refuses) and applies the
+pipeline's requests; installs the vendored CRDs (minus CEL rules and descriptions) and applies the
 Namespace, ServiceAccounts, PriorityClasses and RBAC of ``manifests/base``. No controllers run: no
 scheduler, no controller-manager, no training operator, no KServe. Tests play those by writing status
 (see ``controllers.py``).
@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -339,7 +339,6 @@ class KubeCluster:
     audit_log: Path
     workdir: Path
     version: str = ""
-    _processes: list[_Process] = field(default_factory=list, repr=False)
     _marker_count: int = 0
 
     def configuration(self, token: str) -> client.Configuration:
@@ -447,10 +446,6 @@ class KubeCluster:
 
             wait_until(empty, timeout_s=30, what=f"namespace {namespace} emptied")
 
-    def stop(self) -> None:
-        for process in reversed(self._processes):
-            process.stop()
-
 
 def dropped_fields(sent: Any, stored: Any, path: str = "") -> list[str]:
     """Paths of fields in ``sent`` that ``stored`` lacks: what a 1.20 server pruned as unknown.
@@ -534,6 +529,9 @@ def render_base() -> list[dict[str, Any]]:
 
 
 def _start_etcd(etcd: Path, workdir: Path) -> tuple[_Process, str]:
+    import shutil
+
+    shutil.rmtree(workdir / "etcd-data", ignore_errors=True)
     client_port, peer_port = free_port(), free_port()
     client_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
     process = _start(
@@ -584,9 +582,8 @@ def _ready(url: str, ca_file: Path, token: str) -> bool:
 
 
 def _start_apiserver(
-    apiserver: Path, etcd_url: str, pki: Pki, workdir: Path
-) -> tuple[_Process, str, str, str]:
-    admin_token, pipeline_token = secrets.token_hex(16), secrets.token_hex(16)
+    apiserver: Path, etcd_url: str, pki: Pki, workdir: Path, admin_token: str, pipeline_token: str
+) -> tuple[_Process, str]:
     tokens = workdir / "tokens.csv"
     tokens.write_text(
         f'{admin_token},{ADMIN_USER},uid-admin,"system:masters"\n'
@@ -627,7 +624,7 @@ def _start_apiserver(
         ],
         workdir / "kube-apiserver.log",
     )
-    return process, f"https://127.0.0.1:{port}", admin_token, pipeline_token
+    return process, f"https://127.0.0.1:{port}"
 
 
 def _install_crds(api: client.ApiClient) -> None:
@@ -655,6 +652,30 @@ def _apply_cluster_setup(cluster: KubeCluster) -> None:
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
 
 
+def _start_until_ready(
+    start: Callable[[], tuple[_Process, Any]],
+    ready: Callable[[Any], bool],
+    what: str,
+    also_alive: Callable[[], str | None] = lambda: None,
+) -> tuple[_Process, Any]:
+    """Start a server and wait until ``ready``; start again on fresh ports if another process took one."""
+    for attempt in range(3):
+        process, address = start()
+        try:
+            wait_until(
+                lambda address=address: ready(address),
+                timeout_s=_START_TIMEOUT_S,
+                what=what,
+                alive=lambda process=process: process.died() or also_alive(),
+            )
+            return process, address
+        except RuntimeError as exc:
+            process.stop()
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 @contextlib.contextmanager
 def running_cluster(workdir: Path) -> Iterator[KubeCluster]:
     """Start etcd and kube-apiserver in ``workdir``, set the cluster up, yield it, stop both by PID."""
@@ -666,12 +687,15 @@ def running_cluster(workdir: Path) -> Iterator[KubeCluster]:
     pki = make_pki(workdir / "pki")
     processes: list[_Process] = []
     try:
-        etcd, etcd_url = _start_etcd(etcd_bin, workdir)
+        etcd, etcd_url = _start_until_ready(lambda: _start_etcd(etcd_bin, workdir), _health, "etcd healthy")
         processes.append(etcd)
-        wait_until(
-            lambda: _health(etcd_url), timeout_s=_START_TIMEOUT_S, what="etcd healthy", alive=etcd.died
+        admin_token, pipeline_token = secrets.token_hex(16), secrets.token_hex(16)
+        server, url = _start_until_ready(
+            lambda: _start_apiserver(apiserver_bin, etcd_url, pki, workdir, admin_token, pipeline_token),
+            lambda address: _ready(address, pki.ca_cert, admin_token),
+            "kube-apiserver /readyz",
+            also_alive=etcd.died,
         )
-        server, url, admin_token, pipeline_token = _start_apiserver(apiserver_bin, etcd_url, pki, workdir)
         processes.append(server)
         kubeconfig = workdir / "kubeconfig"
         _kubeconfig(kubeconfig, url, pki.ca_cert, admin_token, pipeline_token)
@@ -684,13 +708,6 @@ def running_cluster(workdir: Path) -> Iterator[KubeCluster]:
             kubeconfig=kubeconfig,
             audit_log=workdir / "audit.log",
             workdir=workdir,
-            _processes=processes,
-        )
-        wait_until(
-            lambda: _ready(url, pki.ca_cert, admin_token),
-            timeout_s=_START_TIMEOUT_S,
-            what="kube-apiserver /readyz",
-            alive=lambda: server.died() or etcd.died(),
         )
         with cluster.admin_client() as api:
             cluster.version = client.VersionApi(api).get_code().git_version
