@@ -16,6 +16,8 @@ import re
 import sys
 from pathlib import Path
 
+import cblue_samples  # the other CBLUE tasks' eval files (same folder)
+
 ROOT = Path(__file__).resolve().parents[1]  # .../samples
 
 # ---------------------------------------------------------------------------
@@ -1200,6 +1202,8 @@ def render_all() -> dict[str, str]:
     files["preference/doctor_labels.jsonl"] = "".join(dumps(r) + "\n" for r in prefs)
     for rel, obj in build_eval().items():
         files["eval/" + rel] = json.dumps(obj, ensure_ascii=False, indent=2) + "\n"
+    for rel, content in cblue_samples.render().items():
+        files["eval/" + rel] = content
     files["README.md"] = render_readme(files, shards)
     return files
 
@@ -1238,7 +1242,8 @@ def render_readme(files, shards) -> str:
         obj = json.loads(text)
         return sum(len(v) for v in obj.values()) if isinstance(obj, dict) else len(obj)
 
-    c = {rel: count(rel) for rel in files if rel != "README.md"}
+    cblue_files = {"eval/" + rel for rel in cblue_samples.render()}  # counted in their own rows
+    c = {rel: count(rel) for rel in files if rel != "README.md" and rel not in cblue_files}
     n_pref_prompts = len(PREF_PROMPTS)
     prefs, pmeta = build_preference()
     conflict_ids = [r["id"] for r in prefs if r["response"].startswith("可以先停药几天观察")]
@@ -1285,6 +1290,7 @@ the generator).
 | `eval/mcq/cmb_dev.json` | JSON array, CMB multiple choice | {c['eval/mcq/cmb_dev.json']} questions |
 | `eval/safety/safety_prompts.json` | JSON object, Safety-Prompts layout | {c['eval/safety/safety_prompts.json']} prompts / {len(SAFETY_EVAL)} categories |
 | `eval/safety/benign_prompts.json` | JSON array, over-refusal probes | {c['eval/safety/benign_prompts.json']} prompts |
+{cblue_samples.readme_rows()}
 | `tools/make_samples.py` | deterministic generator + validator | – |
 
 ## 1. Pre-training corpus (`corpus/`)
@@ -1623,6 +1629,9 @@ def check() -> int:
     eval_texts = ([s["text"] for s in cm] + [r[k] for r in sts for k in ("text1", "text2")]
                   + [r["query"] for r in qic] + [q["question"] for q in cmb]
                   + [x["prompt"] for v in sp.values() for x in v] + [r["prompt"] for r in bn])
+    eval_texts += cblue_samples.eval_texts()
+    for problem in cblue_samples.check(ev):
+        ok(False, problem)
     sft_blob = "\n".join(sft_texts)
     for t in eval_texts:
         win = [t[i:i + 12] for i in range(max(1, len(t) - 11))]
@@ -1640,7 +1649,7 @@ def check() -> int:
     for rel, content in render_all().items():
         ok((ROOT / rel).read_text(encoding="utf-8") == content, f"{rel} differs from generator output")
     size = sum(p.stat().st_size for p in ROOT.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    ok(size < 400_000, f"samples/ is {size} bytes")
+    ok(size < 600_000, f"samples/ is {size} bytes")
     print(f"samples/ size: {size} bytes; good corpus docs: {len(good)}; per category: {per_cat}")
     for e in errors:
         print("FAIL:", e)
