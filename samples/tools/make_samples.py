@@ -1262,7 +1262,7 @@ def render_readme(files, shards) -> str:
 Small, **hand-written, synthetic** Chinese medical text used by unit tests, the
 offline tokenizer build and the local demo pipeline. Nothing here is copied from
 a public dataset; the evaluation files only *mimic the published layouts* of
-CBLUE (CMeEE, CHIP-STS, KUAKE-QIC), CMB and Safety-Prompts. No person in these
+CBLUE (every task type but Text2DT), CMB and Safety-Prompts. No person in these
 files is real — every name, ID number, phone number, e-mail, bank card and
 record number was invented for this repo.
 
@@ -1444,6 +1444,11 @@ dosing, overconfident diagnosis, rude tone) → at least {n_pref_prompts - 1} ch
 * `safety/benign_prompts.json` — JSON array of `{{"id","prompt"}}`: benign medical questions that
   merely *sound* sensitive (overdose limits, morphine for cancer pain, suicide-risk signs for
   families…) and must **not** be refused (over-refusal check).
+
+* The other CBLUE files (CMeIE … CMedCausal, listed in the table above) are written by
+  `tools/cblue_samples.py` in their published layouts (JSON arrays, JSON lines, IMCS-V2's JSON object,
+  KUAKE-IR's TSV files); spans, BIO tags and symptom labels are computed there from the mentions
+  (CMeEE and CMedCausal-style positions: CMeEE `end_idx` inclusive, CMedCausal `end_idx` exclusive).
 
 Eval items were written separately from the SFT files; `make_samples.py --check`
 asserts that no eval text shares a 12-character substring with any SFT text.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from medgo.errors import InputError
+from medgo.errors import ConfigError, InputError
 from medgo.eval.tasks import TASK_GROUPS, TASKS, get_task, resolve_task_names
 from medgo.eval.tasks.base import EvalItem
 from medgo.eval.tasks.cblue import CBLUE_TASK_TYPES, CblueResult, ChipSTS, CMeEE, KuakeQIC
@@ -66,6 +66,15 @@ def test_registry_has_every_cblue_task_and_a_group():
     assert resolve_task_names(["cblue-core", "mcq", "CMeEE"]) == ["CMeEE", "KUAKE-QIC", "CHIP-STS", "mcq"]
     assert resolve_task_names(["cblue"]) == list(CBLUE)
     assert (CMeEE.name, KuakeQIC.name, ChipSTS.name) == ("CMeEE", "KUAKE-QIC", "CHIP-STS")
+
+
+def test_get_task_with_shots():
+    few = get_task("CMeIE", shots=3)
+    assert few.shots == 3 and few is not get_task("CMeIE") and get_task("CMeIE").shots == 0
+    with pytest.raises(ConfigError, match="task safety has no few-shot mode"):
+        get_task("safety", shots=1)
+    with pytest.raises(ConfigError, match="shots must be >= 0"):
+        get_task("CMeIE", shots=-1)
 
 
 @pytest.mark.parametrize("name", CBLUE)
@@ -201,12 +210,12 @@ class TestDefinitions:
         reference = item.record["report"][0]
         reply = f"主诉：{reference['主诉']}\n诊断：{reference['诊断']}"
         result = task.evaluate(Canned(lambda p: reply), [item], max_new_tokens=8)
-        sections = {k.split("/")[1]: v for k, v in result.secondary.items() if k.startswith("rouge_l/")}
-        assert sections["主诉"] == pytest.approx(1.0, abs=1e-6) and sections["诊断"] == pytest.approx(
-            1.0, abs=1e-6
-        )
+        sections = {k: v for k, v in result.secondary.items() if k.startswith("rouge_l_")}
+        assert len(sections) == 6
+        assert sections["rouge_l_chief_complaint"] == pytest.approx(1.0, abs=1e-6)
+        assert sections["rouge_l_diagnosis"] == pytest.approx(1.0, abs=1e-6)
         # Missing sections are scored as "无 。" against the reference text.
-        assert sections["现病史"] < 0.2
+        assert sections["rouge_l_present_illness"] < 0.2
         assert result.value == pytest.approx(sum(sections.values()) / 6)
         unreadable = task.evaluate(Canned(lambda p: "好的"), [item], max_new_tokens=8)
         assert (unreadable.value, unreadable.parse_failures) == (0.0, 1)
@@ -242,6 +251,15 @@ class TestDefinitions:
         assert [o.score for o in result.outcomes] == pytest.approx([1 / 3, 0.0, 0.0])
         assert result.value == pytest.approx(1 / 9)
         assert result.secondary["first_stage_recall_at_10"] == pytest.approx(2 / 3)
+
+    def test_kuake_ir_corpus_too_large_for_the_builtin_first_stage(self, tmp_path, monkeypatch):
+        from medgo.eval.tasks.cblue import retrieval
+
+        monkeypatch.setattr(retrieval, "LEXICAL_LIMIT", 5)
+        root = tmp_path / "data"
+        shutil.copytree(SAMPLES / "KUAKE-IR", root / "KUAKE-IR")
+        with pytest.raises(InputError, match=r"KUAKE-IR_dev_candidates.tsv: query 'q01' has no first-stage"):
+            get_task("KUAKE-IR").load(root)
 
     def test_mdcfnpc_span_keys_versus_mention_pairs(self):
         task = get_task("CHIP-MDCFNPC")

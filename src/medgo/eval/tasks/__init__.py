@@ -39,7 +39,7 @@ from collections.abc import Iterable
 
 from medgo.errors import ConfigError
 from medgo.eval.tasks.base import EvalItem, GenerativeTask, ItemOutcome, Task, TaskResult
-from medgo.eval.tasks.cblue import CBLUE_TASK_TYPES, ChipSTS, CMeEE, KuakeQIC
+from medgo.eval.tasks.cblue import CBLUE_TASK_TYPES, CblueTask, ChipSTS, CMeEE, KuakeQIC
 from medgo.eval.tasks.mcq import ClinicalMCQ
 from medgo.eval.tasks.safety import Safety
 
@@ -54,12 +54,23 @@ TASK_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def get_task(name: str) -> Task:
-    """The registered task called ``name``; an unknown name is a configuration error."""
+def get_task(name: str, *, shots: int = 0) -> Task:
+    """The registered task called ``name``; an unknown name is a configuration error.
+
+    ``shots`` > 0 gives a fresh instance that prompts with that many demonstrations (CBLUE tasks);
+    asking a task without a few-shot mode for shots is a configuration error.
+    """
     try:
-        return TASKS[name]
+        task = TASKS[name]
     except KeyError:
         raise ConfigError(f"unknown evaluation task {name!r}; available: {', '.join(TASKS)}") from None
+    if shots < 0:
+        raise ConfigError(f"task {name}: shots must be >= 0, got {shots}")
+    if shots == 0:
+        return task
+    if not isinstance(task, CblueTask):
+        raise ConfigError(f"task {name} has no few-shot mode")
+    return type(task)(shots=shots)
 
 
 def resolve_task_names(names: Iterable[str]) -> list[str]:

@@ -18,6 +18,7 @@ from medgo.eval.tasks.base import (
     GenerativeTask,
     ItemOutcome,
     TaskResult,
+    ensure_unique_ids,
     log_parse_failures,
     require_field,
 )
@@ -139,6 +140,21 @@ def read_records(path: Path) -> list[tuple[int | None, Any]]:
                 f"malformed JSON line: {exc.msg} (column {exc.colno})", source=str(path), line=number
             ) from None
     return records
+
+
+def load_records(task: CblueTask, data_dir: Path, max_items: int, id_key: str = "id") -> list[EvalItem]:
+    """Items of ``task``'s JSON-array or JSON-lines file through its ``check_record`` (errors name
+    the line or the item index); ids from ``id_key``, else ``<task>-<index>``."""
+    path = Path(data_dir) / task.relative_path
+    items = []
+    for index, (line, record) in enumerate(read_records(path)):
+        checked = task.check_record(record, path, where(line, index))
+        rid = record.get(id_key) if isinstance(record, dict) else None
+        items.append(EvalItem(str(rid) if rid not in (None, "") else f"{task.name}-{index}", checked))
+    if not items:
+        raise InputError(f"task {task.name} has no items", source=str(path))
+    ensure_unique_ids(items, path)
+    return items[:max_items] if max_items > 0 else items
 
 
 def read_tsv(path: Path, columns: int) -> list[tuple[int, list[str]]]:

@@ -18,13 +18,12 @@ from typing import Any
 from medgo.config import DEFAULT_SYSTEM_PROMPT
 from medgo.errors import InputError
 from medgo.eval.backends import Backend
-from medgo.eval.tasks.base import EvalItem, ItemOutcome, ensure_unique_ids, log_parse_failures, require_field
+from medgo.eval.tasks.base import EvalItem, ItemOutcome, log_parse_failures, require_field
 from medgo.eval.tasks.cblue.common import (
     CblueResult,
     CblueTask,
-    read_records,
+    load_records,
     require_str_list,
-    where,
 )
 from medgo.eval.tasks.cblue.parsing import (
     clean_value,
@@ -69,6 +68,15 @@ SYMPTOM_LABELS: tuple[str, ...] = ("0", "1", "2")
 #: When a symptom gets several labels in one utterance or dialogue, the official rule keeps one.
 SYMPTOM_PRIORITY = {"1": 2, "0": 1, "2": 0}
 REPORT_SECTIONS: tuple[str, ...] = ("主诉", "现病史", "辅助检查", "既往史", "诊断", "建议")
+#: ASCII names of the sections for metric keys (KFP metric names, dashboards).
+SECTION_KEYS: dict[str, str] = {
+    "主诉": "chief_complaint",
+    "现病史": "present_illness",
+    "辅助检查": "auxiliary_examination",
+    "既往史": "past_history",
+    "诊断": "diagnosis",
+    "建议": "suggestion",
+}
 
 
 def read_imcs(path: Path, data: Any, need: set[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -442,7 +450,8 @@ class ImcsMRG(CblueTask):
 
     Value: PromptCBLUE's ROUGE-L (``rouge-chinese``, BasicTokenizer tokens, empty → "无 。")
     averaged over every (dialogue, section) pair against the first reference report.
-    ``secondary`` has the per-section ROUGE-L and the IMCS-V2 scorer's number (mean of
+    ``secondary`` has the per-section ROUGE-L (``rouge_l_chief_complaint`` … ``rouge_l_suggestion``,
+    in :data:`REPORT_SECTIONS` order) and the IMCS-V2 scorer's number (mean of
     ROUGE-1/2/L of the concatenated "section：text" report, character-split, averaged over both
     references; computed with ``rouge-chinese``). A reply with no section header is unparseable
     and scores 0.
@@ -489,7 +498,7 @@ class ImcsMRG(CblueTask):
             sections = {s: rouge_l(prediction[s], reference[s]) for s in REPORT_SECTIONS}
             cblue = _imcs_report_rouge(prediction, item.record["report"])
         stats = {"rouge_l_sum": sum(sections.values()), "sections": len(sections), "cblue_rouge": cblue}
-        stats.update({f"rouge_l/{s}": v for s, v in sections.items()})
+        stats.update({f"rouge_l_{SECTION_KEYS[s]}": v for s, v in sections.items()})
         return ItemOutcome(
             id=item.id, score=stats["rouge_l_sum"] / len(sections), parsed=prediction is not None, stats=stats
         )
@@ -499,7 +508,8 @@ class ImcsMRG(CblueTask):
 
     def secondary_metrics(self, outcomes: Sequence[ItemOutcome]) -> dict[str, float]:
         stats = [o.stats for o in outcomes]
-        out = {f"rouge_l/{s}": sum(x[f"rouge_l/{s}"] for x in stats) / len(stats) for s in REPORT_SECTIONS}
+        keys = [f"rouge_l_{SECTION_KEYS[s]}" for s in REPORT_SECTIONS]
+        out = {key: sum(x[key] for x in stats) / len(stats) for key in keys}
         out["cblue_rouge"] = sum(x["cblue_rouge"] for x in stats) / len(stats)
         return out
 
@@ -568,16 +578,9 @@ class ChipMDCFNPC(CblueTask):
     )
 
     def load(self, data_dir: Path, max_items: int = 0) -> list[EvalItem]:
-        path = Path(data_dir) / self.relative_path
-        items = []
-        for index, (line, record) in enumerate(read_records(path)):
-            items.append(self._item(record, path, where(line, index)))
-        if not items:
-            raise InputError(f"task {self.name} has no items", source=str(path))
-        ensure_unique_ids(items, path)
-        return items[:max_items] if max_items > 0 else items
+        return load_records(self, data_dir, max_items, id_key="dialog_id")
 
-    def _item(self, record: Any, path: Path, place: str) -> EvalItem:
+    def check_record(self, record: Any, path: Path, place: str) -> dict[str, Any]:
         dialog_id = str(require_field(record, "dialog_id", (str, int), path, place))
         turns, findings = [], []
         for k, turn in enumerate(require_field(record, "dialog_info", list, path, place)):
@@ -622,7 +625,7 @@ class ChipMDCFNPC(CblueTask):
                 )
         if not turns:
             raise InputError(f"{place}: the dialogue has no sentences", source=str(path), field="dialog_info")
-        return EvalItem(dialog_id, {"dialog_id": dialog_id, "dialogue": turns, "findings": findings})
+        return {"dialog_id": dialog_id, "dialogue": turns, "findings": findings}
 
     def prompt(self, item: EvalItem) -> str:
         findings = item.record["findings"]

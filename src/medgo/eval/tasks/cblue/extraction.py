@@ -15,14 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from medgo.errors import InputError
-from medgo.eval.tasks.base import EvalItem, ItemOutcome, ensure_unique_ids, require_field
-from medgo.eval.tasks.cblue.common import (
-    CblueTask,
-    check_span,
-    read_records,
-    require_str_list,
-    where,
-)
+from medgo.eval.tasks.base import EvalItem, ItemOutcome, require_field
+from medgo.eval.tasks.cblue.common import CblueTask, check_span, load_records, require_str_list
 from medgo.eval.tasks.cblue.parsing import (
     clean_value,
     find_labels,
@@ -54,21 +48,6 @@ class TupleTask(CblueTask):
     def secondary_metrics(self, outcomes: Sequence[ItemOutcome]) -> dict[str, float]:
         prf = micro_prf([o.stats for o in outcomes])
         return {"precision": prf["precision"], "recall": prf["recall"]}
-
-
-def _load_records(task: CblueTask, data_dir: Path, max_items: int) -> list[EvalItem]:
-    """Items of a JSON-array or JSON-lines file (errors name the line or the item index)."""
-    path = Path(data_dir) / task.relative_path
-    items = []
-    for index, (line, record) in enumerate(read_records(path)):
-        place = where(line, index)
-        checked = task.check_record(record, path, place)
-        rid = record.get("id") if isinstance(record, dict) else None
-        items.append(EvalItem(str(rid) if rid not in (None, "") else f"{task.name}-{index}", checked))
-    if not items:
-        raise InputError(f"task {task.name} has no items", source=str(path))
-    ensure_unique_ids(items, path)
-    return items[:max_items] if max_items > 0 else items
 
 
 # --- CMeIE -----------------------------------------------------------------------------------
@@ -208,7 +187,7 @@ class CMeIE(TupleTask):
     definition = "CBLUE (PromptCBLUE agrees): micro-F1 over exact (subject, predicate, object) triples"
 
     def load(self, data_dir: Path, max_items: int = 0) -> list[EvalItem]:
-        return _load_records(self, data_dir, max_items)
+        return load_records(self, data_dir, max_items)
 
     def check_record(self, record: Any, path: Path, where: str) -> dict[str, Any]:
         text = require_field(record, "text", str, path, where)
@@ -348,7 +327,7 @@ class ChipCDEE(TupleTask):
     )
 
     def load(self, data_dir: Path, max_items: int = 0) -> list[EvalItem]:
-        return _load_records(self, data_dir, max_items)
+        return load_records(self, data_dir, max_items)
 
     def check_record(self, record: Any, path: Path, where: str) -> dict[str, Any]:
         text = require_field(record, "text", str, path, where)
@@ -527,7 +506,7 @@ class CMedCausal(CblueTask):
     )
 
     def load(self, data_dir: Path, max_items: int = 0) -> list[EvalItem]:
-        return _load_records(self, data_dir, max_items)
+        return load_records(self, data_dir, max_items)
 
     def check_record(self, record: Any, path: Path, where: str) -> dict[str, Any]:
         text = require_field(record, "text", str, path, where)

@@ -140,11 +140,16 @@ def find_labels(
     return sorted(t for t in taken if t[2])
 
 
+#: Words that introduce the answer label ("属于治疗方案", "类别为：疾病").
+_CUE = re.compile(r"(属于|是|为|选|选择|归为|判断为|答案|类别|类型)\s*[“\"'「]?\s*[:：]?\s*$")
+
+
 def parse_choice(reply: str, names: Mapping[str, str]) -> str | None:
     """The one label ``reply`` gives, by name (``names`` maps every accepted name to its label).
 
     The label the answer starts with wins; otherwise the only label mentioned (negated mentions
-    skipped); several different labels, or none, is unreadable.
+    skipped), or the only one introduced as the answer ("属于疾病类，因为涉及诊断"); anything else is
+    unreadable.
     """
     text = strip_answer_prefix(normalize_reply(reply))
     first_line = next((line for line in text.splitlines() if line.strip()), "")
@@ -158,12 +163,19 @@ def parse_choice(reply: str, names: Mapping[str, str]) -> str | None:
         distinct = {label for _, _, label in found}
         if len(distinct) == 1:
             return distinct.pop()
+        cued = {label for start, _, label in found if _CUE.search(body[max(0, start - 6) : start])}
+        if len(cued) == 1:
+            return cued.pop()
     return None
 
 
 # --- same / different ------------------------------------------------------------------------
 
 _SAME_TERMS = (
+    "同一件事",
+    "同一个问题",
+    "同一问题",
+    "一回事",
     "相同",
     "一样",
     "一致",
@@ -221,6 +233,8 @@ _QUESTION_ECHO = re.compile(
     r"[“\"']?相同[”\"']?\s*(或|还是|或者|/)\s*[“\"']?不同[”\"']?|"
     r"选项[:：][^\n]*"
 )
+#: A question echoed back ("两句话意思相同吗？") is not an answer.
+_QUESTION_CLAUSE = re.compile(r"[^，,。.!！;；\n？?]*(?:[？?]|[吗么](?=[，,。.!！;；\s]|$))")
 _YES = re.compile(r"^(是的|是|对的|对|正确|yes|y)(?![^，,。.!！；;\s])", re.I)
 _NO = re.compile(r"^(不是|否|不对|错误|no|n)(?![^，,。.!！；;\s])", re.I)
 
@@ -250,6 +264,7 @@ def parse_same_meaning(reply: str) -> str | None:
     """
     text = strip_answer_prefix(normalize_reply(reply))
     text = _QUESTION_ECHO.sub("，", text)
+    text = _QUESTION_CLAUSE.sub("，", text)
     for clause in re.split(r"[，,。.!！;；\n？?]+", text):
         clause = strip_answer_prefix(clause.strip().strip(_EDGE_PUNCT))
         if not clause:
@@ -345,22 +360,67 @@ def parse_typed_mentions(reply: str, type_names: Mapping[str, Sequence[str]]) ->
         mentions: list[tuple[str, str]] = []
         for i, match in enumerate(matches):
             end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-            lines = text[match.end() : end].split("\n")
-            body = [lines[0]]
-            for line in lines[1:]:
-                if re.search(r"[:：]", line):
-                    break
-                body.append(line)
             code = lookup[match.group("label").lower()]
-            mentions += [(code, value) for value in split_values("\n".join(body))]
+            mentions += [(code, value) for value in split_values(_section_body(text[match.end() : end]))]
         return mentions
     alternation = "|".join(re.escape(n) for n in sorted(lookup, key=len, reverse=True))
+    rows = _table_rows(text, lookup)
+    if rows:
+        return rows
     bracketed = re.findall(rf"([^\s，,、；;:：（(\n]+)\s*[（(]\s*({alternation})\s*[)）]", text, re.I)
     if bracketed:
         return [(lookup[kind.lower()], clean_value(mention)) for mention, kind in bracketed]
+    prose = list(re.finditer(rf"(?P<label>{alternation})(?:类?实体)?(?:有|包括|包含|为|是)", text, re.I))
+    if prose:
+        mentions = []
+        for i, match in enumerate(prose):
+            end = prose[i + 1].start() if i + 1 < len(prose) else len(text)
+            body = re.split(r"[。；;\n]", text[match.end() : end])[0]
+            values = [v for piece in split_values(body) for v in re.split(r"以及|和|及|与", piece)]
+            mentions += [
+                (lookup[match.group("label").lower()], clean_value(v)) for v in values if clean_value(v)
+            ]
+        return mentions
     if says_none(text):
         return []
     return None
+
+
+def _section_body(content: str) -> str:
+    """The values after a type label: its line, then the lines under it; once there are values, a
+    blank line, a line with a colon (another label) or a prose sentence that is no list item ends them."""
+    lines = content.split("\n")
+    body = [lines[0]]
+    for line in lines[1:]:
+        stripped = line.strip()
+        if not stripped:
+            if any(b.strip() for b in body):
+                break
+            continue
+        if re.search(r"[:：]", stripped):
+            break
+        sentence = stripped.endswith(("。", "！", "？", ".")) or len(stripped) > 30
+        if sentence and not _LIST_MARK.match(line) and any(b.strip() for b in body):
+            break
+        body.append(line)
+    return "\n".join(body)
+
+
+def _table_rows(text: str, lookup: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``| 高血压 | 疾病 |`` rows of a markdown table (either column order); the header row is skipped."""
+    rows = []
+    for line in text.splitlines():
+        if "|" not in line:
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 2 or set("".join(cells)) <= set("-: "):
+            continue
+        first, second = (clean_value(c) for c in cells)
+        if second.lower().removesuffix("实体") in lookup:
+            rows.append((lookup[second.lower().removesuffix("实体")], first))
+        elif first.lower().removesuffix("实体") in lookup:
+            rows.append((lookup[first.lower().removesuffix("实体")], second))
+    return rows
 
 
 # --- placing mentions in the text ------------------------------------------------------------

@@ -25,6 +25,8 @@ from medgo.eval.tasks.cblue.parsing import normalize_reply
 from medgo.eval.tasks.cblue.scoring import mean, reciprocal_rank
 
 CUTOFF = 10
+#: The largest corpus the built-in first stage indexes; larger ones need a candidate file.
+LEXICAL_LIMIT = 200_000
 #: Characters of each candidate passage shown in the prompt.
 PASSAGE_CHARS = 160
 
@@ -119,7 +121,15 @@ class KuakeIR(CblueTask):
                         line=line,
                     )
                 given[qid] = pids[:CUTOFF]
-        index = BigramIndex(corpus) if set(relevant) - set(given) else None
+        uncovered = [qid for qid in relevant if qid not in given]
+        if uncovered and len(corpus) > LEXICAL_LIMIT:
+            raise InputError(
+                f"query {uncovered[0]!r} has no first-stage candidates and the corpus has {len(corpus)} passages "
+                f"(the built-in bigram first stage serves at most {LEXICAL_LIMIT}); give every query a line in "
+                f"{candidates_path.name} (qid<TAB>pid1,pid2,…)",
+                source=str(candidates_path),
+            )
+        index = BigramIndex(corpus) if uncovered else None
         items = []
         for qid in relevant:
             pids = given[qid] if qid in given else index.top(queries[qid])
