@@ -99,7 +99,7 @@ def test_gold_answers_score_perfectly_on_the_samples(name):
 @pytest.mark.parametrize("name", [n for n in CBLUE if n != "IMCS-V2-SR"])
 def test_few_shot_prompts_carry_other_items_gold_answers(name):
     task = type(get_task(name))(shots=2)
-    items = task.load(SAMPLES, max_items=5)
+    items = task.load(SAMPLES)
     backend = oracle_for(task, items)
     result = task.evaluate(backend, items, max_new_tokens=8)
     assert result.value == pytest.approx(1.0, abs=1e-6) and result.shots == 2
@@ -112,6 +112,17 @@ def test_few_shot_prompts_carry_other_items_gold_answers(name):
         assert [chat[2]["content"], chat[4]["content"]] == [
             task.render_answer(by_prompt[p]) for p in demo_prompts
         ]
+
+
+def test_few_shot_never_shows_a_turn_of_the_same_dialogue():
+    """A later turn of the same MedDG dialogue would show this turn's reference in its history."""
+    task = get_task("MedDG", shots=3)
+    items = task.load(SAMPLES)
+    for index, item in enumerate(items):
+        demos = task.demonstrations(items, index)
+        assert len(demos) == 3
+        assert all(d.record["dialogue"] != item.record["dialogue"] for d in demos)
+        assert all(item.record["response"] not in task.prompt(d) for d in demos)
 
 
 def test_few_shot_symptom_recognition_uses_other_dialogues():

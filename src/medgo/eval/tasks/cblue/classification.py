@@ -423,6 +423,9 @@ class ImcsDAC(LabelTask):
                 previous = f"{turn['speaker']}：{turn['sentence']}"
         return items
 
+    def demo_group(self, item: EvalItem) -> str:
+        return item.record["dialog_id"]
+
     def prompt(self, item: EvalItem) -> str:
         context = f"上一句：{item.record['previous']}\n" if item.record["previous"] else ""
         options = options_text([self.names[label] for label in self.labels])

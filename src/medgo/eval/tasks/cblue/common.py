@@ -46,7 +46,7 @@ class CblueTask(GenerativeTask):
     Few-shot prompts are a multi-turn chat: ``shots`` other items of the same file, each asked
     with the task's prompt and answered with :meth:`render_answer` of its gold record, then the
     item itself. Demonstrations are the items after it in file order (wrapping around), never
-    the item itself. ``render_answer`` writes gold in the shape :meth:`parse` reads, so a model
+    the item itself nor one of its :meth:`demo_group`. ``render_answer`` writes gold in the shape :meth:`parse` reads, so a model
     that answers exactly like the demonstrations scores perfectly.
     """
 
@@ -62,9 +62,15 @@ class CblueTask(GenerativeTask):
         """The gold record as the answer the prompt asks for."""
         raise NotImplementedError
 
+    def demo_group(self, item: EvalItem) -> str:
+        """Items of one group never demonstrate for each other (a dialogue's turns, whose history
+        would show the answer); by default every item is its own group."""
+        return item.id
+
     def demonstrations(self, items: Sequence[EvalItem], index: int) -> list[EvalItem]:
+        group = self.demo_group(items[index])
         others = [items[(index + k) % len(items)] for k in range(1, len(items))]
-        return others[: self.shots]
+        return [other for other in others if self.demo_group(other) != group][: self.shots]
 
     def messages(self, item: EvalItem, demos: Sequence[EvalItem]) -> Messages:
         chat: Messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}]

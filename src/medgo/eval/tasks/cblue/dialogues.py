@@ -265,7 +265,7 @@ def parse_symptom_statuses(reply: str) -> dict[str, str] | None:
             found = merge_symptoms(found, {left: status})
             recognised = True
             continue
-        group = _status(left)
+        group = _status(left.replace("阴阳性", ""))
         if group is not None:
             recognised = True
             for symptom in split_values(right):
@@ -768,7 +768,12 @@ class MedDG(CblueTask):
                     raw_items.append(
                         (
                             f"MedDG-{d}-{k}",
-                            {"history": list(history), "response": sentence, "entities": entities},
+                            {
+                                "history": list(history),
+                                "response": sentence,
+                                "entities": entities,
+                                "dialogue": d,
+                            },
                         )
                     )
                 history.append(f"{_SPEAKERS[role]}：{sentence}")
@@ -779,6 +784,9 @@ class MedDG(CblueTask):
             }
         shared = tuple(sorted(vocabulary, key=lambda e: (-len(e), e)))
         return [EvalItem(item_id, {**record, "entity_vocabulary": shared}) for item_id, record in raw_items]
+
+    def demo_group(self, item: EvalItem) -> str:
+        return str(item.record.get("dialogue", item.id))
 
     def prompt(self, item: EvalItem) -> str:
         history = "\n".join(item.record["history"])

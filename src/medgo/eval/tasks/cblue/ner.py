@@ -243,6 +243,9 @@ class ImcsNER(CblueTask):
                 )
         return items
 
+    def demo_group(self, item: EvalItem) -> str:
+        return item.record["dialog_id"]
+
     def prompt(self, item: EvalItem) -> str:
         record = item.record
         return _typed_prompt(
