@@ -75,6 +75,7 @@ class Job:
     request_id: str
     prompt_ids: Sequence[int]
     max_tokens: int
+    min_tokens: int = 0
     sampling: Sampling = Sampling()
     stop: tuple[str, ...] = ()
     stream: bool = False
@@ -415,7 +416,7 @@ class BatchEngine:
             if token in self.eos_token_ids:
                 finish = "stop"
             else:
-                piece = row.stream.push(token)
+                piece = row.stream.push(token, stop_allowed=len(row.generated) >= handle.job.min_tokens)
                 if row.stream.stopped:
                     finish = "stop"
                 elif len(row.generated) >= handle.job.max_tokens:
@@ -514,6 +515,12 @@ class BatchEngine:
     def _choose(self, logits, rows: list[_Row]) -> list[int]:
         """The next token of every row: argmax, or the row's own penalised, filtered sampling."""
         torch = self._torch
+        early = [i for i, row in enumerate(rows) if len(row.generated) < row.handle.job.min_tokens]
+        if early:
+            logits = logits.clone()
+            eos = torch.tensor(sorted(self.eos_token_ids), device=logits.device, dtype=torch.long)
+            for i in early:
+                logits[i, eos] = float("-inf")
         chosen = logits.argmax(-1).tolist()
         for i, row in enumerate(rows):
             sampling = row.handle.job.sampling

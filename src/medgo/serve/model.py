@@ -311,6 +311,7 @@ class MedgoModel(kserve.Model):
             request_id=request_id,
             prompt_ids=prompt_ids,
             max_tokens=max_tokens,
+            min_tokens=min(params.min_tokens or 0, max_tokens),
             sampling=self.sampling(params),
             stop=tuple(params.stop or ()),
             stream=stream,
@@ -596,6 +597,10 @@ class MedgoModel(kserve.Model):
         for index, (conversation, completion) in enumerate(zip(conversations, completions, strict=True)):
             key = request_id if len(conversations) == 1 else f"{request_id}/{index}"
             await self.remember(key, self.name, conversation, completion.text)
+
+    async def explain(self, payload, headers=None):
+        """KServe's ``:explain`` verb: this model has no explainer (a 400, not KServe's 501)."""
+        raise InvalidInput("this model has no explainer; use :predict")
 
     def _check_batch_size(self, size: int) -> None:
         if size > self.max_batch_size:

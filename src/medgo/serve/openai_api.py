@@ -125,6 +125,7 @@ class _SamplingRequest(BaseModel):
 
     model: str = Field(description="a served model name (see GET /v1/models)")
     max_tokens: int | None = Field(None, ge=1, description="most tokens to generate")
+    min_tokens: int | None = Field(None, ge=0, description="vLLM extension: no end before this many tokens")
     temperature: float | None = Field(None, ge=0.0, le=2.0, description="0 is greedy decoding")
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=-1, description="vLLM extension; 0 or -1 is off")
@@ -149,6 +150,7 @@ class _SamplingRequest(BaseModel):
     def generation_params(self, max_tokens: int | None) -> GenerationParams:
         settings = {
             "max_tokens": max_tokens,
+            "min_tokens": self.min_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,
             "top_k": self.top_k,

@@ -23,8 +23,9 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from kserve import ModelServer
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 from kserve import model_server as kserve_model_server
 from kserve.model_repository import ModelRepository
 
@@ -68,8 +69,13 @@ class MedgoModelServer(ModelServer):
 
             def create_then_harden() -> None:
                 create_application()
-                # KServe's catch-all answers "<type> : <message>", which can carry client text.
-                kserve_model_server.app.add_exception_handler(Exception, _internal_error)
+                # KServe's handlers echo model names and "<type> : <message>" texts, which can carry
+                # client text, and log client errors with tracebacks; medgo's replace them.
+                app = kserve_model_server.app
+                app.add_exception_handler(Exception, _internal_error)
+                app.add_exception_handler(InvalidInput, _invalid_input)
+                app.add_exception_handler(ModelNotFound, _model_not_found)
+                app.add_exception_handler(ModelNotReady, _request_failure)
 
             self._rest_server.create_application = create_then_harden
         await super()._serve()
@@ -87,6 +93,16 @@ class ServerContext:
 
 #: Builds an extra router for the app (see the module doc).
 RouterFactory = Callable[[ServerContext], APIRouter]
+
+
+async def _invalid_input(request: Request, exc: InvalidInput) -> Response:
+    return failure_response(exc, openai=_is_openai_path(request))
+
+
+async def _model_not_found(request: Request, exc: ModelNotFound) -> JSONResponse:
+    if _is_openai_path(request):
+        return openai_error(404, "the model is not served here", code="model_not_found")
+    return JSONResponse(status_code=404, content={"error": "the model is not served here"})
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

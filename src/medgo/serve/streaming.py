@@ -49,6 +49,7 @@ class TextStream:
         self._read_offset = 0
         self._text = ""
         self._released = 0
+        self._stop_allowed = True
         self.stopped = False
 
     @property
@@ -56,9 +57,11 @@ class TextStream:
         """The answer's text so far, released or not."""
         return self._text
 
-    def push(self, token_id: int) -> str:
+    def push(self, token_id: int, *, stop_allowed: bool = True) -> str:
+        """Add one generated token; ``stop_allowed=False`` (before ``min_tokens``) ignores stop strings."""
         if self.stopped:
             return ""
+        self._stop_allowed = stop_allowed
         self._ids.append(token_id)
         decode = self._tokenizer.decode
         before = decode(self._ids[self._prefix_offset : self._read_offset], skip_special_tokens=True)
@@ -93,7 +96,7 @@ class TextStream:
             return
         search_from = max(0, len(self._text) - self._longest_stop + 1)
         self._text += piece
-        if not self._stop:
+        if not self._stop or not self._stop_allowed:
             return
         hits = [i for i in (self._text.find(s, search_from) for s in self._stop) if i >= 0]
         if hits:
