@@ -25,8 +25,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from kserve import ModelServer
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 from kserve import model_server as kserve_model_server
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 from kserve.model_repository import ModelRepository
 
 from medgo.config import ServeConfig, load_config
