@@ -293,6 +293,9 @@ class ServeConfig(StageConfig):
     log_text: bool = Field(
         False, description="write prompts and answers to the request log (patient data: debugging only)"
     )
+    torch_threads: int = Field(
+        0, ge=0, description="CPU threads per torch operation; 0 uses the container's CPU quota"
+    )
     response_retention_s: float = Field(
         7 * 24 * 3600, gt=0, description="how long answered prompts stay retrievable by request id"
     )

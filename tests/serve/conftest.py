@@ -18,6 +18,9 @@ SAMPLE_TEXTS = [
     "The patient reports chest pain and shortness of breath.",
 ]
 
+#: One torch thread: a model this small runs fastest on one, and the test machine is shared.
+TEST_SERVER_ARGS = ["--torch_threads", "1"]
+
 #: Qwen2's published chat template, in shape: ChatML, a default system turn, no generation markers.
 QWEN2_CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -55,7 +58,13 @@ def server_url(tiny_model_dir, server_log) -> str:
     """Base URL of ``python -m medgo.serve`` serving the tiny model as "medgo" (max 64 new tokens)."""
     from medgo.serve.local import serve_locally
 
-    with serve_locally(tiny_model_dir, max_new_tokens=64, log_path=server_log, ready_timeout_s=120) as url:
+    with serve_locally(
+        tiny_model_dir,
+        max_new_tokens=64,
+        log_path=server_log,
+        ready_timeout_s=120,
+        extra_args=TEST_SERVER_ARGS,
+    ) as url:
         yield url
 
 
@@ -70,7 +79,7 @@ def qwen2_template_server_url(qwen2_template_model_dir, tmp_path_factory) -> str
         max_new_tokens=64,
         log_path=log_path,
         ready_timeout_s=120,
-        extra_args=["--system_prompt", ""],
+        extra_args=[*TEST_SERVER_ARGS, "--system_prompt", ""],
     ) as url:
         yield url
 

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from medgo.logs import fields
@@ -110,7 +111,7 @@ class JobHandle:
     queued); callers bridge it to their own world (an asyncio queue, a thread queue).
     """
 
-    def __init__(self, job: Job, deliver: Callable[[Event], None]) -> None:
+    def __init__(self, job: Job, deliver: Callable[[Event], None] | None) -> None:
         self.job = job
         self._deliver = deliver
         self.cancel_reason: AbortReason | None = None
@@ -135,6 +136,8 @@ class JobHandle:
             return
         if not isinstance(event, TextDelta):
             self._done = True
+            if self._engine is not None:
+                self._engine._ended()
         try:
             self._deliver(event)
         except RuntimeError:  # the consumer's event loop is closed (server shutting down)
@@ -157,7 +160,8 @@ class BatchEngine:
         tokenizer: its tokenizer (decoding only; prompts arrive as ids).
         eos_token_ids: ids that end an answer (counted as a completion token, not shown).
         max_batch_size: most rows decoded together.
-        max_queue: most jobs waiting for a row; beyond it :meth:`submit` raises :class:`QueueFull`.
+        max_queue: most jobs waiting for a row: with a full batch and a full queue
+            :meth:`submit` raises :class:`QueueFull`.
         batch_wait_s: how long an idle engine waits for announced requests (see :meth:`arriving`).
         model_name: the ``model`` label of the metrics.
     """
@@ -188,6 +192,7 @@ class BatchEngine:
         self._cond = threading.Condition()
         self._waiting: deque[JobHandle] = deque()
         self._incoming = 0
+        self._in_flight = 0  # submitted and not yet ended: queued, being prefilled or in the batch
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._rows: list[_Row] = []
@@ -253,13 +258,18 @@ class BatchEngine:
     def queue_depth(self) -> int:
         return len(self._waiting)
 
+    @property
+    def capacity(self) -> int:
+        """Most jobs in flight at once: a full batch plus a full queue."""
+        return self.max_batch_size + self.max_queue
+
     def has_room(self, prompts: int = 1) -> bool:
-        """Whether ``prompts`` more jobs fit in the queue right now (a cheap pre-check)."""
-        return len(self._waiting) + prompts <= self.max_queue + max(0, self.max_batch_size - len(self._rows))
+        """Whether ``prompts`` more jobs fit right now (a cheap pre-check before tokenising)."""
+        return self._in_flight + prompts <= self.capacity
 
     def retry_after_s(self) -> int:
         """A Retry-After estimate: the queue ahead, drained ``max_batch_size`` at a time."""
-        rounds = (len(self._waiting) + len(self._rows)) / self.max_batch_size
+        rounds = self._in_flight / self.max_batch_size
         return max(1, min(60, round(rounds * self._seconds_per_job + 0.5)))
 
     def submit(self, jobs: Sequence[Job], deliver: Callable[[JobHandle, Event], None]) -> list[JobHandle]:
@@ -267,21 +277,25 @@ class BatchEngine:
 
         ``deliver(handle, event)`` receives each job's events (see :class:`JobHandle`).
         """
-        handles = [JobHandle(job, lambda event, h=None: None) for job in jobs]
+        handles = [JobHandle(job, None) for job in jobs]
         for handle in handles:
-            handle._deliver = lambda event, h=handle: deliver(h, event)
+            handle._deliver = partial(deliver, handle)
             handle._engine = self
         with self._cond:
             if not self.running:
                 raise EngineStopped()
-            free_rows = max(0, self.max_batch_size - len(self._rows))
-            if len(self._waiting) + len(handles) > self.max_queue + free_rows:
+            if self._in_flight + len(handles) > self.capacity:
                 metrics.GENERATIONS.labels(reason="rejected", **self._labels).inc(len(handles))
                 raise QueueFull(self.retry_after_s())
+            self._in_flight += len(handles)
             self._waiting.extend(handles)
             metrics.QUEUE_DEPTH.labels(**self._labels).set(len(self._waiting))
             self._cond.notify_all()
         return handles
+
+    def _ended(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
 
     def _drop_waiting(self, handle: JobHandle) -> None:
         with self._cond:

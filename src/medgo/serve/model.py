@@ -96,6 +96,8 @@ class MedgoModel(kserve.Model):
         request_timeout_s: the most one request may take, queueing included.
         aliases: further model names that reach this model (the vLLM runtime's adapter name).
         log_text: put prompts and answers in the request log (patient data: debugging only).
+        torch_threads: CPU threads per operation; 0 picks the container's CPU quota (torch's own
+            default counts the node's cores, which oversubscribes a pod with a CPU limit).
         response_log: where answered prompts are kept by request id (in memory by default).
     """
 
@@ -115,6 +117,7 @@ class MedgoModel(kserve.Model):
         aliases: Sequence[str] = (),
         log_text: bool = False,
         response_log: ResponseLog | None = None,
+        torch_threads: int = 0,
     ) -> None:
         super().__init__(name)
         for setting, value in (
@@ -137,6 +140,7 @@ class MedgoModel(kserve.Model):
         self.request_timeout_s = request_timeout_s
         self.aliases = tuple(a for a in aliases if a and a != name)
         self.log_text = log_text
+        self.torch_threads = torch_threads
         self.response_log: ResponseLog = response_log if response_log is not None else InMemoryResponseLog()
         self.created = int(time.time())
         self._model = None
@@ -162,6 +166,7 @@ class MedgoModel(kserve.Model):
             request_timeout_s=config.request_timeout_s,
             aliases=[config.served_adapter_name()] if config.served_adapter_name() else [],
             log_text=config.log_text,
+            torch_threads=config.torch_threads,
             response_log=response_log
             if response_log is not None
             else InMemoryResponseLog(config.response_retention_s, config.response_log_max_entries),
@@ -187,7 +192,12 @@ class MedgoModel(kserve.Model):
         An adapter is merged into the weights; several visible GPUs share the model through a
         device map (see :func:`medgo.modeling.load_for_inference`).
         """
+        import torch
+
         started = time.monotonic()
+        threads = self.torch_threads or cpu_quota()
+        if threads:
+            torch.set_num_threads(threads)
         model, self._tokenizer = load_for_inference(self.model_uri, self.adapter_uri, merge_adapter=True)
         self._model = model
         self._device = str(input_device(model))
@@ -218,6 +228,7 @@ class MedgoModel(kserve.Model):
                 context_length=self._context_length,
                 max_batch_size=self.max_batch_size,
                 max_queue=self.max_queue,
+                torch_threads=torch.get_num_threads(),
                 seconds=round(time.monotonic() - started, 2),
             ),
         )
@@ -666,6 +677,17 @@ def _aborted_error(event: Aborted) -> Exception:
     if event.reason == "shutdown":
         return ServerBusy("the server is shutting down")
     return GenerationFailed("generation failed on the server")
+
+
+def cpu_quota() -> int | None:
+    """CPUs the container may use per its cgroup v2 quota (``cpu.max``), or None when unlimited/unknown."""
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max", encoding="ascii").read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    return max(1, int(int(quota) / int(period)))
 
 
 def _request_id() -> str:

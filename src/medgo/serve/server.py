@@ -149,6 +149,7 @@ _SETTING_OPTIONS = (
     "adapter_model_name",
     "system_prompt",
     "log_text",
+    "torch_threads",
     "response_retention_s",
     "response_log_max_entries",
 )
