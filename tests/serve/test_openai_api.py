@@ -154,6 +154,11 @@ def test_no_op_values_of_unsupported_parameters_are_accepted(client):
     assert response.choices
 
 
+def test_an_empty_prompt_is_refused(client):
+    with pytest.raises(openai.BadRequestError, match="prompt is empty"):
+        client.completions.create(model="medgo", prompt="", max_tokens=2)
+
+
 def test_token_id_prompts_and_streaming_several_prompts_are_refused(client):
     with pytest.raises(openai.BadRequestError, match="token-id prompts"):
         client.completions.create(model="medgo", prompt=[1, 2, 3], max_tokens=2)

@@ -317,6 +317,8 @@ class MedgoModel(kserve.Model):
     ) -> Job:
         """A job for the engine; the prompt length and ``max_tokens`` are checked here, before queueing."""
         max_tokens = self.resolve_max_tokens(params)
+        if not prompt_ids:
+            raise InvalidInput("prompt is empty: it has no tokens")
         self._check_length(len(prompt_ids), max_tokens)
         return Job(
             request_id=request_id,

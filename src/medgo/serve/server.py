@@ -76,6 +76,7 @@ class MedgoModelServer(ModelServer):
                 app.add_exception_handler(InvalidInput, _invalid_input)
                 app.add_exception_handler(ModelNotFound, _model_not_found)
                 app.add_exception_handler(ModelNotReady, _request_failure)
+                app.add_exception_handler(NotImplementedError, _not_implemented)
 
             self._rest_server.create_application = create_then_harden
         await super()._serve()
@@ -103,6 +104,13 @@ async def _model_not_found(request: Request, exc: ModelNotFound) -> JSONResponse
     if _is_openai_path(request):
         return openai_error(404, "the model is not served here", code="model_not_found")
     return JSONResponse(status_code=404, content={"error": "the model is not served here"})
+
+
+async def _not_implemented(request: Request, exc: NotImplementedError) -> Response:
+    """KServe raises this for features a client asked for and it lacks (model versions): a client error."""
+    return failure_response(
+        InvalidInput(f"not supported by this server: {exc}"), openai=_is_openai_path(request)
+    )
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
