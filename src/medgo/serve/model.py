@@ -606,9 +606,9 @@ class MedgoModel(kserve.Model):
     async def _remember_all(
         self, request_id: str, conversations: list[Messages], completions: list[Completion]
     ) -> None:
-        """One prompt is kept under the request id, several under ``<request id>/<index>``."""
+        """One prompt is kept under the request id, several under ``<request id>~<index>`` (``~`` never occurs in a request id)."""
         for index, (conversation, completion) in enumerate(zip(conversations, completions, strict=True)):
-            key = request_id if len(conversations) == 1 else f"{request_id}/{index}"
+            key = request_id if len(conversations) == 1 else f"{request_id}~{index}"
             await self.remember(key, self.name, conversation, completion.text)
 
     async def explain(self, payload, headers=None):

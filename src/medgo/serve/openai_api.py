@@ -342,7 +342,7 @@ class OpenAIRoutes:
         except FAILURES as exc:
             return failure_response(exc, openai=True)
         for index, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
-            key = request_id if len(prompts) == 1 else f"{request_id}/{index}"
+            key = request_id if len(prompts) == 1 else f"{request_id}~{index}"
             await model.remember(key, body.model, _as_conversation(prompt), completion.text)
         return JSONResponse(_response_body(request_id, body.model, completions, chat=chat))
 
