@@ -9,12 +9,10 @@ left out: unloading the served model is their documented effect, not a fault.
 from __future__ import annotations
 
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
 
 EXAMPLES_PER_MODE = {"post": 25, "get": 5}
 STATE_CHANGING = ("/v2/repository/",)
