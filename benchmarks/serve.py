@@ -152,12 +152,18 @@ def _latency(seconds: list[float]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tokens", type=int, default=64, help="tokens per answer (every answer is this long)")
+    parser.add_argument(
+        "--tokens", type=int, default=64, help="tokens per answer (every answer is this long)"
+    )
     parser.add_argument("--hidden", type=int, default=384, help="hidden size of the benchmark model")
     parser.add_argument("--layers", type=int, default=6, help="decoder layers of the benchmark model")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads, for the peer and the server")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch CPU threads, for the peer and the server"
+    )
     parser.add_argument("--requests_per_client", type=int, default=3, help="requests per client per level")
-    parser.add_argument("--model_dir", type=Path, default=None, help="serve this model instead of building one")
+    parser.add_argument(
+        "--model_dir", type=Path, default=None, help="serve this model instead of building one"
+    )
     args = parser.parse_args()
 
     from medgo.serve.local import serve_locally
@@ -185,7 +191,10 @@ def main() -> None:
             for concurrency in CONCURRENCY:
                 requests = max(args.requests_per_client * concurrency, 8 if concurrency == 1 else 0)
                 server[concurrency] = drive_server(url, concurrency, requests, args.tokens)
-                print(f"server, concurrency {concurrency}: {json.dumps(_rounded(server[concurrency]))}", flush=True)
+                print(
+                    f"server, concurrency {concurrency}: {json.dumps(_rounded(server[concurrency]))}",
+                    flush=True,
+                )
     load = os.getloadavg()
     figures = {
         "overhead_c1": server[1]["latency_mean_s"] / peer["latency_mean_s"] - 1,
@@ -197,7 +206,9 @@ def main() -> None:
         **{f"server_c{c}_latency_p50_s": server[c]["latency_p50_s"] for c in CONCURRENCY},
         **{f"server_c{c}_latency_p95_s": server[c]["latency_p95_s"] for c in CONCURRENCY},
         "tokens_per_answer": args.tokens,
-        "model": f"qwen2 hidden={args.hidden} layers={args.layers}" if args.model_dir is None else str(model_dir),
+        "model": f"qwen2 hidden={args.hidden} layers={args.layers}"
+        if args.model_dir is None
+        else str(model_dir),
         "torch_threads": args.threads,
         "cpus": os.cpu_count(),
         "load_average_1m": load[0],
