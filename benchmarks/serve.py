@@ -158,7 +158,10 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=384, help="hidden size of the benchmark model")
     parser.add_argument("--layers", type=int, default=6, help="decoder layers of the benchmark model")
     parser.add_argument(
-        "--threads", type=int, default=2, help="torch CPU threads, for the peer and the server"
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads of the peer and the server (1 suits a shared machine)",
     )
     parser.add_argument("--requests_per_client", type=int, default=3, help="requests per client per level")
     parser.add_argument(
