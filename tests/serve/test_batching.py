@@ -181,3 +181,9 @@ def test_sampling_resolves_request_settings_over_the_model_defaults(model):
     sampled = model.sampling(GenerationParams(top_p=0.5, seed=3))
     assert (sampled.do_sample, sampled.top_p, sampled.temperature, sampled.seed) == (True, 0.5, 1.0, 3)
     assert model.sampling(GenerationParams(top_k=-1)).top_k == 0
+
+
+@pytest.mark.parametrize("seed", [0, 2**64 - 1, -(2**63)])
+def test_every_accepted_seed_samples(model, seed):
+    params = GenerationParams(max_tokens=4, temperature=1.0, seed=seed)
+    assert model.complete(_chat("头痛"), params) == model.complete(_chat("头痛"), params)
