@@ -4,13 +4,14 @@ Same model, same prompts, same answers (greedy, every answer exactly ``--tokens`
 ``min_tokens``), same CPU thread count, in one run:
 
 * **peer**: one ``model.generate`` call per request, one request after another (what a server
-  without batching does);
+  without batching does), measured right before each server level (and, at concurrency 1,
+  alternating with the server request by request), so both see the same machine load;
 * **server**: ``python -m medgo.serve`` on 127.0.0.1, driven over HTTP (OpenAI chat route) by
   1, 4 and 16 concurrent closed-loop clients.
 
 Figures: tokens/s and per-request latency (mean, p50, p95) per concurrency level. The last line
-is one JSON object with ``overhead_c1`` (server latency at concurrency 1 over the plain loop's,
-minus 1: HTTP, tokenisation and scheduling cost) and ``throughput_gain_c16`` (server tokens/s at
+is one JSON object with ``overhead_c1`` (the median over request pairs of server latency at
+concurrency 1 over the plain call's, minus 1: HTTP, tokenisation and scheduling cost) and ``throughput_gain_c16`` (server tokens/s at
 concurrency 16 over the plain loop's). Goals: ``overhead_c1`` <= 0.10, ``throughput_gain_c16`` >= 2.
 The machine's load average is part of the output: on a shared machine the figures move with it.
 
@@ -59,8 +60,8 @@ def build_model(out: Path, hidden: int, layers: int) -> Path:
     )
 
 
-def plain_loop(model_dir: Path, tokens: int, threads: int, requests: int) -> dict:
-    """The peer: sequential ``model.generate`` calls on the same prompts, as the server formats them."""
+def plain_generator(model_dir: Path, tokens: int, threads: int):
+    """The peer: a function running one ``model.generate`` call on prompt ``i`` (formatted as the server does)."""
     import torch
 
     from medgo.config import DEFAULT_SYSTEM_PROMPT
@@ -74,7 +75,9 @@ def plain_loop(model_dir: Path, tokens: int, threads: int, requests: int) -> dic
         text = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
         prompts.append(torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]]))
 
-    def generate(ids):
+    def generate(i: int) -> tuple[float, int]:
+        ids = prompts[i % len(prompts)]
+        started = time.perf_counter()
         with torch.inference_mode():
             out = model.generate(
                 ids,
@@ -84,24 +87,68 @@ def plain_loop(model_dir: Path, tokens: int, threads: int, requests: int) -> dic
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
             )
-        return out.shape[1] - ids.shape[1]
+        return time.perf_counter() - started, out.shape[1] - ids.shape[1]
 
-    generate(prompts[0])  # warm-up
+    generate(0)  # warm-up
+    return generate
+
+
+def plain_loop(generate, requests: int, offset: int = 0) -> dict:
+    """``requests`` sequential generate calls: the plain loop's tokens/s and latency."""
     latencies, generated = [], 0
     started = time.perf_counter()
     for i in range(requests):
-        t = time.perf_counter()
-        generated += generate(prompts[i % len(prompts)])
-        latencies.append(time.perf_counter() - t)
-    wall = time.perf_counter() - started
-    return {"tokens_per_s": generated / wall, **_latency(latencies), "requests": requests}
+        seconds, tokens = generate(offset + i)
+        latencies.append(seconds)
+        generated += tokens
+    return {
+        "tokens_per_s": generated / (time.perf_counter() - started),
+        **_latency(latencies),
+        "requests": requests,
+    }
 
 
-def drive_server(url: str, concurrency: int, requests: int, tokens: int) -> dict:
+def paired_concurrency_1(url: str, generate, requests: int, tokens: int) -> tuple[dict, dict, float]:
+    """Alternate one plain call and one server request on the same prompt, so both see the same load.
+
+    Returns the plain and server figures and the median of the per-pair latency ratios minus 1
+    (the median: on a shared machine single pairs catch another process's burst).
+    """
+    import httpx
+
+    plain, served = [], []
+    with httpx.Client(base_url=url, timeout=600) as http:
+        for i in range(requests):
+            plain_s, _ = generate(i)
+            started = time.perf_counter()
+            response = http.post("/openai/v1/chat/completions", json=_chat_body(i, tokens))
+            served.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise SystemExit(f"server refused a request: HTTP {response.status_code}")
+            plain.append(plain_s)
+    ratios = [s / p for s, p in zip(served, plain, strict=True)]
+    return (
+        {"tokens_per_s": tokens * requests / sum(plain), **_latency(plain), "requests": requests},
+        {"tokens_per_s": tokens * requests / sum(served), **_latency(served), "requests": requests},
+        statistics.median(ratios) - 1,
+    )
+
+
+def _chat_body(i: int, tokens: int) -> dict:
+    return {
+        "model": "medgo",
+        "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
+        "max_tokens": tokens,
+        "min_tokens": tokens,
+        "temperature": 0,
+    }
+
+
+def drive_server(url: str, concurrency: int, requests: int, tokens: int, offset: int = 0) -> dict:
     """``concurrency`` closed-loop clients share ``requests`` chat requests; tokens/s over the wall time."""
     import httpx
 
-    counter = iter(range(requests))
+    counter = iter(range(offset, offset + requests))
     lock = threading.Lock()
     latencies, generated, errors = [], [0], []
 
@@ -112,13 +159,7 @@ def drive_server(url: str, concurrency: int, requests: int, tokens: int) -> dict
                     i = next(counter, None)
                 if i is None:
                     return
-                body = {
-                    "model": "medgo",
-                    "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
-                    "max_tokens": tokens,
-                    "min_tokens": tokens,
-                    "temperature": 0,
-                }
+                body = _chat_body(i, tokens)
                 t = time.perf_counter()
                 response = http.post("/openai/v1/chat/completions", json=body)
                 elapsed = time.perf_counter() - t
@@ -173,9 +214,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="medgo-bench-serve-") as tmp:
         model_dir = args.model_dir or build_model(Path(tmp) / "model", args.hidden, args.layers)
-        peer_requests = max(8, args.requests_per_client * 4)
-        peer = plain_loop(model_dir, args.tokens, args.threads, peer_requests)
-        print(f"plain generate loop: {json.dumps(_rounded(peer))}", flush=True)
+        generate = plain_generator(model_dir, args.tokens, args.threads)
+        peer: dict[int, dict] = {}
         server: dict[int, dict] = {}
         with serve_locally(
             model_dir,
@@ -191,21 +231,24 @@ def main() -> None:
             ],
         ) as url:
             drive_server(url, 1, 2, args.tokens)  # warm-up
-            for concurrency in CONCURRENCY:
-                requests = max(args.requests_per_client * concurrency, 8 if concurrency == 1 else 0)
-                server[concurrency] = drive_server(url, concurrency, requests, args.tokens)
-                print(
-                    f"server, concurrency {concurrency}: {json.dumps(_rounded(server[concurrency]))}",
-                    flush=True,
+            pairs = max(10, args.requests_per_client * 4)
+            peer[1], server[1], overhead_c1 = paired_concurrency_1(url, generate, pairs, args.tokens)
+            _report(1, peer[1], server[1])
+            for concurrency in CONCURRENCY[1:]:
+                # The plain loop right before the level, so both run under the machine's load of the moment.
+                peer[concurrency] = plain_loop(generate, max(4, args.requests_per_client * 2))
+                server[concurrency] = drive_server(
+                    url, concurrency, args.requests_per_client * concurrency, args.tokens
                 )
+                _report(concurrency, peer[concurrency], server[concurrency])
     load = os.getloadavg()
     figures = {
-        "overhead_c1": server[1]["latency_mean_s"] / peer["latency_mean_s"] - 1,
-        "throughput_gain_c16": server[16]["tokens_per_s"] / peer["tokens_per_s"],
-        "throughput_gain_c4": server[4]["tokens_per_s"] / peer["tokens_per_s"],
-        "plain_tokens_per_s": peer["tokens_per_s"],
-        "plain_latency_mean_s": peer["latency_mean_s"],
+        "overhead_c1": overhead_c1,
+        "throughput_gain_c16": server[16]["tokens_per_s"] / peer[16]["tokens_per_s"],
+        "throughput_gain_c4": server[4]["tokens_per_s"] / peer[4]["tokens_per_s"],
+        **{f"plain_c{c}_tokens_per_s": peer[c]["tokens_per_s"] for c in CONCURRENCY},
         **{f"server_c{c}_tokens_per_s": server[c]["tokens_per_s"] for c in CONCURRENCY},
+        "plain_latency_mean_s": peer[1]["latency_mean_s"],
         **{f"server_c{c}_latency_p50_s": server[c]["latency_p50_s"] for c in CONCURRENCY},
         **{f"server_c{c}_latency_p95_s": server[c]["latency_p95_s"] for c in CONCURRENCY},
         "tokens_per_answer": args.tokens,
@@ -216,10 +259,14 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "load_average_1m": load[0],
         "load_average_5m": load[1],
-        "goals_met": None,
     }
     figures["goals_met"] = figures["overhead_c1"] <= 0.10 and figures["throughput_gain_c16"] >= 2.0
     print(json.dumps(_rounded(figures)))
+
+
+def _report(concurrency: int, peer: dict, server: dict) -> None:
+    print(f"concurrency {concurrency}: plain loop {json.dumps(_rounded(peer))}", flush=True)
+    print(f"concurrency {concurrency}: server     {json.dumps(_rounded(server))}", flush=True)
 
 
 def _rounded(figures: dict) -> dict:
