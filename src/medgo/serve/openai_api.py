@@ -399,11 +399,12 @@ class OpenAIRoutes:
             return
         if completion is None:
             return
+        # Kept before the end is sent: once a client has the whole answer, feedback on it can find it.
+        await model.remember(request_id, body.model, _as_conversation(prompt), completion.text)
         yield chunk([choice(None if chat else "", completion.finish_reason)])
         if body.include_usage:
             yield chunk([], usage=completion.usage.as_dict())
         yield "data: [DONE]\n\n"
-        await model.remember(request_id, body.model, _as_conversation(prompt), completion.text)
 
     def _not_found(self, name: str) -> JSONResponse:
         served = ", ".join(sorted(served_models(self.repository))) or "none"
