@@ -24,7 +24,9 @@ def test_valid_settings_are_kept_and_a_single_stop_string_becomes_a_list():
 def test_missing_settings_stay_unset_so_the_model_defaults_apply():
     params = parse_generation_params(None)
     assert set(params.model_dump().values()) == {None}
-    assert {"max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "min_tokens"} <= set(params.model_dump())
+    assert {"max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "min_tokens"} <= set(
+        params.model_dump()
+    )
 
 
 @pytest.mark.parametrize(
