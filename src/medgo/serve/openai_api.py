@@ -14,6 +14,7 @@ official clients raise their usual exceptions (``openai.BadRequestError`` for a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -93,12 +94,14 @@ def openai_error(
     )
 
 
-def chat_completion_body(model_name: str, completion: Completion) -> dict[str, Any]:
+def chat_completion_body(
+    model_name: str, completion: Completion, response_id: str | None = None, created: int | None = None
+) -> dict[str, Any]:
     """A ``chat.completion`` object for one answer."""
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "id": response_id or f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
-        "created": int(time.time()),
+        "created": created or int(time.time()),
         "model": model_name,
         "choices": [
             {
@@ -120,8 +123,9 @@ def chat_models(repository: ModelRepository) -> dict[str, MedgoModel]:
 class OpenAIChatRoutes:
     """Route handlers bound to KServe's model repository, so models are looked up per request."""
 
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(self, repository: ModelRepository, responses: Any = None) -> None:
         self.repository = repository
+        self.responses = responses  # where answers are recorded for feedback (medgo.serve.feedback_api)
 
     async def list_models(self) -> dict[str, Any]:
         return {
@@ -164,10 +168,19 @@ class OpenAIChatRoutes:
             [completion] = await model.acomplete([chat.conversation()], chat.generation_params())
         except InvalidInput as exc:
             return openai_error(400, str(exc))
-        return JSONResponse(chat_completion_body(model.name, completion))
+        response_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if self.responses is not None:
+            seen = model._with_system_prompt(chat.conversation())
+            try:
+                await asyncio.to_thread(
+                    self.responses.record, response_id, model.name, seen, completion.text, created
+                )
+            except Exception as exc:  # a lost record costs one feedback entry, never the answer
+                log.error("answer not recorded for feedback", extra=fields(error=type(exc).__name__))
+        return JSONResponse(chat_completion_body(model.name, completion, response_id, created))
 
 
-def register_openai_routes(app: FastAPI, repository: ModelRepository) -> None:
+def register_openai_routes(app: FastAPI, repository: ModelRepository, responses: Any = None) -> None:
     """Add the OpenAI-compatible routes to ``app`` (KServe's ``kserve.model_server.app``).
 
     Call before ``ModelServer.start``; registering twice on the same app is a no-op.
@@ -176,7 +189,7 @@ def register_openai_routes(app: FastAPI, repository: ModelRepository) -> None:
     chat_path = chat_completions_path()
     if any(getattr(route, "path", None) == chat_path for route in app.router.routes):
         return
-    routes = OpenAIChatRoutes(repository)
+    routes = OpenAIChatRoutes(repository, responses)
     router = APIRouter(prefix=f"{prefix}/v1", tags=["OpenAI"])
     router.add_api_route("/models", routes.list_models, methods=["GET"])
     router.add_api_route(

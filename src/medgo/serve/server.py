@@ -18,9 +18,10 @@ from typing import Any
 from kserve import ModelServer
 from kserve import model_server as kserve_model_server
 
-from medgo.config import ServeConfig, load_config
+from medgo.config import FeedbackConfig, ServeConfig, load_config
 from medgo.errors import ConfigError, MedgoError
 from medgo.logs import fields, setup_logging
+from medgo.serve.feedback_api import add_feedback_arguments, feedback_config_from_args, mount_feedback
 from medgo.serve.model import MedgoModel
 from medgo.serve.openai_api import register_openai_routes
 
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults["system_prompt"].default,
         help=defaults["system_prompt"].description,
     )
+    add_feedback_arguments(parser)
     parser.set_defaults(model_name=defaults["model_name"].default)
     return parser
 
@@ -116,7 +118,11 @@ def kserve_server_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(
-    config: ServeConfig, *, enable_grpc: bool = True, server_options: Mapping[str, Any] | None = None
+    config: ServeConfig,
+    *,
+    enable_grpc: bool = True,
+    server_options: Mapping[str, Any] | None = None,
+    feedback: FeedbackConfig | None = None,
 ) -> None:
     """Load the model and serve it until SIGTERM/SIGINT (blocking).
 
@@ -132,7 +138,8 @@ def run(
         workers=1,
         **dict(server_options or {}),
     )
-    register_openai_routes(kserve_model_server.app, server.registered_models)
+    responses = mount_feedback(kserve_model_server.app, feedback) if feedback else None
+    register_openai_routes(kserve_model_server.app, server.registered_models, responses)
     log.info(
         "starting model server",
         extra=fields(
@@ -170,7 +177,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             max_batch_size=args.max_batch_size,
             system_prompt=args.system_prompt,
         )
-        run(config, enable_grpc=args.enable_grpc, server_options=kserve_server_options(args))
+        run(
+            config,
+            enable_grpc=args.enable_grpc,
+            server_options=kserve_server_options(args),
+            feedback=feedback_config_from_args(args),
+        )
     except MedgoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
