@@ -36,7 +36,7 @@ from medgo.feedback.export import export_pending
 from medgo.feedback.store import FeedbackStore
 from medgo.feedback.tokens import TokenSet
 from medgo.logs import fields, setup_logging
-from medgo.serve.feedback_api import json_body, unavailable, authorize, feedback_router
+from medgo.serve.feedback_api import authorize, feedback_router, json_body, unavailable
 from medgo.serve.generation import describe_validation_error
 from medgo.serve.openai_api import openai_error
 
