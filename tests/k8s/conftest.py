@@ -56,6 +56,8 @@ class FakeApiServer:
         self.controllers: dict[str, Callable[[dict], None]] = {}
         #: (method, path template) -> exceptions to raise, in order, before serving normally.
         self.failures: dict[tuple[str, str], list[ApiException]] = {}
+        #: plural -> spec fields its CRD schema does not know; pruned on write like a structural schema does.
+        self.unknown_spec_fields: dict[str, set[str]] = {}
         self._uids = itertools.count(1)
 
     # -- ApiClient interface ------------------------------------------------------------------------
@@ -128,6 +130,7 @@ class FakeApiServer:
         obj["metadata"].update(
             namespace=p["namespace"], uid=f"uid-{next(self._uids)}", generation=1, resourceVersion="1"
         )
+        self._prune(p["plural"], obj)
         if p["plural"] in self.defaulters:
             self.defaulters[p["plural"]](obj)
         self.objects[key] = obj
@@ -150,14 +153,21 @@ class FakeApiServer:
             raise ApiException(status=415, reason=f"UnsupportedMediaType {headers.get('Content-Type')}")
         current = self._stored(p)
         patched = json_merge_patch(current, body)
+        self._prune(p["plural"], patched)
         if p["plural"] in self.defaulters:
             self.defaulters[p["plural"]](patched)
+        if query.get("dryRun") == "All":  # validated and defaulted, never stored, no controller sees it
+            return copy.deepcopy(patched)
         if patched.get("spec") != current.get("spec"):
             patched["metadata"]["generation"] = current["metadata"]["generation"] + 1
         patched["metadata"]["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
         self.objects[self._key(p)] = patched
         self._reconcile(p["plural"], patched)
         return copy.deepcopy(patched)
+
+    def _prune(self, plural: str, obj: dict) -> None:
+        for name in self.unknown_spec_fields.get(plural, ()):
+            (obj.get("spec") or {}).pop(name, None)
 
     def _reconcile(self, plural: str, obj: dict) -> None:
         if plural in self.controllers:
@@ -207,6 +217,14 @@ class FakeApiServer:
 
     def calls(self, method: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] == method]
+
+    def writes(self) -> list[dict[str, Any]]:
+        """Requests that changed something: creates, deletes and patches that were not dry runs."""
+        return [
+            r
+            for r in self.requests
+            if r["method"] in ("POST", "PATCH", "DELETE") and r["query"].get("dryRun") != "All"
+        ]
 
     def rbac_requests(self) -> set[tuple[str, str, str]]:
         """Every request as the RBAC check the API server would make: (apiGroup, resource, verb)."""

@@ -21,6 +21,7 @@ from medgo.k8s.inference_service import PLURAL as ISVC_PLURAL
 from medgo.k8s.inference_service import InferenceServiceDeployer
 from medgo.k8s.pytorchjob import GROUP, PLURAL, VERSION, PyTorchJobLauncher
 from medgo.train.launch import launch
+from tests.k8s.kserve_sim import KServeSim
 
 ROLE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "rbac.yaml"
 
@@ -66,27 +67,32 @@ def test_role_is_exactly_what_the_code_calls(server, custom_api, core_api, fake_
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
 
-    def kserve(obj):
-        obj["status"] = {
-            "observedGeneration": obj["metadata"]["generation"],
-            "url": dead,
-            "conditions": [{"type": "Ready", "status": "True"}],
-            "components": {"predictor": {"latestRolledoutRevision": "r1"}},
-        }
-
-    server.controllers[ISVC_PLURAL] = kserve
+    server.controllers[ISVC_PLURAL] = KServeSim(service_url=dead).reconcile
     deployer = InferenceServiceDeployer(custom_api, poller=poller)
-    config = DeployConfig(target="kserve", ready_timeout_s=10)
-    for _ in range(2):  # first the create, then a rollout onto the existing service
+    # A first rollout whose smoke test fails, then a canary onto the existing service that is rolled back,
+    # then a Standard-mode service, whose canary support is checked with a dry run.
+    for model_uri in ("s3://m/v1", "s3://m/v2"):
         try:
             deploy_model(
                 model_path="unused",
-                model_uri="s3://m/v",
-                config=config,
+                model_uri=model_uri,
+                config=DeployConfig(target="kserve", ready_timeout_s=10),
                 record_dir=tmp_path / "r",
                 deployer=deployer,
             )
         except MedgoError:
             pass
-    deployer.delete("medgo", "medgo")
+    standard = DeployConfig(target="kserve", name="medgo-std", ready_timeout_s=10, deployment_mode="Standard")
+    for model_uri in ("s3://m/v1", "s3://m/v2"):
+        try:
+            deploy_model(
+                model_path="unused",
+                model_uri=model_uri,
+                config=standard,
+                record_dir=tmp_path / "s",
+                deployer=deployer,
+            )
+        except MedgoError:
+            pass
+    assert any(r["query"].get("dryRun") == "All" for r in server.requests)
     assert server.rbac_requests() == role_grants()
