@@ -365,6 +365,17 @@ class DeployConfig(StageConfig):
     )
     max_lora_rank: int = Field(64, ge=1, description="vLLM --max-lora-rank: at least the adapter's rank")
 
+    @field_validator("node_selector", mode="before")
+    @classmethod
+    def _labels_from_text(cls, value: Any) -> Any:
+        """``"key=value,key2=value2"`` (a pipeline parameter) as a dict; '' for none."""
+        if not isinstance(value, str):
+            return value
+        pairs = [item.strip() for item in value.split(",") if item.strip()]
+        if not all("=" in pair for pair in pairs):
+            raise ValueError("expected key=value pairs separated by commas")
+        return dict(pair.split("=", 1) for pair in pairs)
+
     @model_validator(mode="after")
     def _replicas(self) -> DeployConfig:
         if self.max_replicas < self.min_replicas:

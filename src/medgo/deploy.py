@@ -395,3 +395,15 @@ def deploy_model(
         extra=fields(target=config.target, endpoint=record["endpoint"], decision=record["decision"]),
     )
     return record
+
+
+def raise_rolled_back(record_dir: str | Path) -> None:
+    """Raise :class:`MedgoError` with the reason when the deployment recorded in ``record_dir`` was rolled back."""
+    import json
+
+    record = json.loads((Path(record_dir) / "deployment.json").read_text(encoding="utf-8"))
+    if record["decision"] == ROLLED_BACK:
+        raise MedgoError(
+            f"rollout of {record['namespace']}/{record['name']} was rolled back: {record.get('reason', 'unknown')}; "
+            "all traffic stays on the previous model"
+        )

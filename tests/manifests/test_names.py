@@ -53,7 +53,9 @@ def test_feedback_service_names_exist():
     pod = _find(objects, "Deployment", names.FEEDBACK_SERVICE)["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["store"] == names.FEEDBACK_MOUNT and mounts["tokens"] == names.FEEDBACK_TOKENS_MOUNT
-    assert names.FEEDBACK_SERVICE_URL == f"http://{names.FEEDBACK_SERVICE}.{names.NAMESPACE}.svc.cluster.local"
+    assert (
+        names.FEEDBACK_SERVICE_URL == f"http://{names.FEEDBACK_SERVICE}.{names.NAMESPACE}.svc.cluster.local"
+    )
 
 
 def test_s3_secret_and_its_keys_are_what_the_manifests_reference():
