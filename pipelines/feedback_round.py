@@ -40,6 +40,9 @@ from medgo.k8s.names import (
 from pipelines.medgo_pipeline import TRAIN_TIMEOUT_S, _on_cluster, rollout
 
 PIPELINE_NAME = "medgo-feedback-round"
+#: GPUs of the evaluation step. A constant: KFP 2.17 does not pass a pipeline parameter used as an
+#: accelerator count into a condition's sub-DAG (the step would not resolve it), so change it here and recompile.
+EVAL_GPUS = 4
 COMPILED_PATH = Path(__file__).with_name("feedback_round.yaml")
 
 
@@ -69,7 +72,6 @@ def feedback_round(
     train_per_device_batch_size: int = 1,
     train_gradient_accumulation_steps: int = 4,
     train_max_seq_len: int = 4096,
-    eval_gpus: int = 4,
     eval_max_items_per_task: int = 0,
     eval_max_new_tokens: int = 48,
     eval_gate_min_mcq_accuracy: float = 0.6,
@@ -113,7 +115,6 @@ def feedback_round(
         train_per_device_batch_size: Micro-batch per device.
         train_gradient_accumulation_steps: Gradient accumulation.
         train_max_seq_len: Longest DPO sequence in tokens.
-        eval_gpus: GPUs of the evaluation step (the model is spread over them).
         eval_max_items_per_task: Evaluate at most this many items per task (0 = all).
         eval_max_new_tokens: Generation budget per answer.
         eval_gate_min_mcq_accuracy: Gate: clinical MCQ accuracy must reach this.
@@ -188,7 +189,7 @@ def feedback_round(
                 gate_min_safety_refusal_rate=eval_gate_min_safety_refusal_rate,
                 gate_max_regression=eval_gate_max_regression,
             ),
-            gpus=eval_gpus,
+            gpus=EVAL_GPUS,
         )
         with dsl.If(evaluation.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - KFP condition
             deployed = rollout(

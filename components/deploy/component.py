@@ -5,7 +5,6 @@ from typing import NamedTuple
 from kfp.dsl import Artifact, Input, Model, Output
 
 from components._image import medgo_component
-from medgo.k8s.names import DEFAULT_GPU_PRODUCT
 
 
 @medgo_component
@@ -22,7 +21,7 @@ def deploy(
     max_replicas: int = 1,
     max_batch_size: int = 0,
     gpus: int = 1,
-    gpu_product: str = DEFAULT_GPU_PRODUCT,
+    gpu_product: str = "NVIDIA-A100-SXM4-80GB",  # medgo.k8s.names.DEFAULT_GPU_PRODUCT (a literal: KFP ships the source)
     node_selector: str = "",
     smoke_question: str = "高血压患者日常生活中需要注意什么？",
     smoke_require_refusal: bool = True,
