@@ -1,21 +1,19 @@
-"""An in-memory stand-in for the Kubernetes API server, behind the real ``kubernetes.client`` API classes.
+"""Fixtures of the Kubernetes tests: the real API server's clients and simulated controllers, and the
+in-memory stand-in kept for what no server can give.
 
-No API server can run in this sandbox for this stage, so the launcher and deployer tests talk to
-:class:`FakeApiServer`: it takes the place of ``kubernetes.client.ApiClient`` (the HTTP layer) under the real
-``CustomObjectsApi`` and ``CoreV1Api``. The real classes still check parameter names and pick the request's
-Content-Type, so a wrong keyword or an unsupported patch type fails here as it would against a cluster; the
-fake keeps objects in a dict and answers like the API server does for the calls medgo makes: 409 on a
-duplicate create, 404 on a missing object, RFC 7386 merge patches that bump ``metadata.generation`` when the
-spec changes, label-selector pod listing and pod logs. Hooks stand in for admission webhooks that add
-defaults (``defaulters``) and for operators that write status after a change (``controllers``). A later issue adds a real kube-apiserver for server-side validation.
+Most tests here run against the real kube-apiserver + etcd of ``tests/k8s/apiserver`` (session fixture
+``kube_cluster`` in tests/conftest.py): the code under test talks as the pipeline's ServiceAccount, so RBAC
+checks each call; the training operator, KServe's controller and the kubelet are simulated through the same
+server (``tests/k8s/apiserver/controllers.py``).
+
+:class:`FakeApiServer` is an in-memory stand-in behind the real ``kubernetes.client`` API classes. It is used
+only where a test injects what a healthy server never answers (503 and 429 while polling).
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -23,44 +21,20 @@ from kubernetes.client.exceptions import ApiException
 
 _CUSTOM_ITEM = "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}"
 _CUSTOM_COLLECTION = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
-_PODS = "/api/v1/namespaces/{namespace}/pods"
-_POD_LOG = "/api/v1/namespaces/{namespace}/pods/{name}/log"
-
-
-def json_merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge recursively, ``null`` removes a key, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = json_merge_patch(result.get(key), value)
-    return result
 
 
 class FakeApiServer:
-    """Implements the part of ``ApiClient`` that generated API classes use, backed by dicts."""
+    """The part of ``ApiClient`` that ``CustomObjectsApi`` uses for create and get, backed by a dict.
+
+    ``failures`` maps (method, path template) to exceptions raised, in order, before serving normally.
+    """
 
     client_side_validation = True
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str, str, str], dict] = {}
-        self.pods: dict[tuple[str, str], client.V1Pod] = {}
-        self.pod_logs: dict[tuple[str, str, str], str] = {}
-        self.requests: list[dict[str, Any]] = []
-        #: plural -> function(obj) mutating a stored object on create/patch, like a defaulting webhook.
-        self.defaulters: dict[str, Callable[[dict], None]] = {}
-        #: plural -> function(obj) run on the stored object after each create/patch, like an operator reconciling.
-        self.controllers: dict[str, Callable[[dict], None]] = {}
-        #: (method, path template) -> exceptions to raise, in order, before serving normally.
         self.failures: dict[tuple[str, str], list[ApiException]] = {}
-        #: plural -> spec fields its CRD schema does not know; pruned on write like a structural schema does.
-        self.unknown_spec_fields: dict[str, set[str]] = {}
-        self._uids = itertools.count(1)
 
-    # -- ApiClient interface ------------------------------------------------------------------------
     def select_header_accept(self, accepts: list[str]) -> str | None:
         return ", ".join(accepts) if accepts else None
 
@@ -86,169 +60,32 @@ class FakeApiServer:
         _request_timeout=None,
         _host=None,
     ):
-        params = dict(path_params or {})
-        query = dict(query_params or [])
-        headers = dict(header_params or {})
-        self.requests.append(
-            {
-                "method": method,
-                "path": resource_path,
-                "params": params,
-                "query": query,
-                "headers": headers,
-                "body": copy.deepcopy(body),
-            }
-        )
+        p = dict(path_params or {})
         pending = self.failures.get((method, resource_path))
         if pending:
             raise pending.pop(0)
-        handler = getattr(self, f"_{method.lower()}_{_ROUTES[resource_path]}", None)
-        if handler is None:
-            raise AssertionError(f"fake API server does not serve {method} {resource_path}")
-        data = handler(params, query, headers, body)
+        if (method, resource_path) == ("POST", _CUSTOM_COLLECTION):
+            key = (p["group"], p["version"], p["namespace"], p["plural"], body["metadata"]["name"])
+            if key in self.objects:
+                raise ApiException(status=409, reason="AlreadyExists")
+            self.objects[key] = copy.deepcopy(body)
+            self.objects[key]["metadata"].update(namespace=p["namespace"], generation=1)
+            data = copy.deepcopy(self.objects[key])
+        elif (method, resource_path) == ("GET", _CUSTOM_ITEM):
+            try:
+                data = copy.deepcopy(
+                    self.objects[(p["group"], p["version"], p["namespace"], p["plural"], p["name"])]
+                )
+            except KeyError:
+                raise ApiException(status=404, reason="Not Found") from None
+        else:
+            raise AssertionError(f"the in-memory stand-in does not serve {method} {resource_path}")
         return data if _return_http_data_only else (data, 200, {})
-
-    # -- custom objects -----------------------------------------------------------------------------
-    @staticmethod
-    def _key(p: dict) -> tuple[str, str, str, str, str]:
-        return p["group"], p["version"], p["namespace"], p["plural"], p["name"]
-
-    def _stored(self, p: dict) -> dict:
-        try:
-            return self.objects[self._key(p)]
-        except KeyError:
-            raise ApiException(status=404, reason="Not Found") from None
-
-    def _post_custom_collection(self, p, query, headers, body):
-        meta = body.get("metadata") or {}
-        if meta.get("namespace") not in (None, p["namespace"]):
-            raise ApiException(status=400, reason="BadRequest: namespace of body does not match path")
-        key = self._key({**p, "name": meta["name"]})
-        if key in self.objects:
-            raise ApiException(status=409, reason="AlreadyExists")
-        obj = copy.deepcopy(body)
-        obj["metadata"].update(
-            namespace=p["namespace"], uid=f"uid-{next(self._uids)}", generation=1, resourceVersion="1"
-        )
-        self._prune(p["plural"], obj)
-        if p["plural"] in self.defaulters:
-            self.defaulters[p["plural"]](obj)
-        self.objects[key] = obj
-        self._reconcile(p["plural"], obj)
-        return copy.deepcopy(obj)
-
-    def _get_custom_item(self, p, query, headers, body):
-        return copy.deepcopy(self._stored(p))
-
-    def _get_custom_collection(self, p, query, headers, body):
-        items = [
-            copy.deepcopy(o)
-            for (g, v, ns, pl, _), o in self.objects.items()
-            if (g, v, ns, pl) == (p["group"], p["version"], p["namespace"], p["plural"])
-        ]
-        return {"apiVersion": f"{p['group']}/{p['version']}", "kind": "List", "items": items}
-
-    def _patch_custom_item(self, p, query, headers, body):
-        if headers.get("Content-Type") != "application/merge-patch+json":
-            raise ApiException(status=415, reason=f"UnsupportedMediaType {headers.get('Content-Type')}")
-        current = self._stored(p)
-        patched = json_merge_patch(current, body)
-        self._prune(p["plural"], patched)
-        if p["plural"] in self.defaulters:
-            self.defaulters[p["plural"]](patched)
-        if query.get("dryRun") == "All":  # validated and defaulted, never stored, no controller sees it
-            return copy.deepcopy(patched)
-        if patched.get("spec") != current.get("spec"):
-            patched["metadata"]["generation"] = current["metadata"]["generation"] + 1
-        patched["metadata"]["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
-        self.objects[self._key(p)] = patched
-        self._reconcile(p["plural"], patched)
-        return copy.deepcopy(patched)
-
-    def _prune(self, plural: str, obj: dict) -> None:
-        for name in self.unknown_spec_fields.get(plural, ()):
-            (obj.get("spec") or {}).pop(name, None)
-
-    def _reconcile(self, plural: str, obj: dict) -> None:
-        if plural in self.controllers:
-            self.controllers[plural](obj)
-
-    def _delete_custom_item(self, p, query, headers, body):
-        obj = self._stored(p)
-        del self.objects[self._key(p)]
-        return {"kind": "Status", "status": "Success", "details": {"name": obj["metadata"]["name"]}}
-
-    # -- pods ---------------------------------------------------------------------------------------
-    def _get_pods(self, p, query, headers, body):
-        wanted = dict(term.split("=", 1) for term in query.get("labelSelector", "").split(",") if term)
-        items = [
-            pod
-            for (ns, _), pod in sorted(self.pods.items())
-            if ns == p["namespace"] and wanted.items() <= (pod.metadata.labels or {}).items()
-        ]
-        return client.V1PodList(items=items)
-
-    def _get_pod_log(self, p, query, headers, body):
-        if (p["namespace"], p["name"]) not in self.pods:
-            raise ApiException(status=404, reason="Not Found")
-        text = self.pod_logs.get((p["namespace"], p["name"], query.get("container")), "")
-        if "tailLines" in query:
-            text = "".join(text.splitlines(keepends=True)[-int(query["tailLines"]) :])
-        return text
-
-    # -- test helpers -------------------------------------------------------------------------------
-    def add_pod(
-        self, namespace: str, name: str, labels: dict[str, str], logs: dict[str, str] | None = None
-    ) -> None:
-        self.pods[(namespace, name)] = client.V1Pod(
-            metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=labels)
-        )
-        for container, text in (logs or {}).items():
-            self.pod_logs[(namespace, name, container)] = text
-
-    def get(self, group: str, version: str, namespace: str, plural: str, name: str) -> dict:
-        return self.objects[(group, version, namespace, plural, name)]
 
     def set_status(
         self, group: str, version: str, namespace: str, plural: str, name: str, status: dict
     ) -> None:
-        """Replace an object's status, as its controller would (status changes never bump generation)."""
         self.objects[(group, version, namespace, plural, name)]["status"] = copy.deepcopy(status)
-
-    def calls(self, method: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests if r["method"] == method]
-
-    def writes(self) -> list[dict[str, Any]]:
-        """Requests that changed something: creates, deletes and patches that were not dry runs."""
-        return [
-            r
-            for r in self.requests
-            if r["method"] in ("POST", "PATCH", "DELETE") and r["query"].get("dryRun") != "All"
-        ]
-
-    def rbac_requests(self) -> set[tuple[str, str, str]]:
-        """Every request as the RBAC check the API server would make: (apiGroup, resource, verb)."""
-        seen = set()
-        for r in self.requests:
-            p, template = r["params"], r["path"]
-            if template in (_CUSTOM_ITEM, _CUSTOM_COLLECTION):
-                group, resource = p["group"], p["plural"]
-            else:
-                group, resource = "", "pods/log" if template == _POD_LOG else "pods"
-            item = template in (_CUSTOM_ITEM, _POD_LOG)
-            verb = {"POST": "create", "PATCH": "patch", "DELETE": "delete", "GET": "get" if item else "list"}[
-                r["method"]
-            ]
-            seen.add((group, resource, verb))
-        return seen
-
-
-_ROUTES = {
-    _CUSTOM_ITEM: "custom_item",
-    _CUSTOM_COLLECTION: "custom_collection",
-    _PODS: "pods",
-    _POD_LOG: "pod_log",
-}
 
 
 class FakeClock:
@@ -291,3 +128,76 @@ def core_api(server: FakeApiServer) -> client.CoreV1Api:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
+
+
+# -- the real API server -------------------------------------------------------------------------------
+@pytest.fixture
+def kube(kube_cluster):
+    """The session's real API server, with namespace ``medgo`` emptied of jobs, services and pods."""
+    kube_cluster.clean_namespace()
+    yield kube_cluster
+    kube_cluster.clean_namespace()
+
+
+@pytest.fixture
+def pipeline_api(kube):
+    """An ApiClient authenticated as ``system:serviceaccount:medgo:medgo-pipeline`` (RBAC applies)."""
+    with kube.pipeline_client() as api:
+        yield api
+
+
+@pytest.fixture
+def admin_api(kube):
+    """An ApiClient in ``system:masters`` (no RBAC), for setting up and inspecting."""
+    with kube.admin_client() as api:
+        yield api
+
+
+@pytest.fixture
+def change_signal():
+    from tests.k8s.apiserver.controllers import ChangeSignal
+
+    return ChangeSignal()
+
+
+@pytest.fixture(scope="session")
+def fake_kubelet(kube_cluster):
+    from tests.k8s.apiserver.controllers import FakeKubelet
+
+    kubelet = FakeKubelet(kube_cluster).start()
+    yield kubelet
+    kubelet.stop()
+
+
+@pytest.fixture
+def training_operator(kube, fake_kubelet, change_signal):
+    """Start a simulated training operator: ``training_operator(outcomes, master_log=...)``."""
+    from tests.k8s.apiserver.controllers import TrainingOperatorSim
+
+    started = []
+
+    def start(outcomes, master_log: str = ""):
+        sim = TrainingOperatorSim(kube, fake_kubelet, change_signal, outcomes, master_log).start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def kserve_controller(kube, change_signal):
+    """Start a simulated KServe controller: ``kserve_controller(canary_url, ready=True)``."""
+    from tests.k8s.apiserver.controllers import KServeControllerSim
+
+    started = []
+
+    def start(canary_url: str, ready: bool = True):
+        sim = KServeControllerSim(kube, change_signal, canary_url, ready).start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()

@@ -1,12 +1,11 @@
 """The deploy stage's KServe path: the complete predictor, the mode check, canary → smoke test → promote or
 roll back, in both deployment modes.
 
-The Kubernetes API is the in-memory stand-in of conftest.py (the real kube-apiserver fixture is not on this
-branch yet); KServe's controller is :class:`tests.k8s.kserve_sim.KServeSim`, which writes the status KServe
-would after every change. Test bodies only use the :class:`Cluster` harness below (seed, start KServe,
-read the stored object and the writes), so the same bodies run on a real API server by swapping the
-harness for one that seeds as admin, deploys as the pipeline's ServiceAccount and writes the simulated
-status through the status subresource.
+Runs against the real API server of tests/k8s/apiserver: the deployer talks as the pipeline's
+ServiceAccount (RBAC checks every call), the tests seed and inspect as admin, and what the deployer sent is
+read back from the server's audit log. No KServe controller runs there: :class:`tests.k8s.kserve_sim.KServeSim`
+computes the status KServe would write for each new generation (Serverless revisions and traffic, Standard
+canary statuses) and :class:`KServe` writes it through the status subresource as watch events arrive.
 
 The smoke tests are real: KServe ModelServers on 127.0.0.1 serving the demo's tiny model, one under the
 service's name (``medgo``, as medgo-cpu serves it) and one only under the adapter's name (``medgo-lora``, as
@@ -22,7 +21,8 @@ import http.server
 import json
 import socket
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -31,7 +31,7 @@ from kubernetes import client
 from medgo.config import DeployConfig
 from medgo.deploy import deploy_model, kserve_storage_uri
 from medgo.errors import MedgoError
-from medgo.k8s._common import Poller
+from medgo.k8s._common import Poller, merge_patch_to
 from medgo.k8s.inference_service import (
     DEPLOYMENT_MODE_ANNOTATION,
     GROUP,
@@ -41,8 +41,11 @@ from medgo.k8s.inference_service import (
     build_inference_service,
     canary_url,
     cluster_local,
+    standard_canary,
 )
 from tests.fixtures.crds import assert_valid_crd_object
+from tests.k8s.apiserver.cluster import NAMESPACE, wait_until
+from tests.k8s.apiserver.controllers import INFERENCESERVICE, ObjectWatch
 from tests.k8s.kserve_sim import KServeSim
 
 CONFIG = DeployConfig(
@@ -50,43 +53,120 @@ CONFIG = DeployConfig(
     runtime="medgo-cpu",
     canary_traffic_percent=10,
     ready_timeout_s=60,
-    smoke_require_refusal=False,  # a random tiny model refuses nothing; the rollback test turns it on
+    smoke_require_refusal=False,  # a random tiny model refuses nothing; the rollback tests turn it on
     smoke_max_tokens=8,
 )
 A100 = "NVIDIA-A100-SXM4-80GB"
 
 
 # -- the harness ------------------------------------------------------------------------------------------
-@dataclass
+class KServe:
+    """Plays KServe's controller on the real API server: on each generation it has not observed, writes
+    :meth:`KServeSim.status` through the status subresource (keys KServe would drop are removed)."""
+
+    def __init__(self, kube, signal, sim: KServeSim, on_spec: Callable[[dict], None] | None = None) -> None:
+        self.kube, self.signal, self.sim, self.on_spec = kube, signal, sim, on_spec
+        self.api = kube.admin_client()
+        self.custom = client.CustomObjectsApi(self.api)
+        self.watch = ObjectWatch(self.api, INFERENCESERVICE, self._on_event)
+
+    def start(self) -> KServe:
+        self.watch.start()
+        return self
+
+    def stop(self) -> None:
+        try:
+            self.watch.stop()
+        finally:
+            self.api.close()
+
+    def _on_event(self, event_type: str, isvc: dict) -> None:
+        if event_type == "DELETED":
+            return
+        old = isvc.get("status") or {}
+        if old.get("observedGeneration") == isvc["metadata"]["generation"]:
+            return
+        if self.on_spec:
+            self.on_spec(isvc)
+        patch = merge_patch_to(old, self.sim.status(isvc))
+        meta = isvc["metadata"]
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], {"status": patch}
+        )
+        self.signal.notify()
+
+
+class SteppedClock:
+    """A poller clock that runs ahead: each sleep waits for a simulated controller's write (at most
+    ``real_s`` seconds of real time) and then advances by the whole requested sleep, so a timeout of
+    minutes passes in seconds while status written meanwhile is still seen."""
+
+    def __init__(self, signal, real_s: float = 1.0) -> None:
+        self.signal, self.real_s, self.now = signal, real_s, time.monotonic()
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.signal.sleep(min(seconds, self.real_s))
+        self.now += seconds
+
+
 class Cluster:
-    """An API server with KServe's controller simulated, and a deployer talking to it."""
+    """The real API server with KServe simulated, and a deployer acting as the pipeline."""
 
-    server: object
-    api: client.CustomObjectsApi
-    deployer: InferenceServiceDeployer
+    def __init__(self, kube, pipeline_api, admin_api, signal) -> None:
+        self.kube, self.signal = kube, signal
+        self.admin = client.CustomObjectsApi(admin_api)
+        clock = SteppedClock(signal)
+        poller = Poller(clock=clock.clock, sleep=clock.sleep)
+        self.deployer = InferenceServiceDeployer(client.CustomObjectsApi(pipeline_api), poller=poller)
+        self.controllers: list[KServe] = []
+        self.mark = kube.audit_offset()
 
-    def kserve(self, **settings) -> KServeSim:
+    def kserve(self, on_spec: Callable[[dict], None] | None = None, **settings) -> KServeSim:
         sim = KServeSim(**settings)
-        self.server.controllers[PLURAL] = sim.reconcile
+        self.controllers.append(KServe(self.kube, self.signal, sim, on_spec).start())
         return sim
 
     def seed(self, isvc: dict) -> None:
-        """The service as the site's ``kubectl apply`` left it, rolled out by KServe."""
-        self.api.create_namespaced_custom_object(GROUP, VERSION, "medgo", PLURAL, isvc)
-        self.server.requests.clear()
+        """The service as the site's ``kubectl apply`` left it, rolled out by KServe (when it runs)."""
+        self.admin.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, isvc)
+        if self.controllers:
+            wait_until(
+                lambda: (self.stored().get("status") or {}).get("observedGeneration") == 1,
+                timeout_s=20,
+                what="first revision rolled out",
+            )
+        self.mark = self.kube.audit_offset()
 
     def stored(self) -> dict:
-        return self.api.get_namespaced_custom_object(GROUP, VERSION, "medgo", PLURAL, "medgo")
+        return self.admin.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "medgo")
+
+    def events(self) -> list[dict]:
+        """The pipeline's requests to InferenceServices since the seed, as the server audited them."""
+        return [e for e in self.kube.audit_events(self.mark) if e["objectRef"]["resource"] == PLURAL]
 
     def written(self) -> list[dict]:
-        """The bodies of the deployer's writes (dry runs excluded), in order."""
-        return [r["body"] for r in self.server.writes()]
+        """The bodies of the deployer's successful writes (dry runs excluded), in order."""
+        return [
+            e["requestObject"]
+            for e in self.events()
+            if e["verb"] in ("create", "patch", "delete")
+            and "dryRun" not in e["requestURI"]
+            and e["responseStatus"]["code"] < 400
+        ]
+
+    def stop(self) -> None:
+        for controller in self.controllers:
+            controller.stop()
 
 
 @pytest.fixture
-def cluster(server, custom_api, fake_clock) -> Cluster:
-    deployer = InferenceServiceDeployer(custom_api, poller=Poller(fake_clock.clock, fake_clock.sleep))
-    return Cluster(server, custom_api, deployer)
+def cluster(kube, pipeline_api, admin_api, change_signal):
+    harness = Cluster(kube, pipeline_api, admin_api, change_signal)
+    yield harness
+    harness.stop()
 
 
 @pytest.fixture(scope="module")
@@ -345,7 +425,6 @@ def test_a_promotion_the_controller_never_carries_out_is_not_reported_as_deploye
 def test_standard_mode_canary_runs_beside_the_stable_predictor_then_takes_over(
     cluster, medgo_url, cluster_dns, tmp_path
 ):
-    cluster.kserve(service_url=medgo_url)
     cluster.seed(cpu_site(deployment_mode="Standard"))
     config = CONFIG.model_copy(update={"deployment_mode": "Standard", "max_replicas": 2})
     with_canary = None
@@ -356,8 +435,7 @@ def test_standard_mode_canary_runs_beside_the_stable_predictor_then_takes_over(
             cluster_dns[f"medgo-{entry['predictor']['name']}-predictor.medgo.svc.cluster.local"] = medgo_url
             with_canary = with_canary or json.loads(json.dumps(isvc["spec"]))
 
-    sim = KServeSim(service_url=medgo_url)
-    cluster.server.controllers[PLURAL] = lambda obj: (route_canary(obj), sim.reconcile(obj))
+    cluster.kserve(service_url=medgo_url, on_spec=route_canary)
     record = deploy(cluster, tmp_path, config)
     assert record["decision"] == "promoted" and record["mode"] == "Standard"
     [entry] = with_canary["canary"]
@@ -381,14 +459,11 @@ def test_standard_mode_canary_runs_beside_the_stable_predictor_then_takes_over(
 
 
 def test_standard_mode_canary_with_a_bad_answer_is_dropped(cluster, medgo_url, cluster_dns, tmp_path):
-    sim = KServeSim(service_url=medgo_url)
-
-    def reconcile(isvc):
+    def route_canary(isvc):
         for entry in isvc["spec"].get("canary") or []:
             cluster_dns[f"medgo-{entry['predictor']['name']}-predictor.medgo.svc.cluster.local"] = medgo_url
-        sim.reconcile(isvc)
 
-    cluster.server.controllers[PLURAL] = reconcile
+    cluster.kserve(service_url=medgo_url, on_spec=route_canary)
     cluster.seed(cpu_site(deployment_mode="Standard"))
     config = CONFIG.model_copy(update={"deployment_mode": "Standard", "smoke_require_refusal": True})
     record = deploy(cluster, tmp_path, config)
@@ -415,10 +490,7 @@ def test_standard_mode_canary_with_a_bad_answer_is_dropped(cluster, medgo_url, c
 def test_a_rollout_the_mode_cannot_carry_fails_before_anything_is_written(
     cluster, tmp_path, site, config, message
 ):
-    cluster.kserve(service_url=dead_url())
-    isvc = cpu_site(**site)
-    cluster.seed(isvc)
-    cluster.server.get(GROUP, VERSION, "medgo", PLURAL, "medgo")["status"].pop("deploymentMode")
+    cluster.seed(cpu_site(**site))  # no controller: the mode comes from the annotation alone
     with pytest.raises(MedgoError, match=message):
         deploy(cluster, tmp_path, CONFIG.model_copy(update=config))
     assert cluster.written() == []
@@ -433,14 +505,47 @@ def test_modelmesh_is_refused(cluster, tmp_path):
     assert cluster.written() == []
 
 
-def test_standard_mode_on_a_kserve_without_spec_canary_fails_before_writing(cluster, tmp_path):
-    cluster.server.unknown_spec_fields[PLURAL] = {"canary"}  # the CRD of KServe < 0.20
-    cluster.kserve(service_url=dead_url())
+@pytest.fixture
+def kserve_before_0_20(kube, admin_api):
+    """The cluster's InferenceService CRD without ``spec.canary``, as KServe < 0.20 installs it (restored after).
+
+    The API server prunes fields a structural schema does not know, so such a cluster silently drops a
+    canary: exactly what the deployer must detect."""
+    ext = client.ApiextensionsV1Api(admin_api)
+    name = f"{PLURAL}.{GROUP}"
+    crd = json.loads(ext.read_custom_resource_definition(name, _preload_content=False).data)
+    index = next(i for i, v in enumerate(crd["spec"]["versions"]) if v["name"] == VERSION)
+    path = f"/spec/versions/{index}/schema/openAPIV3Schema/properties/spec/properties/canary"
+    spec_schema = crd["spec"]["versions"][index]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    saved = spec_schema["properties"]["canary"]
+    probe = build_inference_service(
+        name="probe", namespace=NAMESPACE, storage_uri="s3://m/p", runtime="medgo-cpu"
+    )
+    probe["spec"]["canary"] = [standard_canary(probe["spec"]["predictor"], "c1", 0)]
+
+    def canary_kept() -> bool:
+        created = client.CustomObjectsApi(admin_api).create_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, probe, dry_run="All"
+        )
+        return "canary" in created["spec"]
+
+    ext.patch_custom_resource_definition(name, [{"op": "remove", "path": path}])
+    try:
+        wait_until(lambda: not canary_kept(), timeout_s=30, what="spec.canary pruned")
+        yield
+    finally:
+        ext.patch_custom_resource_definition(name, [{"op": "add", "path": path, "value": saved}])
+        wait_until(canary_kept, timeout_s=30, what="spec.canary known again")
+
+
+def test_standard_mode_on_a_kserve_without_spec_canary_fails_before_writing(
+    cluster, tmp_path, kserve_before_0_20
+):
     cluster.seed(cpu_site(deployment_mode="Standard"))
     with pytest.raises(MedgoError, match="predates spec.canary"):
         deploy(cluster, tmp_path, CONFIG.model_copy(update={"deployment_mode": "Standard"}))
     assert cluster.written() == []
-    assert any(r["query"].get("dryRun") == "All" for r in cluster.server.requests)
+    assert any("dryRun=All" in e["requestURI"] for e in cluster.events() if e["verb"] == "patch")
 
 
 # -- helpers -------------------------------------------------------------------------------------------------

@@ -209,6 +209,8 @@ def launch(config: TrainConfig, where: LaunchConfig | None = None, *, launcher=N
     except TimeoutError as exc:
         launcher.delete(name, namespace)
         raise MedgoError(f"{exc}; the job was deleted") from None
+    except RuntimeError as exc:  # the job vanished while we waited (deleted by someone else)
+        raise MedgoError(str(exc)) from None
     except KeyboardInterrupt:  # KFP cancels a run by terminating the step: take the job down with it
         launcher.delete(name, namespace)
         raise
