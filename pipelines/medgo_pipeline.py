@@ -18,6 +18,7 @@ from components.build_preferences.component import build_preferences
 from components.build_sft.component import build_sft
 from components.deploy.component import deploy
 from components.evaluate.component import evaluate
+from components.fail_rollout.component import fail_rollout
 from components.pack_corpus.component import pack_corpus
 from components.prepare_corpus.component import prepare_corpus
 from components.train.component import train
@@ -56,6 +57,14 @@ def _on_cluster(
         kubernetes.add_node_selector(task, GPU_NODE_LABEL, DEFAULT_GPU_PRODUCT)
         kubernetes.add_toleration(task, **GPU_TOLERATION)
     return task
+
+
+def rollout(model, **settings) -> dsl.PipelineTask:
+    """The deploy step, and a step that fails the run after recording a rolled-back canary."""
+    deployed = _on_cluster(deploy(model=model, **settings))
+    with dsl.If(deployed.outputs["decision"] == "rolled-back", name="rolled-back"):
+        fail_rollout(deployment=deployed.outputs["deployment"])
+    return deployed
 
 
 @dsl.pipeline(
@@ -108,6 +117,14 @@ def medgo_pipeline(
     deploy_namespace: str = NAMESPACE,
     deploy_runtime: str = "huggingface-vllm",
     deploy_canary_traffic_percent: int = 10,
+    deploy_deployment_mode: str = "Serverless",
+    deploy_min_replicas: int = 1,
+    deploy_max_replicas: int = 4,
+    deploy_max_batch_size: int = 0,
+    deploy_gpus: int = 1,
+    deploy_gpu_product: str = DEFAULT_GPU_PRODUCT,
+    deploy_node_selector: str = "",
+    deploy_smoke_require_refusal: bool = True,
 ):
     """Weekly MedGo round.
 
@@ -156,7 +173,15 @@ def medgo_pipeline(
         deploy_name: InferenceService name.
         deploy_namespace: Namespace of the InferenceService.
         deploy_runtime: ``huggingface-vllm`` (GPU) or ``medgo-cpu`` serving runtime.
-        deploy_canary_traffic_percent: Share of traffic the new revision gets before promotion.
+        deploy_canary_traffic_percent: Share of traffic the new revision gets while it is smoke-tested (0: none until it passed).
+        deploy_deployment_mode: KServe deployment mode of the InferenceService: ``Serverless`` (canaryTrafficPercent) or ``Standard`` (spec.canary, KServe >= 0.20); an existing service must already be in it.
+        deploy_min_replicas: Fewest predictor replicas.
+        deploy_max_replicas: Most predictor replicas KServe's autoscaler may start.
+        deploy_max_batch_size: Prompts a replica decodes together; sizes containerConcurrency and the scale target (0: the server's default).
+        deploy_gpus: GPUs per replica on huggingface-vllm (more than one: tensor parallel).
+        deploy_gpu_product: GPU node pool of the predictor (node label nvidia.com/gpu.product; empty: any GPU node).
+        deploy_node_selector: Further node labels for the predictor, ``key=value,key2=value2``.
+        deploy_smoke_require_refusal: The new revision must refuse the smoke test's harmful request.
     """
     base_model = dsl.importer(artifact_uri=base_model_uri, artifact_class=dsl.Model, reimport=False)
     base_model.set_display_name("base-model")
@@ -243,15 +268,21 @@ def medgo_pipeline(
     )
 
     with dsl.If(evaluation.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - KFP condition
-        _on_cluster(
-            deploy(
-                model=dpo.outputs["trained"],
-                target=deploy_target,
-                name=deploy_name,
-                namespace=deploy_namespace,
-                runtime=deploy_runtime,
-                canary_traffic_percent=deploy_canary_traffic_percent,
-            )
+        rollout(
+            dpo.outputs["trained"],
+            target=deploy_target,
+            name=deploy_name,
+            namespace=deploy_namespace,
+            runtime=deploy_runtime,
+            deployment_mode=deploy_deployment_mode,
+            canary_traffic_percent=deploy_canary_traffic_percent,
+            min_replicas=deploy_min_replicas,
+            max_replicas=deploy_max_replicas,
+            max_batch_size=deploy_max_batch_size,
+            gpus=deploy_gpus,
+            gpu_product=deploy_gpu_product,
+            node_selector=deploy_node_selector,
+            smoke_require_refusal=deploy_smoke_require_refusal,
         )
 
 

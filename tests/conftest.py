@@ -75,6 +75,9 @@ def s3_server(tmp_path_factory):
             "-s3",
             f"-s3.port={ports['s3']}",
             "-volume.max=5",
+            # Fixed-port side servers, off so that concurrent test sessions on one machine do not collide.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -51,6 +51,8 @@ DEMO_PARAMETERS: dict[str, Any] = {
     "eval_gate_max_regression": 1.0,
     "deploy_target": "local",
     "deploy_runtime": "medgo-cpu",
+    # Nor does it refuse harmful requests: its smoke test checks the answers are well-formed and safe only.
+    "deploy_smoke_require_refusal": False,
 }
 
 

@@ -64,9 +64,13 @@ def test_an_update_with_a_stale_resource_version_is_refused_and_the_rollout_surv
     admin = client.CustomObjectsApi(admin_api)
     stale = admin.get_namespaced_custom_object(ISVC_GROUP, ISVC_VERSION, "medgo", ISVC_PLURAL, "medgo")
     new = build_inference_service(
-        name="medgo", namespace="medgo", storage_uri="s3://m/v2", runtime="medgo-cpu"
+        name="medgo",
+        namespace="medgo",
+        storage_uri="s3://m/v2",
+        runtime="medgo-cpu",
+        canary_traffic_percent=10,
     )
-    deployer.roll_out(new, canary_traffic_percent=10)
+    deployer.apply(new, exists=True)
     stale["spec"]["predictor"]["minReplicas"] = 2
     with pytest.raises(client.exceptions.ApiException) as info:
         admin.replace_namespaced_custom_object(ISVC_GROUP, ISVC_VERSION, "medgo", ISVC_PLURAL, "medgo", stale)

@@ -26,6 +26,9 @@ from medgo.k8s.inference_service import (
     VERSION,
     InferenceServiceDeployer,
     build_inference_service,
+    canary_name,
+    deployment_mode,
+    standard_canary,
 )
 from tests.fixtures.crds import assert_valid_crd_object, crd_errors
 
@@ -409,9 +412,73 @@ def test_promote_of_a_missing_service_raises_not_found(deployer):
     assert info.value.status == 404
 
 
-def test_get_and_delete(deployer):
+def test_get(deployer):
     assert deployer.get("medgo", "medgo") is None
     deployer.apply(cpu_isvc())
     assert deployer.get("medgo", "medgo")["metadata"]["name"] == "medgo"
-    assert deployer.delete("medgo", "medgo") is True
-    assert deployer.delete("medgo", "medgo") is False
+
+
+def test_accepts_canary_is_a_dry_run_that_writes_nothing(kube, deployer, admin_api):
+    deployer.apply(cpu_isvc(deployment_mode="Standard"))
+    with_canary = cpu_isvc(deployment_mode="Standard")
+    with_canary["spec"]["canary"] = [standard_canary(predictor(cpu_isvc()), "c1", 10)]
+    mark = kube.audit_offset()
+    assert deployer.accepts_canary(with_canary) is True  # the vendored (0.20+) CRD knows spec.canary
+    assert "canary" not in stored(admin_api)["spec"] and stored(admin_api)["metadata"]["generation"] == 1
+    patches = [e for e in kube.audit_events(mark) if e["verb"] == "patch"]
+    assert patches and all("dryRun=All" in e["requestURI"] for e in patches)
+
+
+# -- complete predictors, autoscaling, modes ---------------------------------------------------------------
+
+
+def test_serverless_autoscaling_matches_the_servers_batch_and_queue():
+    isvc = cpu_isvc(deployment_mode="Serverless", max_batch_size=16, max_queue=48, max_replicas=5)
+    assert_valid_crd_object(isvc)
+    pred = predictor(isvc)
+    # A replica holds batch + queue before it would answer 503; Knative buffers beyond that and scales
+    # once batches are full.
+    assert (pred["containerConcurrency"], pred["scaleMetric"], pred["scaleTarget"]) == (64, "concurrency", 16)
+    assert pred["model"]["args"] == ["--max_batch_size=16", "--max_queue=48"]
+    assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Serverless"}
+
+
+def test_standard_mode_uses_the_hpa_and_a_server_without_a_queue_option_gets_none():
+    isvc = cpu_isvc(deployment_mode="Standard", max_batch_size=8, max_queue=None)
+    assert_valid_crd_object(isvc)
+    pred = predictor(isvc)
+    assert "containerConcurrency" not in pred and (pred["scaleMetric"], pred["scaleTarget"]) == ("cpu", 80)
+    assert pred["model"]["args"] == ["--max_batch_size=8"]
+
+
+def test_vllm_bounds_its_batch_with_max_num_seqs():
+    isvc = cpu_isvc(runtime="huggingface-vllm", resources=gpu_resources(1), max_batch_size=32, max_queue=32)
+    assert predictor(isvc)["model"]["args"] == ["--backend=vllm", "--max-num-seqs=32"]
+    assert predictor(isvc)["containerConcurrency"] == 64
+
+
+def test_standard_canary_has_no_autoscaling_and_at_least_one_replica():
+    stable = predictor(cpu_isvc(deployment_mode="Standard", min_replicas=0, max_replicas=3, max_batch_size=4))
+    entry = standard_canary(stable, canary_name(stable), 0)
+    assert entry["trafficPercent"] == 0 and entry["predictor"]["minReplicas"] == 1
+    assert not {"maxReplicas", "scaleMetric", "scaleTarget", "containerConcurrency"} & set(entry["predictor"])
+    assert canary_name(stable) == canary_name({**stable, "name": "other"})  # the model, not the name, decides
+    assert canary_name(stable) != canary_name(
+        predictor(cpu_isvc(storage_uri="s3://m/v9", deployment_mode="Standard"))
+    )
+    isvc = cpu_isvc(deployment_mode="Standard")
+    isvc["spec"]["canary"] = [entry]
+    assert_valid_crd_object(isvc)
+
+
+@pytest.mark.parametrize(
+    ("isvc", "mode"),
+    [
+        ({"metadata": {"annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"}}}, "Standard"),
+        ({"metadata": {}, "status": {"deploymentMode": "Knative"}}, "Serverless"),
+        ({"metadata": {"annotations": {"serving.kserve.io/deploymentMode": "ModelMesh"}}}, "ModelMesh"),
+        ({"metadata": {}}, None),
+    ],
+)
+def test_deployment_mode_reads_annotation_then_status_and_knows_the_old_names(isvc, mode):
+    assert deployment_mode(isvc) == mode

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from medgo.modeling.tiny import build_tiny_model
+from tests.serve.support import TEST_SERVER_ARGS
 
 SAMPLE_TEXTS = [
     "高血压患者应低盐饮食，规律服药，定期监测血压。",
@@ -19,7 +20,6 @@ SAMPLE_TEXTS = [
 ]
 
 #: One torch thread: a model this small runs fastest on one, and the test machine is shared.
-TEST_SERVER_ARGS = ["--torch_threads", "1"]
 
 #: Qwen2's published chat template, in shape: ChatML, a default system turn, no generation markers.
 QWEN2_CHAT_TEMPLATE = (
@@ -108,25 +108,4 @@ def served(request) -> Served:
         request.getfixturevalue("qwen2_template_server_url"),
         request.getfixturevalue("qwen2_template_model_dir"),
         None,
-    )
-
-
-def scrape(base_url: str) -> dict[tuple[str, tuple], float]:
-    """The server's Prometheus samples: ``(name, sorted label items) → value``."""
-    import httpx
-    from prometheus_client.parser import text_string_to_metric_families
-
-    samples = {}
-    for family in text_string_to_metric_families(httpx.get(f"{base_url}/metrics", timeout=10).text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def metric(samples: dict, name: str, **labels: str) -> float:
-    """The sum of ``name`` over the samples whose labels include ``labels`` (0 when absent)."""
-    return sum(
-        value
-        for (sample_name, items), value in samples.items()
-        if sample_name == name and all(dict(items).get(k) == v for k, v in labels.items())
     )

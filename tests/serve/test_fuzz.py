@@ -20,9 +20,8 @@ STATE_CHANGING = ("/v2/repository/",)
 
 @pytest.fixture(scope="module")
 def fuzz_server(tiny_model_dir, tmp_path_factory):
-    from conftest import TEST_SERVER_ARGS
-
     from medgo.serve.local import serve_locally
+    from tests.serve.support import TEST_SERVER_ARGS
 
     with serve_locally(
         tiny_model_dir,

@@ -155,7 +155,7 @@ def test_an_oversized_body_is_refused_before_it_is_read(http):
 
 
 def test_metrics_count_requests_tokens_batches_and_first_tokens(http, server_url):
-    from conftest import metric, scrape
+    from tests.serve.support import metric, scrape
 
     before = scrape(server_url)
     ok = http.post(

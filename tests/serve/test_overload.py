@@ -12,10 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from conftest import TEST_SERVER_ARGS, metric, scrape
+
+from tests.serve.support import TEST_SERVER_ARGS, metric, scrape
 
 CHAT = "/openai/v1/chat/completions"
 LONG = 200
+#: An answer long enough that no machine decodes it within the client's read timeout below: even at
+#: 0.1 ms per decoding step (eager PyTorch needs several times that per step) it takes 0.15 s.
+VERY_LONG, READ_TIMEOUT_S = 1500, 0.05
 BATCH, QUEUE = 2, 2
 DEADLINE_S = 120
 
@@ -26,7 +30,7 @@ def small_server(tiny_model_dir, tmp_path_factory):
 
     with serve_locally(
         tiny_model_dir,
-        max_new_tokens=LONG,
+        max_new_tokens=VERY_LONG,
         model_name="medgo",
         log_path=tmp_path_factory.mktemp("overload") / "server.log",
         extra_args=[
@@ -112,9 +116,11 @@ def test_abandoned_streams_stop_generating(small_server):
 def test_a_client_that_times_out_stops_its_generation(small_server):
     _wait_for(lambda: _idle(small_server), "an idle server")
     before = scrape(small_server)
-    with httpx.Client(base_url=small_server, timeout=httpx.Timeout(DEADLINE_S, read=0.3)) as client:
+    with httpx.Client(
+        base_url=small_server, timeout=httpx.Timeout(DEADLINE_S, read=READ_TIMEOUT_S)
+    ) as client:
         with pytest.raises(httpx.ReadTimeout):
-            client.post(CHAT, json=_long_chat("胸痛"))
+            client.post(CHAT, json=_long_chat("胸痛", max_tokens=VERY_LONG, min_tokens=VERY_LONG))
     _wait_for(lambda: _idle(small_server), "the abandoned request to end")
     after = scrape(small_server)
     assert (
@@ -124,7 +130,7 @@ def test_a_client_that_times_out_stops_its_generation(small_server):
     )
     assert (
         metric(after, "medgo_completion_tokens_total") - metric(before, "medgo_completion_tokens_total")
-        < LONG
+        < VERY_LONG
     )
     with httpx.Client(base_url=small_server, timeout=DEADLINE_S) as client:
         assert client.post(CHAT, json={**_long_chat(), "max_tokens": 2, "min_tokens": 0}).status_code == 200

@@ -32,6 +32,7 @@ from kserve.model_repository import ModelRepository
 from medgo.config import ServeConfig, load_config
 from medgo.errors import ConfigError, MedgoError
 from medgo.logs import fields, setup_logging
+from medgo.serve.feedback_api import add_feedback_arguments, feedback_config_from_args, feedback_wiring
 from medgo.serve.middleware import ServingMiddleware
 from medgo.serve.model import ClientDisconnected, GenerationFailed, GenerationTimeout, MedgoModel, ServerBusy
 from medgo.serve.openai_api import (
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         field = defaults[name]
         kind = {int: int, float: float, bool: _flag}.get(field.annotation, str)
         parser.add_argument(f"--{name}", type=kind, default=field.default, help=field.description)
+    add_feedback_arguments(parser)
     parser.set_defaults(model_name=defaults["model_name"].default)
     return parser
 
@@ -283,7 +285,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             grpc_port=args.grpc_port,
             **{name: getattr(args, name) for name in _SETTING_OPTIONS},
         )
-        run(config, enable_grpc=args.enable_grpc, server_options=kserve_server_options(args))
+        response_log, routers = feedback_wiring(feedback_config_from_args(args))
+        run(
+            config,
+            enable_grpc=args.enable_grpc,
+            server_options=kserve_server_options(args),
+            response_log=response_log,
+            routers=routers,
+        )
     except MedgoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
