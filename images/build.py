@@ -14,8 +14,8 @@
 
 The image names and the version tag are defined here (``REGISTRY``, ``IMAGES``, :func:`version`) and nowhere
 else in the build; ``tests/images`` checks that the pipeline and the manifests name the same images.
-Caches live under ``$MEDGO_IMAGE_CACHE`` (default ``~/.cache/medgo/images``). Standard library only, so an
-air-gapped site can run it with any Python 3.11.
+Caches live under ``$MEDGO_IMAGE_CACHE`` (default ``~/.cache/medgo/images``). Standard library only; the
+wheelhouse step runs pip (and setuptools, for the medgo wheel) of the Python that runs this script.
 """
 
 from __future__ import annotations
@@ -527,13 +527,14 @@ def _build_medgo_wheel(dest: Path) -> None:
         for name in ("pyproject.toml", "README.md"):
             shutil.copy2(REPO / name, src / name)
         shutil.copytree(REPO / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        # The host venv's setuptools builds it; nothing is fetched.
+        # The host venv's setuptools builds it; nothing is fetched. Fixed zip timestamps: the same tree gives
+        # the same wheel, so the image layers above it stay cached.
         run(
             _pip(
                 "wheel", "--no-deps", "--no-build-isolation", "--no-index", "--wheel-dir", str(dest), str(src)
             ),
             what="build of the medgo wheel",
-            env=dict(os.environ),
+            env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},
             stdout=subprocess.DEVNULL,
         )
 

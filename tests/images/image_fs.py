@@ -140,7 +140,9 @@ def scan(entries) -> dict[str, list[str]]:
             found["writable"].append(f"{path} ({oct(entry.mode)} {entry.uid}:{entry.gid})")
         if path in COMPILERS:
             found["compiler"].append(path)
-        if path.endswith(".whl") or path.startswith(("wheels/", "root/.cache/pip", "dist/")):
+        # Debian's python3-venv keeps ensurepip's pip/setuptools wheels in usr/share/python-wheels.
+        leftover_wheel = path.endswith(".whl") and not path.startswith("usr/share/python-wheels/")
+        if leftover_wheel or path.startswith(("wheels/", "root/.cache/pip", "dist/")):
             found["wheel"].append(path)
         if entry.kind == "file" and entry.size < 4_000_000 and content_is_ours(path):
             text = read()

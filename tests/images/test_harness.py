@@ -35,6 +35,7 @@ def test_scan_finds_planted_credentials_writable_paths_and_tools():
             entry("usr/lib/x", mode=0o777, kind="link"),
             entry("usr/bin/gcc", mode=0o755),
             entry("wheels/deps/torch-2.13.0-cp311-none-any.whl"),
+            entry("usr/share/python-wheels/pip-23.0.1-py3-none-any.whl"),
         ]
     )
     assert [c.split(":")[0] for c in found["credential"]] == [

@@ -174,16 +174,24 @@ def test_prepare_corpus_component_runs_as_the_kfp_launcher_runs_it(engine, built
 
 
 # ---------------------------------------------------------------------------------------- trainer
-@pytest.fixture
-def training_inputs(uid1000_dir, tmp_path):
-    """A data volume with the tiny model (built with `medgo model tiny`) and SFT data, and the train config."""
-    data = uid1000_dir("pvc-data")
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """The tiny Qwen2 model and tokenizer, built on the host with the CLI (`medgo model tiny`)."""
+    out = tmp_path_factory.mktemp("tiny") / "model"
     subprocess.run(
-        [sys.executable, "-m", "medgo.cli", "model", "tiny", str(data / "model")],
+        [sys.executable, "-m", "medgo.cli", "model", "tiny", str(out)],
         check=True,
         capture_output=True,
         timeout=300,
     )
+    return out
+
+
+@pytest.fixture
+def training_inputs(uid1000_dir, tiny_model):
+    """A data volume with the tiny model (built with `medgo model tiny`) and SFT data, and the train config."""
+    data = uid1000_dir("pvc-data")
+    shutil.copytree(tiny_model, data / "model")
     from medgo.config import SftBuildConfig
     from medgo.data.sft import build_sft
 
@@ -298,17 +306,11 @@ def test_trainer_runs_as_two_pytorchjob_nodes(engine, built, training_inputs, to
 
 
 # ---------------------------------------------------------------------------------------- serving
-def test_serving_runtime_command_answers_a_chat_request(engine, built, uid1000_dir, tmp_path):
+def test_serving_runtime_command_answers_a_chat_request(engine, built, uid1000_dir, tiny_model):
     runtime = yaml.safe_load(SERVING_RUNTIME.read_text())["spec"]
     (container,) = runtime["containers"]
-    models = uid1000_dir("storage-initializer")
-    subprocess.run(
-        [sys.executable, "-m", "medgo.cli", "model", "tiny", str(models / "model")],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    model_dir = models / "model"
+    model_dir = uid1000_dir("storage-initializer") / "model"
+    shutil.copytree(tiny_model, model_dir)
     chown_tree(model_dir)  # files as KServe's storage initializer leaves them for the server's user
 
     port, grpc_port = free_port(), free_port()
