@@ -43,6 +43,8 @@ CONTAINERS_CONF = REPO / "images" / "containers.conf"
 #: Where the pipeline, the manifests and `make images` find medgo's images.
 REGISTRY = "ghcr.io/medgo"
 
+#: Label holding :func:`build_inputs`; an image whose label matches is not built again.
+INPUTS_LABEL = "io.medgo.build-inputs"
 #: The local stand-in for the runtime/serving/trainer-cpu base (``python:3.11.*-slim-bookworm``).
 LOCAL_BASE = "localhost/medgo/debian-python:bookworm"
 DEBIAN_SUITE = "bookworm"
@@ -113,6 +115,14 @@ IMAGES: tuple[ImageSpec, ...] = (
         network="default",
     ),
 )
+
+
+def image_ref(name: str) -> str:
+    """The reference `make images` tags image ``name`` (``runtime``, ``serving``, ``trainer-cpu``) with."""
+    for spec in IMAGES:
+        if spec.name == name:
+            return spec.ref(version())
+    raise KeyError(f"no image {name!r}; known: {[s.name for s in IMAGES]}")
 
 
 class BuildError(RuntimeError):
@@ -545,6 +555,35 @@ def _git_revision() -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
+#: Context files the builds never see (.dockerignore keeps them out too).
+_NOT_IN_CONTEXT = ("__pycache__", ".egg-info", ".pyc")
+
+
+def build_inputs(
+    dockerfile_path: Path, dockerfile: Dockerfile, args: dict[str, str], base_ids: list[str]
+) -> str:
+    """sha256 of everything a build depends on: the Dockerfile, the resolved build arguments, the base
+    images' IDs and every context file its COPY instructions read (path, mode, content)."""
+    digest = hashlib.sha256(dockerfile_path.read_bytes())
+    digest.update(json.dumps([sorted(args.items()), base_ids]).encode())
+    sources = sorted(
+        {
+            value.split()[0]
+            for stage in dockerfile.stages
+            for key, value in stage.instructions
+            if key == "COPY" and not value.startswith("--")
+        }
+    )
+    for source in sources:
+        root = REPO / source
+        for path in sorted([root] if root.is_file() else root.rglob("*")):
+            rel = path.relative_to(REPO).as_posix()
+            if path.is_file() and not any(part in rel for part in _NOT_IN_CONTEXT):
+                digest.update(f"{rel}\0{path.stat().st_mode & 0o777}\0".encode())
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def build_images(names: list[str] | None = None, *, base: str = LOCAL_BASE) -> dict:
     """Build the images (all, or ``names`` in order), record them in ``build/images/images.json``."""
     ver = version()
@@ -555,7 +594,7 @@ def build_images(names: list[str] | None = None, *, base: str = LOCAL_BASE) -> d
     record = json.loads(RECORD.read_text()) if RECORD.exists() else {}
     record = {k: v for k, v in record.get("images", {}).items() if k in {s.name for s in IMAGES}}
     tool = engine()
-    runtime_ref = next(s for s in IMAGES if s.name == "runtime").ref(ver)
+    runtime_ref = image_ref("runtime")
     for spec in specs:
         ref = spec.ref(ver)
         dockerfile = parse_dockerfile(REPO / spec.dockerfile)
@@ -565,6 +604,12 @@ def build_images(names: list[str] | None = None, *, base: str = LOCAL_BASE) -> d
             raise BuildError(
                 f"{spec.dockerfile} declares no ARG {sorted(undeclared)}; the build would ignore them"
             )
+        base_ids = [inspect(b)["Id"] for b in (args.get("BASE_IMAGE"), args.get("RUNTIME_IMAGE")) if b]
+        inputs = build_inputs(REPO / spec.dockerfile, dockerfile, args, base_ids)
+        if image_exists(ref) and labels(inspect(ref)).get(INPUTS_LABEL) == inputs:
+            print(f"{ref} is up to date (same Dockerfile, arguments, bases and context files)")
+            record[spec.name] = {**_record_entry(ref, spec, args, 0.0), "cached": True}
+            continue
         cmd = [tool, "build", "--file", spec.dockerfile, "--tag", ref]
         if tool == "podman":
             cmd += ["--pull=never", "--layers"]
@@ -576,34 +621,39 @@ def build_images(names: list[str] | None = None, *, base: str = LOCAL_BASE) -> d
             "org.opencontainers.image.version": ver,
             "org.opencontainers.image.revision": _git_revision(),
             "org.opencontainers.image.title": spec.repository.rsplit("/", 1)[-1],
+            INPUTS_LABEL: inputs,
         }.items():
             cmd += ["--label", f"{key}={value}"]
         started = time.monotonic()
         run([*cmd, "."], what=f"build of {spec.name}", cwd=REPO)
         seconds = time.monotonic() - started
-        info = inspect(ref)
-        record[spec.name] = {
-            "ref": ref,
-            "id": info["Id"] if info["Id"].startswith("sha256:") else f"sha256:{info['Id']}",
-            "digest": info.get("Digest") or None,
-            "size_bytes": info.get("Size"),
-            "dockerfile": spec.dockerfile,
-            "base": args.get("BASE_IMAGE") or args.get("RUNTIME_IMAGE"),
-            "build_seconds": round(seconds, 1),
-        }
-        print(f"built {ref} in {seconds:.0f}s: {info.get('Size', 0) / 1e6:.0f} MB")
+        record[spec.name] = _record_entry(ref, spec, args, seconds)
+        print(f"built {ref} in {seconds:.0f}s: {record[spec.name]['size_bytes'] / 1e6:.0f} MB")
     RECORD.parent.mkdir(parents=True, exist_ok=True)
     out = {"version": ver, "engine": tool, "revision": _git_revision(), "images": record}
     RECORD.write_text(json.dumps(out, indent=2) + "\n")
     return out
 
 
+def _record_entry(ref: str, spec: ImageSpec, args: dict[str, str], seconds: float) -> dict:
+    info = inspect(ref)
+    return {
+        "ref": ref,
+        "id": info["Id"] if info["Id"].startswith("sha256:") else f"sha256:{info['Id']}",
+        "digest": info.get("Digest") or None,
+        "size_bytes": info.get("Size"),
+        "dockerfile": spec.dockerfile,
+        "base": args.get("BASE_IMAGE") or args.get("RUNTIME_IMAGE"),
+        "build_seconds": round(seconds, 1),
+    }
+
+
 def print_sizes(record: dict) -> None:
     print(f"  {'image':12s} {'reference':45s} {'size':>10s}  {'build':>8s}  id")
     for name, image in record["images"].items():
+        took = "cached" if image.get("cached") else f"{image['build_seconds']:.1f} s"
         print(
-            f"  {name:12s} {image['ref']:45s} {image['size_bytes'] / 1e6:7.0f} MB  {image['build_seconds']:6.1f} s  "
-            f"{image['id'][:19]}"
+            f"  {name:12s} {image['ref']:45s} {image['size_bytes'] / 1e6:7.0f} MB  {took:>8s}  {image['id'][:19]}"
         )
 
 

@@ -73,9 +73,9 @@ def built(engine) -> dict[str, str]:
         entry = record.get(image.name)
         if entry is None or engine("image", "inspect", entry["id"], check=False).returncode != 0:
             _unavailable(f"image {image.name} was not built: run `make images` first")
-        tagged = json.loads(engine("image", "inspect", image.ref(build.version())).stdout)[0]["Id"]
+        tagged = json.loads(engine("image", "inspect", build.image_ref(image.name)).stdout)[0]["Id"]
         assert entry["id"].removeprefix("sha256:") == tagged.removeprefix("sha256:"), (
-            f"{image.ref(build.version())} no longer is the image `make images` recorded; rebuild"
+            f"{build.image_ref(image.name)} no longer is the image `make images` recorded; rebuild"
         )
         ids[image.name] = entry["id"]
     return ids

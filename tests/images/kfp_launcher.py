@@ -12,7 +12,8 @@ import yaml
 PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "medgo_pipeline.yaml"
 #: Where KFP's launcher has the Python executor write its output metadata.
 KFP_OUTPUT_FILE = "/tmp/kfp_outputs/output_metadata.json"
-#: Local mount point KFP gives s3:// artifact URIs (kfp.dsl.types.artifact_types), an emptyDir since KFP 2.3.
+#: Local mount point KFP gives s3:// artifact URIs (kfp.dsl.types.artifact_types); an emptyDir on backends
+#: with kubeflow/pipelines#10857, so a non-root user can write there.
 KFP_S3_MOUNT = "/s3"
 
 

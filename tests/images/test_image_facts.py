@@ -48,7 +48,7 @@ def dockerfile(name: str) -> build.Dockerfile:
 
 
 def refs() -> dict[str, str]:
-    return {s.name: s.ref(build.version()) for s in build.IMAGES}
+    return {s.name: build.image_ref(s.name) for s in build.IMAGES}
 
 
 #: The CUDA trainer the cluster runs; `make images` builds its CPU variant from the same Dockerfile.
@@ -285,3 +285,29 @@ def test_debian_mirror_is_read_from_apt_sources(tmp_path, monkeypatch):
     (tmp_path / "sources.list").write_text("deb http://old.example/debian bullseye main\n")
     with pytest.raises(build.BuildError, match="no Debian 'bookworm' source"):
         build.debian_mirror()
+
+
+def test_build_inputs_follow_the_copied_files_but_not_bytecode(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "REPO", tmp_path)
+    (tmp_path / "src" / "pkg").mkdir(parents=True)
+    (tmp_path / "src" / "pkg" / "mod.py").write_text("x = 1\n")
+    (tmp_path / "other.txt").write_text("not copied")
+    dockerfile_path = tmp_path / "Dockerfile"
+    dockerfile_path.write_text("FROM base AS a\nCOPY src/ /src/\nFROM base\nCOPY --from=a /src /src\n")
+    df = build.parse_dockerfile(dockerfile_path)
+
+    def inputs(args=None, bases=("sha256:1",)):
+        return build.build_inputs(dockerfile_path, df, args or {"A": "1"}, list(bases))
+
+    first = inputs()
+    (tmp_path / "src" / "pkg" / "__pycache__").mkdir()
+    (tmp_path / "src" / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "other.txt").write_text("changed, still not copied")
+    assert inputs() == first
+    assert inputs(args={"A": "2"}) != first and inputs(bases=("sha256:2",)) != first
+    (tmp_path / "src" / "pkg" / "mod.py").chmod(0o755)
+    assert inputs() != first
+    (tmp_path / "src" / "pkg" / "mod.py").chmod(0o644)
+    assert inputs() == first
+    (tmp_path / "src" / "pkg" / "mod.py").write_text("x = 2\n")
+    assert inputs() != first

@@ -100,7 +100,7 @@ def test_cli_help_runs_as_medgo_with_nothing_writable(engine, built, name):
 # ------------------------------------------------------------------------------------ KFP component
 def test_prepare_corpus_component_runs_as_the_kfp_launcher_runs_it(engine, built, uid1000_dir, tmp_path):
     component_spec, container = compiled_task("prepare-corpus")
-    assert container["image"] == build.IMAGES[0].ref(build.version())
+    assert container["image"] == build.image_ref("runtime")
     pipeline_root = yaml.safe_load(KFP_LAUNCHER.read_text())["data"]["defaultPipelineRoot"]
     assert pipeline_root.startswith("s3://")
     run_root = f"{pipeline_root}/medgo/smoke-run/prepare-corpus"
@@ -163,7 +163,7 @@ def test_prepare_corpus_component_runs_as_the_kfp_launcher_runs_it(engine, built
     assert host_counts == counts
     for shard in shards:
         host_shard = tmp_path / "host" / "clean" / shard.name
-        assert hashlib.sha256(shard.read_bytes()).digest() == hashlib.sha256(host_shard.read_bytes()).digest()
+        assert shard.read_bytes() == host_shard.read_bytes()
 
     # What the launcher reads back: the Metrics artifact's values.
     metadata = json.loads((outputs / Path(KFP_OUTPUT_FILE).name).read_text())
@@ -249,7 +249,7 @@ def test_trainer_runs_as_two_pytorchjob_nodes(engine, built, training_inputs, to
     job = build_pytorchjob(
         name="smoke",
         namespace="medgo",
-        image=build.IMAGES[2].ref(build.version()),
+        image=build.image_ref("trainer-cpu"),
         args=["--config", "/config/train.yaml"],
         nnodes=2,
         nproc_per_node=1,
