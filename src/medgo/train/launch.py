@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +33,10 @@ from medgo.k8s.names import (
 )
 from medgo.logs import fields
 from medgo.processes import LOOPBACK, free_port, log_tail, stop_process_tree
-from medgo.train.distributed import NODE_MODULE, NodeEnv
+from medgo.storage import MANIFEST_NAME
+from medgo.train.checkpoint import CheckpointStore, checkpoint_root_uri
+from medgo.train.distributed import NODE_MODULE, STAGING_ENV, NodeEnv
+from medgo.train.export import commit_artifact
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,12 @@ def launch_local(
     the multi-node code path without a cluster. Raises
     :class:`MedgoError` with the failing node's log tail when any node exits non-zero, and
     stops all nodes when one fails or the timeout passes.
+
+    The launcher owns the whole process tree: every node and every torchrun worker is stopped when
+    the run fails, times out or is interrupted (and each dies with its parent should the launcher
+    itself be killed). The trainer writes its result to ``<work_dir>/result``; only when every node
+    exited 0 is it committed to ``output_uri`` (and the run's checkpoints removed), so a failed run
+    publishes nothing.
     """
     if nnodes < 1 or nproc_per_node < 1:
         raise MedgoError("nnodes and nproc_per_node must be ≥ 1")
@@ -86,6 +96,9 @@ def launch_local(
     env.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "medgo" / "torch_extensions"))
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // (nnodes * nproc_per_node))))
     env["PYTHONUNBUFFERED"] = "1"
+    staging = work / "result"
+    shutil.rmtree(staging, ignore_errors=True)
+    env[STAGING_ENV] = str(staging)
     env.update(extra_env or {})
     procs: list[tuple[int, subprocess.Popen, Path]] = []
     log.info(
@@ -127,11 +140,22 @@ def launch_local(
                         f"trainer node {rank} failed (exit code {rc}, log {log_path}): "
                         f"{_failure_cause(log_path)}"
                     )
-    finally:
-        for _, proc, _ in procs:
-            stop_process_tree(proc, timeout_s=10)
+    except BaseException:
+        _stop_all(procs)
+        shutil.rmtree(staging, ignore_errors=True)  # a failed run publishes nothing
+        raise
+    _stop_all(procs)  # every node exited; reap anything a node left behind
+    if not (staging / MANIFEST_NAME).is_file():
+        raise MedgoError(f"every trainer node exited 0 but no result was written; logs in {work}")
+    commit_artifact(staging, str(config.output_uri))
+    CheckpointStore(checkpoint_root_uri(config)).delete_all()
     log.info("trainer finished", extra=fields(stage=config.stage, logs=str(work)))
     return work
+
+
+def _stop_all(procs) -> None:
+    for _, proc, _ in procs:
+        stop_process_tree(proc, timeout_s=10)
 
 
 def config_to_args(config: TrainConfig) -> list[str]:
