@@ -7,62 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from medgo.config import PackConfig, TrainConfig, load_config
+from medgo.config import TrainConfig, load_config
 from medgo.errors import MedgoError
 from medgo.storage import read_manifest
 from medgo.train.launch import config_to_args, launch_local
 from medgo.train.trainer import parse_args
+from tests.train.conftest import train_config as _config
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def packed_dir(sample_model_dir, samples_dir, tmp_path_factory) -> Path:
-    """Real token shards: the sample corpus through prepare + pack."""
-    from medgo.config import PrepareConfig
-    from medgo.data.pack import pack_corpus
-    from medgo.data.prepare import prepare_corpus
-
-    root = tmp_path_factory.mktemp("pt-data")
-    prepare_corpus(str(samples_dir / "corpus"), root / "clean", PrepareConfig())
-    pack_corpus(root / "clean", str(sample_model_dir), root / "packed", PackConfig(seq_len=64))
-    return root / "packed"
-
-
-@pytest.fixture(scope="module")
-def sft_dir(samples_dir, tmp_path_factory) -> Path:
-    from medgo.config import SftBuildConfig
-    from medgo.data.sft import build_sft
-
-    out = tmp_path_factory.mktemp("sft-data")
-    build_sft(samples_dir / "sft", out, SftBuildConfig())
-    return out
-
-
-@pytest.fixture(scope="module")
-def prefs_dir(samples_dir, tmp_path_factory) -> Path:
-    from medgo.config import PrefsConfig
-    from medgo.data.prefs import build_preferences
-
-    out = tmp_path_factory.mktemp("prefs-data")
-    build_preferences(str(samples_dir / "preference"), out, PrefsConfig())
-    return out
-
-
-def _config(stage: str, model: Path | str, data: Path, out: Path, **kw) -> TrainConfig:
-    values = dict(
-        stage=stage,
-        model_uri=str(model),
-        data_uri=str(data),
-        output_uri=str(out),
-        max_steps=6,
-        per_device_batch_size=2,
-        gradient_accumulation_steps=1,
-        learning_rate=5e-3,
-        max_seq_len=128,
-    )
-    values.update(kw)
-    return TrainConfig(**values)
 
 
 def _logits(model_dir: str, adapter: str | None = None):
@@ -75,13 +27,6 @@ def _logits(model_dir: str, adapter: str | None = None):
     ids = tok("高血压患者应低盐饮食", return_tensors="pt")
     with torch.no_grad():
         return model(**ids).logits
-
-
-@pytest.fixture(scope="module")
-def sft_adapter(sample_model_dir, sft_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sft-out")
-    launch_local(_config("sft", sample_model_dir, sft_dir, out), work_dir=out.parent / "sft-logs")
-    return out
 
 
 def test_pretraining_full_finetune_learns_and_reloads(sample_model_dir, packed_dir, tmp_path):
