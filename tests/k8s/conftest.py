@@ -158,12 +158,19 @@ class FakeApiServer:
     def _get_custom_collection(self, p, query, headers, body):
         if query.get("watch"):
             return self._watch(p, query)
+        name = (query.get("fieldSelector") or "").removeprefix("metadata.name=") or None
         items = [
             copy.deepcopy(o)
-            for (g, v, ns, pl, _), o in self.objects.items()
-            if (g, v, ns, pl) == (p["group"], p["version"], p["namespace"], p["plural"])
+            for (g, v, ns, pl, n), o in self.objects.items()
+            if (g, v, ns, pl) == (p["group"], p["version"], p["namespace"], p["plural"]) and name in (None, n)
         ]
-        return {"apiVersion": f"{p['group']}/{p['version']}", "kind": "List", "items": items}
+        latest = str(self.events[-1][0]) if self.events else str(self.compacted_before)
+        return {
+            "apiVersion": f"{p['group']}/{p['version']}",
+            "kind": "List",
+            "metadata": {"resourceVersion": latest},
+            "items": items,
+        }
 
     def _patch_custom_item(self, p, query, headers, body):
         if headers.get("Content-Type") != "application/merge-patch+json":
@@ -201,7 +208,7 @@ class FakeApiServer:
                 if rv > since and key[:4] == collection and (name is None or key[4] == name)
             ]
 
-        if since and since < self.compacted_before:
+        if since and since < self.compacted_before:  # events up to compacted_before are gone
             return FakeWatchResponse(
                 [
                     {
@@ -219,7 +226,7 @@ class FakeApiServer:
 
     def compact(self) -> None:
         """Forget every event so far, as etcd compaction does: older resourceVersions get 410 Gone."""
-        self.compacted_before = next(self._rv)
+        self.compacted_before = self.events[-1][0] if self.events else 0
         self.events.clear()
 
     # -- pods ---------------------------------------------------------------------------------------

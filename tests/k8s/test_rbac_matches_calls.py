@@ -20,6 +20,7 @@ from medgo.k8s._common import Poller
 from medgo.k8s.inference_service import PLURAL as ISVC_PLURAL
 from medgo.k8s.inference_service import InferenceServiceDeployer
 from medgo.k8s.pytorchjob import GROUP, PLURAL, VERSION, PyTorchJobLauncher
+from medgo.k8s.trainjob import TrainJobLauncher
 from medgo.train.launch import launch
 
 ROLE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "rbac.yaml"
@@ -41,7 +42,13 @@ def test_role_is_exactly_what_the_code_calls(server, custom_api, core_api, fake_
     # Training: a failed attempt (reason + master log), then the retry that replaces it.
     cfg = TrainConfig(stage="sft", model_uri="s3://m/pt", data_uri="s3://d/sft", output_uri="s3://o/sft")
     where = LaunchConfig(
-        backend="pytorchjob", image="ghcr.io/medgo/medgo-trainer:0.1.0", job_name="medgo-sft-1", timeout_s=100
+        backend="pytorchjob",
+        image="ghcr.io/medgo/medgo-trainer:0.1.0",
+        job_name="medgo-sft-1",
+        timeout_s=100,
+        cpu="4",
+        memory="16Gi",
+        shm_size="4Gi",
     )
     launcher = PyTorchJobLauncher(custom_api, core_api, poller=poller)
     server.add_pod(
@@ -61,6 +68,25 @@ def test_role_is_exactly_what_the_code_calls(server, custom_api, core_api, fake_
         launch(cfg, where, launcher=launcher)
     fake_clock.steps = [operator("Succeeded")]
     launch(cfg, where, launcher=launcher)
+    # The same on Kubeflow Trainer v2: a failed attempt, then the retry that replaces it.
+    trainer = TrainJobLauncher(custom_api, core_api, poller=poller)
+
+    def trainer_sets(kind):
+        return lambda: server.set_status(
+            "trainer.kubeflow.org",
+            "v1alpha1",
+            "medgo",
+            "trainjobs",
+            "medgo-sft-1",
+            {"conditions": [{"type": kind, "status": "True"}]},
+        )
+
+    on_trainer = where.model_copy(update={"backend": "trainjob"})
+    fake_clock.steps = [trainer_sets("Failed")]
+    with pytest.raises(MedgoError):
+        launch(cfg, on_trainer, launcher=trainer)
+    fake_clock.steps = [trainer_sets("Complete")]
+    launch(cfg, on_trainer, launcher=trainer)
     # Deployment: an existing service, a canary that fails its smoke test, a rollback.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -612,13 +612,15 @@ class TrainingJobLauncher:
             resp.close()
             resp.release_conn()
 
-    def _get(self, name: str, namespace: str) -> dict:
-        try:
-            return self.api.get_namespaced_custom_object(*self._args(namespace), name)
-        except client.exceptions.ApiException as exc:
-            if is_not_found(exc):
-                raise RuntimeError(f"{self.kind.kind} {namespace}/{name} no longer exists") from exc
-            raise
+    def _list(self, name: str, namespace: str) -> tuple[dict, str]:
+        """The job and the collection's current ``resourceVersion`` to watch from (a relist)."""
+        listing = self.api.list_namespaced_custom_object(
+            *self._args(namespace), field_selector=f"metadata.name={name}"
+        )
+        items = listing.get("items") or []
+        if not items:
+            raise RuntimeError(f"{self.kind.kind} {namespace}/{name} no longer exists")
+        return items[0], (listing.get("metadata") or {}).get("resourceVersion", "")
 
     def wait(
         self,
@@ -648,8 +650,7 @@ class TrainingJobLauncher:
         while True:
             try:
                 if resource_version is None:
-                    job = self._get(name, namespace)
-                    resource_version = job["metadata"].get("resourceVersion", "")
+                    job, resource_version = self._list(name, namespace)
                     if self._outcome(job, name, namespace):
                         return job
                 if self.poller.clock() >= next_pod_check:
