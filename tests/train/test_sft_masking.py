@@ -118,3 +118,24 @@ def test_two_process_sft_on_the_real_template_trains_on_assistant_tokens_only(
     assert counts["loss_tokens"] < 0.6 * counts["input_tokens"]
     assert counts["steps"] == 2 and counts["final_loss"] is not None
     assert (out / "chat_template.jinja").read_text() == qwen2_tokenizer.chat_template
+
+
+@pytest.mark.slow
+def test_dpo_and_evaluation_use_the_same_stock_template(
+    qwen2_model_dir, qwen2_tokenizer, prefs_dir, tmp_path
+):
+    from medgo.eval.backends import LocalBackend
+
+    out = tmp_path / "dpo"
+    cfg = train_config("dpo", qwen2_model_dir, prefs_dir, out, max_steps=2, max_seq_len=256)
+    launch_local(cfg, work_dir=tmp_path / "logs")
+    counts = read_manifest(out)["counts"]
+    assert counts["steps"] == 2 and counts["first_loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert (out / "chat_template.jinja").read_text() == qwen2_tokenizer.chat_template
+    backend = LocalBackend(str(out), device="cpu")
+    prompt = backend._prompt_text([{"role": "user", "content": "发热怎么办？"}])
+    assert prompt.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
+    assert prompt.endswith("<|im_start|>user\n发热怎么办？<|im_end|>\n<|im_start|>assistant\n")
+    assert 151645 in backend._eos_ids  # answers stop at <|im_end|>
+    (answer,) = backend.generate([[{"role": "user", "content": "发热怎么办？"}]], max_new_tokens=3)
+    assert isinstance(answer, str)

@@ -100,7 +100,9 @@ def test_dpo_under_zero3_with_two_processes(sft_adapter, sample_model_dir, prefs
 def test_two_simulated_nodes_train_one_model(sample_model_dir, sft_dir, tmp_path):
     out = tmp_path / "two-nodes"
     logs = launch_local(
-        _config("sft", sample_model_dir, sft_dir, out, max_steps=3), nnodes=2, work_dir=tmp_path / "logs"
+        _config("sft", sample_model_dir, sft_dir, out, max_steps=3, gradient_checkpointing=True),
+        nnodes=2,
+        work_dir=tmp_path / "logs",
     )
     assert read_manifest(out)["counts"]["steps"] == 3
     node0, node1 = (logs / "node-0.log").read_text(), (logs / "node-1.log").read_text()
