@@ -66,7 +66,10 @@ def sft_adapter(sample_model_dir, sft_dir, tmp_path_factory) -> Path:
     from medgo.train.launch import launch_local
 
     out = tmp_path_factory.mktemp("sft-out") / "adapter"
-    launch_local(train_config("sft", sample_model_dir, sft_dir, out), work_dir=out.parent / "sft-logs")
+    launch_local(
+        train_config("sft", sample_model_dir, sft_dir, out, export_merged=True),
+        work_dir=out.parent / "sft-logs",
+    )
     return out
 
 

@@ -54,6 +54,44 @@ def test_sft_writes_a_lora_adapter_on_the_base_uri(sft_adapter, sample_model_dir
     assert manifest["counts"]["kind"] == "lora_adapter" and manifest["inputs"]["data"]["manifest"]["stage"]
 
 
+def test_sft_exports_a_merged_bf16_model_and_a_model_card(sft_adapter, sample_model_dir, sft_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from medgo.modeling import load_tokenizer
+
+    merged = sft_adapter / "merged"
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert model.dtype == torch.bfloat16 and not (merged / "adapter_config.json").exists()
+    load_tokenizer(str(merged), require_chat_template=True)
+    from medgo.modeling import load_model
+
+    expected = load_model(str(sample_model_dir), adapter_uri=str(sft_adapter)).merge_and_unload()
+    base = load_model(str(sample_model_dir))
+    saved, want, before = model.state_dict(), expected.state_dict(), base.state_dict()
+    name = "model.layers.0.self_attn.q_proj.weight"
+    torch.testing.assert_close(
+        saved[name].float(), want[name].to(torch.bfloat16).float(), atol=1e-2, rtol=1e-2
+    )
+    delta = (want[name] - before[name]).abs()
+    assert delta.max() > 0  # the adapter was merged in, not dropped
+    assert set(saved) == set(want)
+    card = (sft_adapter / "README.md").read_text()
+    assert (
+        str(sample_model_dir) in card and '"stage": "data.sft"' in card and '"learning_rate": 0.005' in card
+    )
+    assert '"final_loss"' in card
+    assert "merged/model.safetensors" in read_manifest(sft_adapter)["files"]
+
+
+def test_an_empty_dataset_fails_before_training(sample_model_dir, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "train.jsonl").write_text("")
+    with pytest.raises(MedgoError, match="SFT data at .* is empty"):
+        launch_local(_config("sft", sample_model_dir, empty, tmp_path / "out"), work_dir=tmp_path / "l")
+
+
 def _assert_dpo_continued_the_sft_adapter(out: Path, sft_adapter: Path, base: Path) -> dict:
     counts = read_manifest(out)["counts"]
     assert counts["kind"] == "lora_adapter"
