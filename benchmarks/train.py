@@ -11,7 +11,7 @@ and the memory planner against DeepSpeed's own estimator.
   for Qwen2-7B (1 × 8 GPUs) and Qwen2-72B (8 × 8), under ZeRO-2, ZeRO-3 and ZeRO-3 offload.
 
 Goals: packing efficiency ≥ 0.99; planner within 0.10 of DeepSpeed. The last line is one JSON object.
-Run: ``PYTHONPATH=src:. python benchmarks/train.py [--steps 6]``.
+Run: ``PYTHONPATH=src:. python benchmarks/train.py [--steps 6] [--steps-50m 3]``.
 """
 
 from __future__ import annotations
@@ -136,7 +136,12 @@ def planner_figures() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6, help="optimizer steps per throughput run")
+    parser.add_argument(
+        "--steps", type=int, default=6, help="optimizer steps per throughput run of the tiny model"
+    )
+    parser.add_argument(
+        "--steps-50m", type=int, default=3, help="optimizer steps per throughput run of the ~50 M model"
+    )
     args = parser.parse_args(argv)
     sys.path[:0] = [str(REPO / "src"), str(REPO)]
     from medgo.config import PrepareConfig
@@ -170,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         key = f"{model.name}-{n_params / 1e6:.1f}M"
         tokens_per_s[key], memory[key] = {}, {}
         for ds in ("none", "zero2", "zero3"):
-            result = throughput(model, data[model], work, ds, args.steps)
+            steps = args.steps if model == tiny else args.steps_50m
+            result = throughput(model, data[model], work, ds, steps)
             label = "ddp" if ds == "none" else ds
             tokens_per_s[key][label] = result["tokens_per_s"]
             memory[key][label] = result["peak_rss_mib"]

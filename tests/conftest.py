@@ -130,3 +130,22 @@ def s3_server(tmp_path_factory):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory):
+    """A real kube-apiserver 1.20 + etcd on 127.0.0.1 (``tests/k8s/apiserver``), for the session.
+
+    RBAC on; the vendored CRDs installed; ``manifests/base``'s Namespace, ServiceAccounts, PriorityClasses,
+    Role and RoleBinding applied. Yields a ``KubeCluster`` (``admin_client()``, ``pipeline_client()`` as the
+    pipeline's ServiceAccount, ``kubeconfig``, ``kubectl(...)``). No binary: skip with the build hint, or
+    fail when ``CI=true`` (CI must run these tests).
+    """
+    from tests.k8s.apiserver.cluster import BUILD_HINT, binaries, running_cluster
+
+    if binaries() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{BUILD_HINT} (CI=true: the real API server tests must run)")
+        pytest.skip(BUILD_HINT)
+    with running_cluster(tmp_path_factory.mktemp("kube")) as cluster:
+        yield cluster

@@ -1,18 +1,23 @@
-"""An in-memory stand-in for the Kubernetes API server, behind the real ``kubernetes.client`` API classes.
+"""Fixtures of the Kubernetes tests: the real API server's clients and simulated controllers, and an
+in-memory stand-in for what no healthy server gives on demand.
 
-No API server can run in this sandbox for this stage, so the launcher and deployer tests talk to
-:class:`FakeApiServer`: it takes the place of ``kubernetes.client.ApiClient`` (the HTTP layer) under the real
-``CustomObjectsApi`` and ``CoreV1Api``. The real classes still check parameter names and pick the request's
-Content-Type, so a wrong keyword or an unsupported patch type fails here as it would against a cluster; the
-fake keeps objects in a dict and answers like the API server does for the calls medgo makes: 409 on a
-duplicate create, 404 on a missing object, RFC 7386 merge patches that bump ``metadata.generation`` when the
-spec changes, label-selector pod listing and pod logs, and watches: every change gets the next global
-``resourceVersion`` and is logged as an event, a watch streams the events after the ``resourceVersion`` it
-asks for (``410 Gone`` once they were compacted away, see ``compact``) and, when there are none yet,
-holds the connection as a real server would: it calls ``on_idle_watch(timeout_seconds)`` (the tests
-wire it to the fake clock, whose scripted steps play the operator) and then streams what happened.
-Hooks stand in for admission webhooks that add defaults (``defaulters``) and for operators that write
-status after a change (``controllers``). A later issue adds a real kube-apiserver for server-side validation.
+Most tests here run against the real kube-apiserver + etcd of ``tests/k8s/apiserver`` (session fixture
+``kube_cluster`` in tests/conftest.py): the code under test talks as the pipeline's ServiceAccount, so RBAC
+checks each call; the training operator, KServe's controller and the kubelet are simulated through the same
+server (``tests/k8s/apiserver/controllers.py``).
+
+:class:`FakeApiServer` is an in-memory stand-in behind the real ``kubernetes.client`` API classes (it takes
+the place of ``ApiClient``, the HTTP layer). It is used where a test injects what a healthy server never
+answers on demand: 503/429 while polling, a watch connection dropped mid-stream, a resourceVersion compacted
+away (410 Gone), an API gone for minutes, and pod states the scheduler and kubelet would write (Unschedulable,
+image pull back-off, OOMKilled, crash loops) on a fake clock. It keeps objects in a dict and answers like the
+API server does for the calls medgo makes: 409 on a duplicate create, 404 on a missing object, RFC 7386 merge
+patches that bump ``metadata.generation`` when the spec changes, label-selector pod listing and pod logs,
+and watches: every change gets the next global ``resourceVersion`` and is logged as an event; a watch streams
+the events after the ``resourceVersion`` it asks for (``410 Gone`` once compacted away, see ``compact``) and,
+when there are none yet, holds the connection as a real server would, calling ``on_idle_watch(timeout)``
+(wired to the fake clock, whose scripted steps play the operator). Hooks stand in for admission webhooks that
+add defaults (``defaulters``) and operators that write status after a change (``controllers``).
 """
 
 from __future__ import annotations
@@ -383,3 +388,93 @@ def core_api(server: FakeApiServer) -> client.CoreV1Api:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
+
+
+# -- the real API server -------------------------------------------------------------------------------
+@pytest.fixture
+def kube(kube_cluster):
+    """The session's real API server, with namespace ``medgo`` emptied of jobs, services and pods."""
+    kube_cluster.clean_namespace()
+    yield kube_cluster
+    kube_cluster.clean_namespace()
+
+
+@pytest.fixture
+def pipeline_api(kube):
+    """An ApiClient authenticated as ``system:serviceaccount:medgo:medgo-pipeline`` (RBAC applies)."""
+    with kube.pipeline_client() as api:
+        yield api
+
+
+@pytest.fixture
+def admin_api(kube):
+    """An ApiClient in ``system:masters`` (no RBAC), for setting up and inspecting."""
+    with kube.admin_client() as api:
+        yield api
+
+
+@pytest.fixture
+def change_signal():
+    from tests.k8s.apiserver.controllers import ChangeSignal
+
+    return ChangeSignal()
+
+
+@pytest.fixture(scope="session")
+def fake_kubelet(kube_cluster):
+    from tests.k8s.apiserver.controllers import FakeKubelet
+
+    kubelet = FakeKubelet(kube_cluster).start()
+    yield kubelet
+    kubelet.stop()
+
+
+@pytest.fixture
+def training_operator(kube, fake_kubelet, change_signal):
+    """Start a simulated training operator: ``training_operator(outcomes, master_log=...)``."""
+    from tests.k8s.apiserver.controllers import TrainingOperatorSim
+
+    started = []
+
+    def start(outcomes, master_log: str = ""):
+        sim = TrainingOperatorSim(kube, fake_kubelet, change_signal, outcomes, master_log).start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def kserve_controller(kube, change_signal):
+    """Start a simulated KServe controller: ``kserve_controller(canary_url, ready=True)``."""
+    from tests.k8s.apiserver.controllers import KServeControllerSim
+
+    started = []
+
+    def start(canary_url: str, ready: bool = True):
+        sim = KServeControllerSim(kube, change_signal, canary_url, ready).start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def trainer_v2(kube, fake_kubelet, change_signal):
+    """Start a simulated Kubeflow Trainer v2: ``trainer_v2(outcomes, master_log=...)``."""
+    from tests.k8s.apiserver.controllers import TrainerV2Sim
+
+    started = []
+
+    def start(outcomes, master_log: str = ""):
+        sim = TrainerV2Sim(kube, fake_kubelet, change_signal, outcomes, master_log).start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()

@@ -1,9 +1,10 @@
 """The deploy stage's KServe path: canary → smoke test over HTTP → promote, or roll back.
 
-The Kubernetes API is the in-memory stand-in of conftest.py (no API server can run in this sandbox for
-this stage); a ``defaulter`` plays KServe's controller by marking the revision Ready and pointing its
-``latest`` traffic tag at a URL. The smoke test itself is real: a KServe ModelServer on 127.0.0.1 serving
-the tiny model, asked over the OpenAI-compatible route.
+Runs against the real API server of tests/k8s/apiserver as the pipeline's ServiceAccount (RBAC checks
+every call). No KServe controller runs there: ``KServeControllerSim`` plays it, writing status through the
+status subresource as watch events arrive (observedGeneration, Ready, a new revision per model change,
+traffic split, the ``latest`` tag's URL). The smoke test itself is real: a KServe ModelServer on 127.0.0.1
+serving the tiny model, asked over the OpenAI-compatible route, or a port nothing listens on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import socket
 
 import pytest
+from kubernetes import client
 
 from medgo.config import DeployConfig
 from medgo.deploy import deploy_model, kserve_storage_uri
@@ -26,41 +28,31 @@ from medgo.k8s.inference_service import (
     canary_url,
     cluster_local,
 )
+from tests.k8s.apiserver.cluster import wait_until
 
 CONFIG = DeployConfig(target="kserve", runtime="medgo-cpu", canary_traffic_percent=10, ready_timeout_s=60)
 
 
-def kserve_controller(canary_url: str, rolled_out: str | None = "medgo-predictor-00001"):
-    """Plays KServe's controller: the newest revision comes up Ready, reachable at ``canary_url``."""
-
-    def reconcile(obj: dict) -> None:
-        predictor = {"traffic": [{"tag": "latest", "percent": 10, "url": canary_url, "latestRevision": True}]}
-        if rolled_out:
-            predictor["latestRolledoutRevision"] = rolled_out
-            predictor["traffic"].insert(
-                0, {"tag": "prev", "percent": 90, "url": "http://prev-medgo-predictor.medgo.example.com"}
-            )
-        obj["status"] = {
-            "observedGeneration": obj["metadata"].get("generation", 1),
-            "url": "http://medgo.medgo.example.com",
-            "conditions": [{"type": "Ready", "status": "True"}],
-            "components": {"predictor": predictor},
-        }
-
-    return reconcile
-
-
 @pytest.fixture
-def deployer(custom_api, fake_clock):
-    return InferenceServiceDeployer(custom_api, poller=Poller(fake_clock.clock, fake_clock.sleep))
+def deployer(pipeline_api, change_signal):
+    return InferenceServiceDeployer(client.CustomObjectsApi(pipeline_api), poller=change_signal.poller())
 
 
-def stored(server) -> dict:
-    return server.get(GROUP, VERSION, "medgo", PLURAL, "medgo")
+def stored(admin_api) -> dict:
+    return client.CustomObjectsApi(admin_api).get_namespaced_custom_object(
+        GROUP, VERSION, "medgo", PLURAL, "medgo"
+    )
 
 
-def site_isvc(deployer) -> None:
-    """The InferenceService as the onprem overlay applies it: site scheduling the deploy step must keep."""
+def dead_url() -> str:
+    with socket.socket() as s:  # a port nothing listens on: the canary never answers
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def site_isvc(admin_api) -> None:
+    """The InferenceService as the platform team's ``kubectl apply`` left it, rolled out by KServe: site
+    scheduling that the deploy step must keep."""
     isvc = build_inference_service(
         name="medgo",
         namespace="medgo",
@@ -70,17 +62,23 @@ def site_isvc(deployer) -> None:
         tolerations=[{"key": "dedicated", "operator": "Equal", "value": "serving", "effect": "NoSchedule"}],
         priority_class="medgo-serving",
     )
-    deployer.apply(isvc)
+    client.CustomObjectsApi(admin_api).create_namespaced_custom_object(GROUP, VERSION, "medgo", PLURAL, isvc)
+    wait_until(
+        lambda: (stored(admin_api).get("status") or {}).get("observedGeneration") == 1,
+        timeout_s=10,
+        what="first revision rolled out",
+    )
 
 
 def test_healthy_canary_is_smoke_tested_then_promoted_keeping_site_settings(
-    server, deployer, sample_model_dir, tmp_path
+    kube, deployer, admin_api, kserve_controller, sample_model_dir, tmp_path
 ):
     from medgo.serve.local import serve_locally
 
     with serve_locally(str(sample_model_dir)) as url:
-        server.controllers[PLURAL] = kserve_controller(url)
-        site_isvc(deployer)
+        kserve_controller(url)
+        site_isvc(admin_api)
+        mark = kube.audit_offset()
         record = deploy_model(
             model_path=str(sample_model_dir),
             model_uri="minio://mlpipeline/v2/artifacts/dpo/trained",
@@ -91,9 +89,12 @@ def test_healthy_canary_is_smoke_tested_then_promoted_keeping_site_settings(
     assert record["decision"] == "promoted" and isinstance(record["answer"], str)
     assert record["previous_revision"] == "medgo-predictor-00001"
     assert record["endpoint"] == f"{url}/openai/v1/chat/completions"
-    canary_patch = server.calls("PATCH")[0]["body"]
-    assert canary_patch["spec"]["predictor"]["canaryTrafficPercent"] == 10
-    predictor = stored(server)["spec"]["predictor"]
+    patches = [e["requestObject"] for e in kube.audit_events(mark) if e["verb"] == "patch"]
+    assert (
+        patches[0]["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    )  # the rollout, as the server received it
+    assert patches[-1] == {"spec": {"predictor": {"canaryTrafficPercent": None}}}  # the promotion
+    predictor = stored(admin_api)["spec"]["predictor"]
     assert "canaryTrafficPercent" not in predictor  # promoted: all traffic on the new revision
     assert predictor["model"]["storageUri"] == "s3://mlpipeline/v2/artifacts/dpo/trained"
     assert (
@@ -104,12 +105,9 @@ def test_healthy_canary_is_smoke_tested_then_promoted_keeping_site_settings(
     assert (tmp_path / "record" / "deployment.json").exists()
 
 
-def test_failing_canary_is_rolled_back(server, deployer, tmp_path):
-    with socket.socket() as s:  # a port nothing listens on: the canary never answers
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    server.controllers[PLURAL] = kserve_controller(dead)
-    site_isvc(deployer)
+def test_failing_canary_is_rolled_back(deployer, admin_api, kserve_controller, tmp_path):
+    kserve_controller(dead_url())
+    site_isvc(admin_api)
     with pytest.raises(MedgoError, match="canary of medgo/medgo failed .*rolled back.*medgo-predictor-00001"):
         deploy_model(
             model_path="unused",
@@ -118,11 +116,30 @@ def test_failing_canary_is_rolled_back(server, deployer, tmp_path):
             record_dir=tmp_path / "record",
             deployer=deployer,
         )
-    assert stored(server)["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert stored(admin_api)["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    # KServe moves all traffic back to the revision rolled out before (the simulated controller as KServe would).
+    wait_until(
+        lambda: (
+            stored(admin_api)["status"]["observedGeneration"] == stored(admin_api)["metadata"]["generation"]
+        ),
+        timeout_s=10,
+        what="rollback observed",
+    )
+    traffic = stored(admin_api)["status"]["components"]["predictor"]["traffic"]
+    assert {t["revisionName"]: t["percent"] for t in traffic} == {
+        "medgo-predictor-00002": 0,
+        "medgo-predictor-00001": 100,
+    }
     assert not (tmp_path / "record" / "deployment.json").exists()
 
 
-def test_first_rollout_failure_says_there_is_nothing_to_roll_back_to(server, deployer, tmp_path):
+def test_first_rollout_failure_says_there_is_nothing_to_roll_back_to(
+    pipeline_api, admin_api, fake_clock, tmp_path
+):
+    """No controller at all: the new InferenceService never gets ready (fake clock: 30 s pass instantly)."""
+    deployer = InferenceServiceDeployer(
+        client.CustomObjectsApi(pipeline_api), poller=Poller(fake_clock.clock, fake_clock.sleep)
+    )
     config = CONFIG.model_copy(update={"ready_timeout_s": 30})
     with pytest.raises(
         MedgoError, match="first rollout of medgo/medgo failed .*not ready within 30s.*no previous"
@@ -134,21 +151,18 @@ def test_first_rollout_failure_says_there_is_nothing_to_roll_back_to(server, dep
             record_dir=tmp_path / "r",
             deployer=deployer,
         )
-    assert "canaryTrafficPercent" not in stored(server)["spec"]["predictor"]
+    assert "canaryTrafficPercent" not in stored(admin_api)["spec"]["predictor"]
 
 
-def test_vllm_runtime_mounts_base_and_adapter(server, deployer, tmp_path):
+def test_vllm_runtime_mounts_base_and_adapter(deployer, admin_api, kserve_controller, tmp_path):
     adapter = tmp_path / "dpo"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(
         json.dumps({"base_model_name_or_path": "minio://mlpipeline/v2/pt"})
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    server.controllers[PLURAL] = kserve_controller(dead, rolled_out=None)
+    kserve_controller(dead_url())
     config = CONFIG.model_copy(update={"runtime": "huggingface-vllm"})
-    with pytest.raises(MedgoError):
+    with pytest.raises(MedgoError, match="first rollout"):
         deploy_model(
             model_path=str(adapter),
             model_uri="minio://mlpipeline/v2/dpo",
@@ -156,7 +170,7 @@ def test_vllm_runtime_mounts_base_and_adapter(server, deployer, tmp_path):
             record_dir=tmp_path / "r",
             deployer=deployer,
         )
-    uris = [u["uri"] for u in stored(server)["spec"]["predictor"]["storageUris"]]
+    uris = [u["uri"] for u in stored(admin_api)["spec"]["predictor"]["storageUris"]]
     assert uris == ["s3://mlpipeline/v2/pt", "s3://mlpipeline/v2/dpo"]
 
 

@@ -3,7 +3,8 @@
 Each overlay is rendered with ``kubectl kustomize`` (as ``kubectl apply -k`` would). Kubernetes' own kinds are
 validated with ``kubernetes_validate`` (strict: unknown fields fail) against the 1.32 API; custom resources
 (InferenceService, ServingRuntime, PyTorchJob) against the operators' published CRD schemas vendored in
-tests/fixtures/crds. No API server runs here, so admission webhooks and CEL rules are not exercised.
+tests/fixtures/crds. These checks run anywhere, offline; test_server_dry_run.py sends the same overlays to a real
+API server (kube-apiserver 1.20: no CEL rules, no operators' admission webhooks).
 The manifests are also checked against what the deploy code builds, so the two cannot drift apart.
 """
 

@@ -480,9 +480,10 @@ class TrainingJobLauncher:
     """Submit, follow, read logs of and delete one kind of training job through the Kubernetes API.
 
     ``submit`` is idempotent so that a retried pipeline step attaches to the job its previous attempt
-    started instead of training twice. ``wait`` follows the job with a watch (reconnecting from the
-    last ``resourceVersion``, relisting after ``410 Gone``) and checks its pods every ``pod_check_s``,
-    ending early with the pod's reason when one cannot recover. Needs the ``medgo-pipeline`` Role: the
+    started instead of training twice. ``wait`` follows the job with a watch of at most
+    ``watch_timeout_s`` per connection (reconnecting from the last ``resourceVersion``, relisting after
+    ``410 Gone``) and checks its pods every ``poll_s``, ending early with the pod's reason when one
+    cannot recover. Needs the ``medgo-pipeline`` Role: the
     job kind's create/get/list/watch/delete, pods list, pods/log get.
     """
 
@@ -494,16 +495,12 @@ class TrainingJobLauncher:
         kind: JobKind = PYTORCHJOB,
         poller: Poller | None = None,
         watch_timeout_s: int = 60,
-        pod_check_s: float = 30.0,
+        poll_s: float = 30.0,
         api_patience_s: float = 600.0,
     ):
         self.api, self.core, self.kind = api, core, kind
         self.poller = poller or Poller()
-        self.watch_timeout_s, self.pod_check_s, self.api_patience_s = (
-            watch_timeout_s,
-            pod_check_s,
-            api_patience_s,
-        )
+        self.watch_timeout_s, self.poll_s, self.api_patience_s = watch_timeout_s, poll_s, api_patience_s
 
     def _args(self, namespace: str) -> tuple[str, str, str, str]:
         return self.kind.group, self.kind.version, namespace, self.kind.plural
@@ -630,6 +627,7 @@ class TrainingJobLauncher:
         *,
         pending_timeout_s: float = 1800.0,
         restart_budget: int = 0,
+        poll_s: float | None = None,
     ) -> dict:
         """Follow the job until it succeeds; return the final object.
 
@@ -639,6 +637,7 @@ class TrainingJobLauncher:
         ``api_patience_s``. Dropped watches resume from the last ``resourceVersion`` seen, and a
         ``410 Gone`` lists the job again.
         """
+        poll_s = self.poll_s if poll_s is None else poll_s
         deadline = self.poller.clock() + timeout_s
         seen = PodWatch()
         job: dict | None = None
@@ -651,6 +650,7 @@ class TrainingJobLauncher:
             try:
                 if resource_version is None:
                     job, resource_version = self._list(name, namespace)
+                    last_state = _latest_true_condition(job)
                     if self._outcome(job, name, namespace):
                         return job
                 if self.poller.clock() >= next_pod_check:
@@ -661,14 +661,15 @@ class TrainingJobLauncher:
                         pending_timeout_s=pending_timeout_s,
                         restart_budget=restart_budget,
                     )
-                    next_pod_check = self.poller.clock() + self.pod_check_s
+                    next_pod_check = self.poller.clock() + poll_s
                 remaining = deadline - self.poller.clock()
                 if remaining <= 0:
                     raise TimeoutError(
                         f"{self.kind.kind} {namespace}/{name} did not finish within {timeout_s:g}s "
                         f"(last state: {last_state})"
                     )
-                window = max(1, int(min(self.watch_timeout_s, remaining, self.pod_check_s)))
+                window = max(1, int(min(self.watch_timeout_s, remaining)))
+                started = self.poller.clock()
                 for event in self._watch(name, namespace, resource_version, window):
                     obj = event.get("object") or {}
                     if event.get("type") == "ERROR":
@@ -692,6 +693,10 @@ class TrainingJobLauncher:
                         log.info("job succeeded", extra=fields(kind=self.kind.kind, job=name))
                         return job
                 down_since, backoff = None, 1.0
+                # A watch that ended early (or a clock the watch does not move) waits out the poll interval.
+                elapsed = self.poller.clock() - started
+                if resource_version is not None and elapsed < poll_s:
+                    self.poller.sleep(min(poll_s - elapsed, max(deadline - self.poller.clock(), 0.001)))
             except (TrainingJobFailed, TimeoutError):
                 raise
             except (client.exceptions.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
