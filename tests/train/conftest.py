@@ -73,6 +73,55 @@ def sft_adapter(sample_model_dir, sft_dir, tmp_path_factory) -> Path:
     return out
 
 
+#: The resume tests' run shape: 6 steps, a checkpoint every 2.
+RESUME_STEPS, RESUME_SAVE_STEPS = 6, 2
+
+
+def resume_config(
+    stage, zero, out: Path, *, sample_model_dir, sft_adapter, sft_dir, prefs_dir, **kw
+) -> TrainConfig:
+    """SFT from the base or DPO from the SFT adapter, under ``zero``, checkpointing beside ``out``."""
+    model, data = (sample_model_dir, sft_dir) if stage == "sft" else (sft_adapter, prefs_dir)
+    return train_config(
+        stage,
+        model,
+        data,
+        out,
+        max_steps=RESUME_STEPS,
+        save_steps=RESUME_SAVE_STEPS,
+        deepspeed=zero,
+        checkpoint_uri=str(out.parent / f"{out.name}-checkpoints"),
+        **kw,
+    )
+
+
+@pytest.fixture(scope="session")
+def reference_run(sample_model_dir, sft_adapter, sft_dir, prefs_dir, tmp_path_factory):
+    """``reference_run(stage, zero)``: the output of an uninterrupted 2-process run (computed once per session,
+    shared by the resume tests and the ZeRO checks)."""
+    from medgo.train.launch import launch_local
+
+    done: dict[tuple[str, str], Path] = {}
+
+    def get(stage: str, zero: str) -> Path:
+        if (stage, zero) not in done:
+            root = tmp_path_factory.mktemp(f"reference-{stage}-{zero}")
+            cfg = resume_config(
+                stage,
+                zero,
+                root / "out",
+                sample_model_dir=sample_model_dir,
+                sft_adapter=sft_adapter,
+                sft_dir=sft_dir,
+                prefs_dir=prefs_dir,
+            )
+            launch_local(cfg, nproc_per_node=2, work_dir=root / "logs")
+            done[(stage, zero)] = root / "out"
+        return done[(stage, zero)]
+
+    return get
+
+
 def training_processes(work_dir: Path) -> list[psutil.Process]:
     """This test's trainer processes: the nodes started for ``work_dir`` and everything below them."""
     found = []

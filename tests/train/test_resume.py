@@ -20,28 +20,19 @@ from medgo.errors import MedgoError
 from medgo.storage import read_manifest
 from medgo.train.checkpoint import MARKER
 from medgo.train.launch import launch_local
-from tests.train.conftest import Background, train_config, training_processes, wait_for
+from tests.train.conftest import (
+    RESUME_STEPS,
+    Background,
+    resume_config,
+    train_config,
+    training_processes,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
 #: CPU DeepSpeed over gloo is deterministic up to reduction order; a resumed run matches to ~1e-6.
 LOSS_RTOL = 1e-4
-MAX_STEPS, SAVE_STEPS = 6, 2
-
-
-def _config(stage, sample_model_dir, sft_adapter, sft_dir, prefs_dir, zero, out: Path, **kw):
-    model, data = (sample_model_dir, sft_dir) if stage == "sft" else (sft_adapter, prefs_dir)
-    return train_config(
-        stage,
-        model,
-        data,
-        out,
-        max_steps=MAX_STEPS,
-        save_steps=SAVE_STEPS,
-        deepspeed=zero,
-        checkpoint_uri=str(out.parent / f"{out.name}-checkpoints"),
-        **kw,
-    )
 
 
 def _losses(out: Path) -> dict[int, float]:
@@ -56,13 +47,21 @@ def _logged_steps(log: Path) -> int:
 @pytest.mark.parametrize("stage", ["sft", "dpo"])
 @pytest.mark.parametrize("zero", ["zero2", "zero3"])
 def test_sigkilled_run_resumes_to_the_same_loss(
-    stage, zero, sample_model_dir, sft_adapter, sft_dir, prefs_dir, tmp_path
+    stage, zero, sample_model_dir, sft_adapter, sft_dir, prefs_dir, reference_run, tmp_path
 ):
     def config(name, **kw):
-        return _config(stage, sample_model_dir, sft_adapter, sft_dir, prefs_dir, zero, tmp_path / name, **kw)
+        return resume_config(
+            stage,
+            zero,
+            tmp_path / name,
+            sample_model_dir=sample_model_dir,
+            sft_adapter=sft_adapter,
+            sft_dir=sft_dir,
+            prefs_dir=prefs_dir,
+            **kw,
+        )
 
-    reference = config("reference")
-    launch_local(reference, nproc_per_node=2, work_dir=tmp_path / "logs-reference")
+    reference = reference_run(stage, zero)
 
     killed = config("killed")
     ckpt_root = Path(killed.checkpoint_uri)
@@ -99,16 +98,11 @@ def test_sigkilled_run_resumes_to_the_same_loss(
             )
 
     launch_local(killed, nproc_per_node=2, work_dir=tmp_path / "logs-resumed")
-    resumed, ref = (
-        read_manifest(tmp_path / "killed")["counts"],
-        read_manifest(tmp_path / "reference")["counts"],
-    )
-    assert resumed["resumed_from_step"] in (2, 4) and resumed["steps"] == ref["steps"] == MAX_STEPS
+    resumed, ref = read_manifest(tmp_path / "killed")["counts"], read_manifest(reference)["counts"]
+    assert resumed["resumed_from_step"] in (2, 4) and resumed["steps"] == ref["steps"] == RESUME_STEPS
     assert resumed["final_loss"] == pytest.approx(ref["final_loss"], rel=LOSS_RTOL)
     after = {s: v for s, v in _losses(tmp_path / "killed").items() if s > resumed["resumed_from_step"]}
-    assert after and all(
-        v == pytest.approx(_losses(tmp_path / "reference")[s], rel=LOSS_RTOL) for s, v in after.items()
-    )
+    assert after and all(v == pytest.approx(_losses(reference)[s], rel=LOSS_RTOL) for s, v in after.items())
     assert not half.exists() and not ckpt_root.exists()  # checkpoints go once the result is committed
     assert "resuming" in (tmp_path / "logs-resumed" / "node-0.log").read_text()
 
