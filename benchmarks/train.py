@@ -63,23 +63,28 @@ def _pack(tokenizer_dir: Path, clean: Path, out: Path) -> dict:
     return pack_corpus(clean, str(tokenizer_dir), out, PackConfig(seq_len=SEQ_LEN))
 
 
-def packing_figures(qwen2_dir: Path, clean: Path, work: Path) -> dict:
-    """medgo's packing vs one padded row per document, same tokenizer, same documents."""
+def packing_figures(qwen2_dir: Path, samples: Path, work: Path) -> dict:
+    """medgo's packing vs one padded row per document, same tokenizer, same documents: every text of the
+    bundled samples (corpus, SFT sources, preference labels, eval sets; 20 characters or more) as one
+    document each, so the short clinical Q&A texts that make padding expensive are in the mix."""
     from medgo.data.pack import iter_document_texts
     from medgo.modeling import load_tokenizer
+    from medgo.modeling.tiny import iter_sample_texts
+    from medgo.storage import write_jsonl
     from medgo.train.packing import padded_batch_efficiency
 
-    counts = _pack(qwen2_dir, clean, work / "packed-qwen2")
+    texts = [t for t in iter_sample_texts(samples) if len(t) >= 20]
+    clean = work / "all-texts"
+    write_jsonl(clean / "clean" / "texts.jsonl", ({"id": str(i), "text": t} for i, t in enumerate(texts)))
+    counts = _pack(qwen2_dir, clean, work / "packed-all-texts")
     tokenizer = load_tokenizer(str(qwen2_dir))
-    clean_records = clean / "clean" if (clean / "clean").is_dir() else clean
     lengths = [
         len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1
-        for text in iter_document_texts(clean_records)
+        for text in iter_document_texts(clean / "clean")
     ]
-    padded = padded_batch_efficiency(lengths, SEQ_LEN)
     return {
         "packing_efficiency": counts["packing_efficiency"],
-        "padded_efficiency": round(padded, 4),
+        "padded_efficiency": round(padded_batch_efficiency(lengths, SEQ_LEN), 4),
         "documents": counts["documents"],
         "tokens": counts["tokens"],
         "seq_len": SEQ_LEN,

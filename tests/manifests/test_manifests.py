@@ -59,7 +59,8 @@ CLUSTER_SCOPED_KINDS = {"Namespace", "PriorityClass"}
 
 #: The pipeline Role, exactly: (apiGroup, resource) -> verbs.
 LEAST_PRIVILEGE = {
-    ("kubeflow.org", "pytorchjobs"): {"create", "get", "delete"},
+    ("kubeflow.org", "pytorchjobs"): {"create", "get", "list", "watch", "delete"},
+    ("trainer.kubeflow.org", "trainjobs"): {"create", "get", "list", "watch", "delete"},
     ("serving.kserve.io", "inferenceservices"): {"create", "get", "patch", "delete"},
     ("", "pods"): {"list"},
     ("", "pods/log"): {"get"},
