@@ -39,6 +39,11 @@ CATEGORIES: tuple[str, ...] = (
 DEFAULT_SYSTEM_PROMPT = "你是一名专业、谨慎的医学助手。请基于循证医学给出准确、易懂的回答，必要时建议就医。"
 
 
+def adapter_model_name(model_name: str) -> str:
+    """The model name of a LoRA adapter served next to ``model_name`` (vLLM's ``--lora-modules NAME=PATH``)."""
+    return f"{model_name}-lora"
+
+
 #: Literal types, each defined once; configs, builders and the CLI use these.
 DeepSpeedPreset = Literal["none", "zero2", "zero3", "zero3_offload"]
 AttentionBackend = Literal["auto", "flash_attention_2", "sdpa", "eager"]
@@ -305,11 +310,48 @@ class ServeConfig(StageConfig):
     max_prompt_tokens: int = Field(
         2048, ge=1, description="longest accepted prompt in tokens, after the chat template"
     )
-    max_batch_size: int = Field(16, ge=1, description="most prompts per KServe v1/v2 request")
+    max_batch_size: int = Field(
+        16, ge=1, le=256, description="most prompts decoded together; also the most per KServe v1/v2 request"
+    )
+    max_queue: int = Field(
+        64, ge=0, description="most prompts waiting for a place in the batch; beyond it requests get 503"
+    )
+    batch_wait_ms: float = Field(
+        5.0, ge=0, le=1000, description="how long an idle server waits for requests already arriving"
+    )
+    request_timeout_s: float = Field(
+        300.0, gt=0, description="most seconds one request may take, queueing included (then 504)"
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="largest accepted request body; larger ones get 413 unread"
+    )
+    adapter_model_name: str | None = Field(
+        None,
+        description="second model name this model answers to: the name KServe's vLLM runtime gives "
+        "the LoRA adapter (default '<model_name>-lora'); '' for none",
+    )
+    log_text: bool = Field(
+        False, description="write prompts and answers to the request log (patient data: debugging only)"
+    )
+    torch_threads: int = Field(
+        0, ge=0, description="CPU threads per torch operation; 0 uses the container's CPU quota"
+    )
+    response_retention_s: float = Field(
+        7 * 24 * 3600, gt=0, description="how long answered prompts stay retrievable by request id"
+    )
+    response_log_max_entries: int = Field(
+        10_000, ge=1, description="most answered prompts kept in memory for feedback"
+    )
     system_prompt: str = Field(
         DEFAULT_SYSTEM_PROMPT,
         description="system turn added to chats that have none; '' sends chats as they are",
     )
+
+    def served_adapter_name(self) -> str | None:
+        """The adapter name the model also answers to, or None."""
+        if self.adapter_model_name is None:
+            return adapter_model_name(self.model_name)
+        return self.adapter_model_name or None
 
 
 class DeployConfig(StageConfig):

@@ -241,8 +241,12 @@ def print_demo_summary(summary: dict[str, Any]) -> None:
             "(rules and values in the evaluate task's results/metrics.json)"
         )
     if answer is not None:
+        from rich.text import Text
+
+        from medgo.serve.streaming import clean_text
+
         console.print(f"[bold]Served model[/bold] ({endpoint}, stopped after the smoke test) answered:")
-        console.print(f"  {answer!r}")
+        console.print(Text("  " + clean_text(str(answer)).strip()))
     else:
         console.print("[bold]Not deployed[/bold]: the gate did not pass.")
     console.print(f"Run took {summary['seconds']} s; everything is under {summary['out_dir']}")

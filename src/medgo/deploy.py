@@ -30,9 +30,10 @@ def kserve_storage_uri(uri: str) -> str:
 
 def _deploy_local(model_path: str, config: DeployConfig) -> dict:
     from medgo.serve.local import ask, serve_locally
+    from medgo.serve.streaming import clean_text
 
     with serve_locally(model_path) as base_url:
-        answer = ask(base_url, config.smoke_question, model=config.name)
+        answer = clean_text(ask(base_url, config.smoke_question, model=config.name))
     return {
         "endpoint": f"{base_url}/openai/v1/chat/completions",
         "answer": answer,

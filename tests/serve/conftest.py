@@ -1,7 +1,9 @@
-"""Shared fixtures: one tiny model and one real model server on 127.0.0.1 for the whole folder."""
+"""Shared fixtures: tiny models (the tiny template and Qwen2's stock ChatML) and real model servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,11 +18,34 @@ SAMPLE_TEXTS = [
     "The patient reports chest pain and shortness of breath.",
 ]
 
+#: One torch thread: a model this small runs fastest on one, and the test machine is shared.
+TEST_SERVER_ARGS = ["--torch_threads", "1"]
+
+#: Qwen2's published chat template, in shape: ChatML, a default system turn, no generation markers.
+QWEN2_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A random tiny Qwen2 with a ChatML chat template (built once, ~3 s)."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), SAMPLE_TEXTS * 20, vocab_size=800)
+
+
+@pytest.fixture(scope="session")
+def qwen2_template_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with Qwen2's stock chat template instead of its own."""
+    copy = tmp_path_factory.mktemp("qwen2-template") / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    (copy / "chat_template.jinja").write_text(QWEN2_CHAT_TEMPLATE, encoding="utf-8")
+    return copy
 
 
 @pytest.fixture(scope="session")
@@ -33,5 +58,75 @@ def server_url(tiny_model_dir, server_log) -> str:
     """Base URL of ``python -m medgo.serve`` serving the tiny model as "medgo" (max 64 new tokens)."""
     from medgo.serve.local import serve_locally
 
-    with serve_locally(tiny_model_dir, max_new_tokens=64, log_path=server_log, ready_timeout_s=120) as url:
+    with serve_locally(
+        tiny_model_dir,
+        max_new_tokens=64,
+        log_path=server_log,
+        ready_timeout_s=120,
+        extra_args=TEST_SERVER_ARGS,
+    ) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def qwen2_template_server_url(qwen2_template_model_dir, tmp_path_factory) -> str:
+    """A server for the model with Qwen2's template, with no server system prompt (the template's default applies)."""
+    from medgo.serve.local import serve_locally
+
+    log_path = tmp_path_factory.mktemp("serve-logs-qwen2") / "server.log"
+    with serve_locally(
+        qwen2_template_model_dir,
+        max_new_tokens=64,
+        log_path=log_path,
+        ready_timeout_s=120,
+        extra_args=[*TEST_SERVER_ARGS, "--system_prompt", ""],
+    ) as url:
+        yield url
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running server, the model directory it serves and the system prompt it adds (None: none)."""
+
+    url: str
+    model_dir: Path
+    system_prompt: str | None
+
+
+@pytest.fixture(scope="session", params=["tiny-template", "qwen2-template"])
+def served(request) -> Served:
+    """Each server in turn: the tiny model's own chat template, then Qwen2's stock one."""
+    from medgo.config import DEFAULT_SYSTEM_PROMPT
+
+    if request.param == "tiny-template":
+        return Served(
+            request.getfixturevalue("server_url"),
+            request.getfixturevalue("tiny_model_dir"),
+            DEFAULT_SYSTEM_PROMPT,
+        )
+    return Served(
+        request.getfixturevalue("qwen2_template_server_url"),
+        request.getfixturevalue("qwen2_template_model_dir"),
+        None,
+    )
+
+
+def scrape(base_url: str) -> dict[tuple[str, tuple], float]:
+    """The server's Prometheus samples: ``(name, sorted label items) → value``."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {}
+    for family in text_string_to_metric_families(httpx.get(f"{base_url}/metrics", timeout=10).text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def metric(samples: dict, name: str, **labels: str) -> float:
+    """The sum of ``name`` over the samples whose labels include ``labels`` (0 when absent)."""
+    return sum(
+        value
+        for (sample_name, items), value in samples.items()
+        if sample_name == name and all(dict(items).get(k) == v for k, v in labels.items())
+    )
