@@ -91,6 +91,14 @@ def medgo_pipeline(
     train_gpu_product: str = DEFAULT_GPU_PRODUCT,
     train_deepspeed: str = "zero3",
     train_bf16: bool = True,
+    train_load_bf16: bool = True,
+    train_gradient_checkpointing: bool = True,
+    train_save_steps: int = 200,
+    train_backoff_limit: int = 3,
+    train_cpu: str = "",
+    train_memory: str = "",
+    train_shm_size: str = "",
+    train_export_merged: bool = False,
     train_pt_full_finetune: bool = True,
     train_pt_learning_rate: float = 1e-5,
     train_pt_max_steps: int = -1,
@@ -140,7 +148,7 @@ def medgo_pipeline(
         data_only_approved_guidelines: Keep only physician-approved guideline QA pairs for SFT.
         data_max_pairs_per_prompt: Cap of chosen×rejected pairs per prompt.
         pack_seq_len: Tokens per packed pretraining sequence.
-        train_backend: ``pytorchjob`` (Kubeflow training operator) or ``local`` (in the step's own pod); either way each node runs ``python -m medgo.train.node``, which starts torchrun.
+        train_backend: ``pytorchjob`` (Kubeflow training operator, the default), ``trainjob`` (Kubeflow Trainer v2 on the torch-distributed ClusterTrainingRuntime) or ``local`` (in the step's own pod); each node runs ``python -m medgo.train.node``, which starts torchrun.
         train_image: Trainer image (CUDA, DeepSpeed, flash-attn) for the PyTorchJob pods.
         train_nnodes: Nodes (PyTorchJob replicas: 1 master + n-1 workers).
         train_nproc_per_node: Processes (GPUs) per node.
@@ -148,6 +156,14 @@ def medgo_pipeline(
         train_gpu_product: GPU node pool of the training pods (node label nvidia.com/gpu.product; empty: any).
         train_deepspeed: DeepSpeed preset: none, zero2, zero3 or zero3_offload.
         train_bf16: bf16 mixed precision (needs GPUs; false for CPU runs).
+        train_load_bf16: Load the base weights in bf16 (GPU; halves host and GPU memory of the weights; DeepSpeed keeps fp32 master copies of what is trained).
+        train_gradient_checkpointing: Recompute activations in the backward pass (72B at 4096 tokens needs it; see medgo plan).
+        train_save_steps: Checkpoint every N optimizer steps to the checkpoint PVC; a restarted pod or retried step resumes from the newest complete one (0: none).
+        train_backoff_limit: Restarts of failed training pods before the job fails (each restart resumes).
+        train_cpu: CPU of each training pod (empty: from the memory planner for the model and cluster shape).
+        train_memory: Memory limit of each training pod, /dev/shm included (empty: from the planner).
+        train_shm_size: Size of the pods' memory-backed /dev/shm (empty: from the planner).
+        train_export_merged: Also export the DPO adapter merged into the base as a bf16 HF model (merged/).
         train_pt_full_finetune: Continued pretraining updates all weights (else LoRA).
         train_pt_learning_rate: Peak learning rate of continued pretraining.
         train_pt_max_steps: If > 0, stop pretraining after this many optimizer steps.
@@ -214,6 +230,9 @@ def medgo_pipeline(
         lora_dropout=train_lora_dropout,
         deepspeed=train_deepspeed,
         bf16=train_bf16,
+        load_bf16=train_load_bf16,
+        gradient_checkpointing=train_gradient_checkpointing,
+        save_steps=train_save_steps,
         backend=train_backend,
         nnodes=train_nnodes,
         nproc_per_node=train_nproc_per_node,
@@ -222,6 +241,10 @@ def medgo_pipeline(
         trainer_image=train_image,
         namespace=deploy_namespace,
         timeout_s=TRAIN_TIMEOUT_S,
+        cpu=train_cpu,
+        memory=train_memory,
+        shm_size=train_shm_size,
+        backoff_limit=train_backoff_limit,
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     )
     pretrained = train(
@@ -247,6 +270,7 @@ def medgo_pipeline(
         data=prefs.outputs["preferences"],
         learning_rate=train_dpo_learning_rate,
         max_steps=train_dpo_max_steps,
+        export_merged=train_export_merged,
         **shared,
     ).set_display_name("dpo-lora")
     for step in (pretrained, sft, dpo):

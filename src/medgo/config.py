@@ -77,7 +77,9 @@ DpoLossType = Literal[
     "sft",
 ]
 TrainStage = Literal["pt", "sft", "dpo"]
-TrainBackend = Literal["local", "pytorchjob"]
+TrainBackend = Literal["local", "pytorchjob", "trainjob"]
+#: Dtype the base weights are loaded in.
+LoadDtype = Literal["float32", "bfloat16"]
 DeployTarget = Literal["local", "kserve"]
 #: KServe deployment modes medgo rolls out to: Knative revisions, or plain Deployments ("RawDeployment"
 #: before KServe 0.15 renamed it).
@@ -200,7 +202,25 @@ class TrainConfig(StageConfig):
     dpo_loss_type: DpoLossType = Field("sigmoid", description="TRL DPO loss (sigmoid is the DPO paper's)")
     seed: int = Field(42, description="seed for initialisation, data order and dropout")
     logging_steps: int = Field(1, ge=1, description="log loss every N optimizer steps")
-    save_steps: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
+    save_steps: int = Field(
+        0, ge=0, description="checkpoint every N optimizer steps (0: no periodic checkpoints, no resume)"
+    )
+    checkpoint_uri: str | None = Field(
+        None,
+        description="where periodic checkpoints go: a path on shared storage (the checkpoint PVC) or s3:// "
+        "(synced per checkpoint); a restarted run with the same config resumes from the newest complete "
+        "one; null: beside output_uri, as <output_uri>.checkpoints",
+    )
+    save_total_limit: int = Field(2, ge=1, description="complete checkpoints kept (the newest N)")
+    load_dtype: LoadDtype = Field(
+        "float32",
+        description="dtype the base weights are loaded in; bfloat16 (GPU only) halves host and GPU memory "
+        "of the weights, while DeepSpeed keeps fp32 master copies of what is trained",
+    )
+    export_merged: bool = Field(
+        False,
+        description="also write the LoRA adapter merged into the base as a full HF model (bf16) under merged/",
+    )
     use_cpu: bool = Field(False, description="force CPU even when a GPU is present")
 
     @model_validator(mode="after")
@@ -216,7 +236,8 @@ class LaunchConfig(StageConfig):
     backend: TrainBackend = Field(
         "local",
         description="local: torchrun on this machine (simulated nodes on "
-        "127.0.0.1); pytorchjob: a Kubeflow PyTorchJob in the cluster",
+        "127.0.0.1); pytorchjob: a Kubeflow PyTorchJob in the cluster (training-operator v1); trainjob: a "
+        "Kubeflow Trainer v2 TrainJob on the torch-distributed ClusterTrainingRuntime",
     )
     nnodes: int = Field(1, ge=1, le=1024, description="nodes (PyTorchJob replicas: 1 master + n-1 workers)")
     nproc_per_node: int = Field(1, ge=1, description="training processes per node (one per GPU)")
@@ -227,10 +248,29 @@ class LaunchConfig(StageConfig):
         "(pytorchjob; empty: any GPU node)",
     )
     image: str = Field("", description="trainer image, pinned by tag or digest (pytorchjob)")
-    namespace: str = Field(NAMESPACE, description="namespace of the PyTorchJob")
-    job_name: str = Field("", description="PyTorchJob name, stable across retries of one pipeline step")
+    namespace: str = Field(NAMESPACE, description="namespace of the training job")
+    job_name: str = Field("", description="training job name, stable across retries of one pipeline step")
     timeout_s: float | None = Field(
         None, gt=0, description="fail (and delete the job) after this many seconds"
+    )
+    cpu: str = Field(
+        "",
+        description="CPU request = limit of each training pod (Kubernetes quantity); empty: from the memory "
+        "planner (medgo plan) for this model, stage and cluster shape",
+    )
+    memory: str = Field(
+        "",
+        description="memory request = limit of each training pod, /dev/shm included (a memory-backed "
+        "emptyDir counts against it); empty: from the memory planner",
+    )
+    shm_size: str = Field("", description="size of the pod's memory-backed /dev/shm; empty: from the planner")
+    backoff_limit: int = Field(
+        3, ge=0, description="restarts of failed training pods before the job fails; each restart resumes"
+    )
+    pending_timeout_s: float = Field(
+        1800,
+        gt=0,
+        description="fail (and delete the job) when a pod is still Pending after this many seconds",
     )
     work_dir: str | None = Field(
         None,

@@ -109,6 +109,14 @@ def test_launch_reports_a_job_deleted_underneath_it(launcher, training_operator)
     with pytest.raises(MedgoError, match="PyTorchJob medgo/medgo-sft-2 no longer exists"):
         launch(
             cfg,
-            LaunchConfig(backend="pytorchjob", image=IMAGE, job_name="medgo-sft-2", timeout_s=30),
+            LaunchConfig(
+                backend="pytorchjob",
+                image=IMAGE,
+                job_name="medgo-sft-2",
+                timeout_s=30,
+                cpu="4",
+                memory="16Gi",
+                shm_size="4Gi",
+            ),
             launcher=launcher,
         )

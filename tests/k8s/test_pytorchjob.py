@@ -238,7 +238,11 @@ def test_digest_pinned_image_is_accepted():
 @pytest.fixture
 def launcher(pipeline_api, change_signal):
     return PyTorchJobLauncher(
-        client.CustomObjectsApi(pipeline_api), client.CoreV1Api(pipeline_api), poller=change_signal.poller()
+        client.CustomObjectsApi(pipeline_api),
+        client.CoreV1Api(pipeline_api),
+        poller=change_signal.poller(),
+        watch_timeout_s=5,
+        poll_s=1,
     )
 
 
@@ -313,7 +317,7 @@ def test_submit_propagates_other_api_errors(launcher):
 def test_wait_returns_when_the_job_succeeds(launcher, training_operator):
     training_operator([{"type": "Succeeded"}])
     launcher.submit(small_job())
-    job = launcher.wait("medgo-sft", "medgo", timeout_s=60, poll_s=30)
+    job = launcher.wait("medgo-sft", "medgo", timeout_s=60)
     assert [c["type"] for c in job["status"]["conditions"]] == ["Created", "Running", "Succeeded"]
     assert job["status"]["replicaStatuses"]["Master"] == {"active": 0, "succeeded": 1}
 
@@ -330,7 +334,7 @@ def test_wait_raises_with_the_operators_reason_when_the_job_fails(launcher, trai
     )
     launcher.submit(small_job())
     with pytest.raises(PyTorchJobFailed, match="PyTorchJobFailed: PyTorchJob medgo-sft is failed") as info:
-        launcher.wait("medgo-sft", "medgo", timeout_s=60, poll_s=5)
+        launcher.wait("medgo-sft", "medgo", timeout_s=60)
     assert isinstance(info.value, RuntimeError)
     assert info.value.reason == "PyTorchJobFailed"
 
@@ -341,6 +345,7 @@ def test_wait_times_out_with_the_last_state(pipeline_api, admin_api, training_op
         client.CustomObjectsApi(pipeline_api),
         client.CoreV1Api(pipeline_api),
         poller=Poller(clock=fake_clock.clock, sleep=fake_clock.sleep),
+        watch_timeout_s=1,  # each watch holds 1 s of real time; the fake clock moves by the poll interval
     )
     launcher.submit(small_job())
     wait_until(lambda: condition(stored_job(admin_api), "Running"), timeout_s=10, what="job Running")
@@ -355,7 +360,7 @@ def test_wait_retries_transient_errors(custom_api, core_api, server, fake_clock)
         custom_api, core_api, poller=Poller(clock=fake_clock.clock, sleep=fake_clock.sleep)
     )
     launcher.submit(small_job())
-    path = "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}"
+    path = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
     server.failures[("GET", path)] = [
         ApiException(status=503, reason="Unavailable"),
         ApiException(status=429, reason="TooManyRequests"),
@@ -372,10 +377,9 @@ def test_wait_retries_transient_errors(custom_api, core_api, server, fake_clock)
         ),
     ]
     assert (
-        launcher.wait("medgo-sft", "medgo", timeout_s=100, poll_s=10)["status"]["conditions"][0]["type"]
-        == "Succeeded"
+        launcher.wait("medgo-sft", "medgo", timeout_s=100)["status"]["conditions"][0]["type"] == "Succeeded"
     )
-    assert fake_clock.sleeps == [10, 10]
+    assert fake_clock.sleeps[:2] == [1.0, 2.0]  # backing off
 
 
 def test_logs_come_from_the_master_pod(launcher, admin_api, fake_kubelet):

@@ -10,8 +10,8 @@ with its decision.
 
 The Role is read from ``kubectl kustomize manifests/base``, so the tests follow it: a rule added without
 code that uses it, or a call added without a rule, fails ``test_role_is_exactly_what_the_code_calls``, and
-each verb of each rule gets its own ``test_each_granted_verb_is_needed`` case. A new cluster path (a TrainJob
-backend, a watch) belongs in ``run_cluster_paths``, together with the rule it needs.
+each verb of each rule gets its own ``test_each_granted_verb_is_needed`` case. A new cluster path belongs in
+``run_cluster_paths``, together with the rule it needs (the TrainJob backend and the launcher's list + watch are in).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from medgo.deploy import deploy_model
 from medgo.errors import MedgoError
 from medgo.k8s.inference_service import InferenceServiceDeployer
 from medgo.k8s.pytorchjob import PyTorchJobLauncher
+from medgo.k8s.trainjob import TrainJobLauncher
 from medgo.train.launch import launch
 from tests.k8s.apiserver.cluster import NAMESPACE, PIPELINE_GROUPS, PIPELINE_USER, render_base, wait_until
 
@@ -70,7 +71,9 @@ def _grant_params() -> list:
     return [pytest.param(g, id="/".join(x or "core" for x in g)) for g in sorted(grants(pipeline_role()))]
 
 
-def run_cluster_paths(pipeline_api, signal, training_operator, kserve_controller, tmp_path, dead_url) -> None:
+def run_cluster_paths(
+    pipeline_api, signal, training_operator, trainer_v2, kserve_controller, tmp_path, dead_url
+) -> None:
     """Every cluster path of the pipeline, each step asserting its expected outcome."""
     custom, core = client.CustomObjectsApi(pipeline_api), client.CoreV1Api(pipeline_api)
     training_operator(
@@ -82,12 +85,28 @@ def run_cluster_paths(pipeline_api, signal, training_operator, kserve_controller
     )
     cfg = TrainConfig(stage="sft", model_uri="s3://m/pt", data_uri="s3://d/sft", output_uri="s3://o/sft")
     where = LaunchConfig(
-        backend="pytorchjob", image="ghcr.io/medgo/medgo-trainer:0.1.0", job_name="medgo-sft-1", timeout_s=60
+        backend="pytorchjob",
+        image="ghcr.io/medgo/medgo-trainer:0.1.0",
+        job_name="medgo-sft-1",
+        timeout_s=60,
+        cpu="4",
+        memory="16Gi",
+        shm_size="4Gi",
     )
-    launcher = PyTorchJobLauncher(custom, core, poller=signal.poller())
+    launcher = PyTorchJobLauncher(custom, core, poller=signal.poller(), watch_timeout_s=5, poll_s=1)
     with pytest.raises(MedgoError, match="(?s)PyTorchJobFailed.*error: loss diverged"):
         launch(cfg, where, launcher=launcher)
     launch(cfg, where, launcher=launcher)  # the retry replaces the failed job and succeeds
+
+    # The same on Kubeflow Trainer v2 (train_backend=trainjob).
+    trainer_v2(
+        [{"type": "Failed", "reason": "JobSetFailed", "message": "node-0 exited 1"}, {"type": "Complete"}],
+        master_log="error: loss diverged\n",
+    )
+    on_trainer = TrainJobLauncher(custom, core, poller=signal.poller(), watch_timeout_s=5, poll_s=1)
+    with pytest.raises(MedgoError, match="(?s)JobSetFailed.*error: loss diverged"):
+        launch(cfg, where.model_copy(update={"backend": "trainjob"}), launcher=on_trainer)
+    launch(cfg, where.model_copy(update={"backend": "trainjob"}), launcher=on_trainer)
 
     kserve_controller(dead_url)
     deployer = InferenceServiceDeployer(custom, poller=signal.poller())
@@ -120,10 +139,12 @@ def dead_url():
 
 
 def test_role_is_exactly_what_the_code_calls(
-    kube, pipeline_api, change_signal, training_operator, kserve_controller, tmp_path, dead_url
+    kube, pipeline_api, change_signal, training_operator, trainer_v2, kserve_controller, tmp_path, dead_url
 ):
     mark = kube.audit_offset()
-    run_cluster_paths(pipeline_api, change_signal, training_operator, kserve_controller, tmp_path, dead_url)
+    run_cluster_paths(
+        pipeline_api, change_signal, training_operator, trainer_v2, kserve_controller, tmp_path, dead_url
+    )
     events = kube.audit_events(mark)
     assert forbidden(events) == set(), "the Role refused calls the pipeline makes"
     role = grants(pipeline_role())
@@ -161,6 +182,7 @@ def test_each_granted_verb_is_needed(
     pipeline_api,
     change_signal,
     training_operator,
+    trainer_v2,
     kserve_controller,
     tmp_path,
     dead_url,
@@ -185,7 +207,13 @@ def test_each_granted_verb_is_needed(
         mark = kube.audit_offset()
         with pytest.raises((MedgoError, client.exceptions.ApiException, AssertionError)):
             run_cluster_paths(
-                pipeline_api, change_signal, training_operator, kserve_controller, tmp_path, dead_url
+                pipeline_api,
+                change_signal,
+                training_operator,
+                trainer_v2,
+                kserve_controller,
+                tmp_path,
+                dead_url,
             )
         events = kube.audit_events(mark)
         assert forbidden(events) == {grant}

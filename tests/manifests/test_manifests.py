@@ -63,7 +63,8 @@ CLUSTER_SCOPED_KINDS = {"Namespace", "PriorityClass"}
 
 #: The pipeline Role, exactly: (apiGroup, resource) -> verbs.
 LEAST_PRIVILEGE = {
-    ("kubeflow.org", "pytorchjobs"): {"create", "get", "delete"},
+    ("kubeflow.org", "pytorchjobs"): {"create", "get", "list", "watch", "delete"},
+    ("trainer.kubeflow.org", "trainjobs"): {"create", "get", "list", "watch", "delete"},
     ("serving.kserve.io", "inferenceservices"): {"create", "get", "patch"},
     ("", "pods"): {"list"},
     ("", "pods/log"): {"get"},
@@ -348,7 +349,7 @@ def test_feedback_store_has_one_writer_on_a_private_volume(objects):
     (server,) = runtime["containers"]
     assert f"--feedback_service_url={names.FEEDBACK_SERVICE_URL}" in server["args"]
     assert f"--feedback_tokens_dir={names.FEEDBACK_TOKENS_MOUNT}" in server["args"]
-    (tokens,) = runtime["volumes"]
+    (tokens,) = [v for v in runtime["volumes"] if "secret" in v]  # the only Secret the runtime mounts
     assert tokens["secret"] == {
         "secretName": names.FEEDBACK_TOKENS_SECRET,
         "items": [{"key": "record", "path": "record"}],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from medgo.modeling.qwen2 import QWEN2_CHAT_TEMPLATE
 from medgo.modeling.tiny import build_tiny_model
 from tests.serve.support import TEST_SERVER_ARGS
 
@@ -18,19 +19,6 @@ SAMPLE_TEXTS = [
     "头痛、恶心、呕吐时应及时就医，排除颅内病变。",
     "The patient reports chest pain and shortness of breath.",
 ]
-
-#: One torch thread: a model this small runs fastest on one, and the test machine is shared.
-
-#: Qwen2's published chat template, in shape: ChatML, a default system turn, no generation markers.
-QWEN2_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
-    "{% endif %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
 
 
 @pytest.fixture(scope="session")

@@ -614,3 +614,109 @@ class DefaultingWebhook:
             wait_until(lambda: not self._in_effect(api), timeout_s=30, what=f"webhook {self.name} removed")
         self.server.shutdown()
         self.server.server_close()
+
+
+TRAINJOB = ("trainer.kubeflow.org", "v1alpha1", "trainjobs")
+JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
+
+
+class TrainerV2Sim:
+    """Plays Kubeflow Trainer v2 (with its JobSet controller) for TrainJobs, event by event.
+
+    Each new TrainJob takes the next entry of ``outcomes`` (the last one repeats): a condition dict such as
+    ``{"type": "Complete"}`` or ``{"type": "Failed", "reason": ..., "message": ...}``, or ``None`` (stays
+    running). It creates the node-0 pod the way the ``torch-distributed`` runtime would (container ``node``
+    with the TrainJob's image and command, the JobSet labels, completion index 0, bound to ``kubelet``'s node,
+    its log set to ``master_log``), then writes ``Created`` and the outcome through the status subresource.
+    """
+
+    def __init__(self, cluster, kubelet: FakeKubelet, signal: ChangeSignal, outcomes, master_log: str = ""):
+        self.kubelet, self.signal = kubelet, signal
+        self.outcomes, self.master_log = list(outcomes), master_log
+        self.api = cluster.admin_client()
+        self.custom, self.core = client.CustomObjectsApi(self.api), client.CoreV1Api(self.api)
+        self.attempts: dict[str, list[str]] = {}
+        self._plans: dict[str, list[Any]] = {}
+        self.watch = ObjectWatch(self.api, TRAINJOB, self._on_event)
+
+    def start(self) -> TrainerV2Sim:
+        self.watch.start()
+        return self
+
+    def stop(self) -> None:
+        try:
+            self.watch.stop()
+        finally:
+            self.api.close()
+
+    def _on_event(self, event_type: str, job: dict) -> None:
+        meta = job["metadata"]
+        name, uid = meta["name"], meta["uid"]
+        if event_type == "DELETED":
+            self._plans.pop(uid, None)
+            self.core.delete_collection_namespaced_pod(
+                NAMESPACE, label_selector=f"{JOBSET_NAME_LABEL}={name}", grace_period_seconds=0
+            )
+            self.signal.notify()
+            return
+        if uid not in self._plans:
+            if event_type != "ADDED":
+                return
+            uids = self.attempts.setdefault(name, [])
+            uids.append(uid)
+            outcome = self.outcomes[min(len(uids), len(self.outcomes)) - 1] if self.outcomes else None
+            self._create_node_pod(job)
+            self._plans[uid] = [[_condition("Created")], outcome]
+        plan = self._plans[uid]
+        if not plan:
+            return
+        step = plan.pop(0)
+        if step is None:
+            return
+        if isinstance(step, dict):
+            step = [
+                _condition("Created"),
+                _condition(step["type"], step.get("reason", ""), step.get("message", "")),
+            ]
+        self.custom.patch_namespaced_custom_object_status(
+            *TRAINJOB[:2], NAMESPACE, TRAINJOB[2], name, {"status": {"conditions": step}}
+        )
+        self.signal.notify()
+
+    def _create_node_pod(self, job: dict) -> None:
+        name, trainer = job["metadata"]["name"], job["spec"]["trainer"]
+        (override,) = job["spec"].get("podSpecOverrides") or [{}]
+        pod_name = f"{name}-node-0-0"
+        pod = {
+            "metadata": {
+                "name": pod_name,
+                "namespace": NAMESPACE,
+                "labels": {
+                    JOBSET_NAME_LABEL: name,
+                    "jobset.sigs.k8s.io/replicatedjob-name": "node",
+                    "batch.kubernetes.io/job-completion-index": "0",
+                },
+            },
+            "spec": {
+                "nodeName": self.kubelet.name,
+                "serviceAccountName": override.get("serviceAccountName", "default"),
+                "automountServiceAccountToken": False,
+                "containers": [
+                    {
+                        "name": "node",
+                        "image": trainer["image"],
+                        "command": trainer["command"],
+                        "resources": trainer.get("resourcesPerNode", {}),
+                    }
+                ],
+            },
+        }
+        wait_until(
+            lambda: (
+                not self.core.list_namespaced_pod(NAMESPACE, field_selector=f"metadata.name={pod_name}").items
+            ),
+            timeout_s=10,
+            what=f"old pod {pod_name} gone",
+        )
+        self.core.create_namespaced_pod(NAMESPACE, pod)
+        self.kubelet.logs[(NAMESPACE, pod_name, "node")] = self.master_log
