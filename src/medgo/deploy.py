@@ -227,6 +227,26 @@ class _KServeRollout:
                 f"the canary passed its smoke test, but {exc}; it is not reported as deployed"
             ) from None
 
+    def _roll_back(self, restore: dict, previous: str | None, smoke) -> None:
+        """Apply ``restore`` and wait until the controller serves from it again; a rollback never observed
+        fails the step (the canary may still be taking traffic), it is not recorded as done."""
+        from medgo.k8s.inference_service import rolled_back
+
+        self.deployer.apply(restore, exists=True)
+        try:
+            self.deployer.wait_until(
+                self.name,
+                self.namespace,
+                rolled_back(previous),
+                timeout_s=self.config.ready_timeout_s,
+                what="rolled back",
+            )
+        except TimeoutError as exc:
+            raise MedgoError(
+                f"the canary failed ({smoke.reason()}) and the rollback was not observed: {exc}"
+            ) from None
+        log.error("canary failed; rolled back", extra=fields(isvc=self.name, problems=smoke.reason()))
+
     def first(self) -> dict:
         from medgo.k8s.inference_service import service_url
 
@@ -272,8 +292,7 @@ class _KServeRollout:
             # Traffic stays pinned on the previous revision, and the spec names the model it serves again.
             restore = _as_desired(existing)
             restore["spec"]["predictor"]["canaryTrafficPercent"] = 0
-            self.deployer.apply(restore, exists=True)
-            log.error("canary failed; rolled back", extra=fields(isvc=self.name, problems=smoke.reason()))
+            self._roll_back(restore, previous, smoke)
             return self._record(
                 ROLLED_BACK,
                 url or "",
@@ -330,8 +349,7 @@ class _KServeRollout:
         except TimeoutError as exc:
             smoke = _failed_smoke(url, self.served, str(exc))
         if not smoke.passed:
-            self.deployer.apply(stable, exists=True)
-            log.error("canary failed; rolled back", extra=fields(isvc=self.name, problems=smoke.reason()))
+            self._roll_back(stable, None, smoke)
             return self._record(ROLLED_BACK, url, smoke, canary=name, reason=smoke.reason(), mode="Standard")
         final = copy.deepcopy(self.desired)
         final["spec"]["predictor"]["name"] = name  # the stable predictor becomes the canary: no restart

@@ -28,6 +28,7 @@ from medgo.k8s.inference_service import (
     build_inference_service,
     canary_name,
     deployment_mode,
+    rolled_back,
     standard_canary,
 )
 from tests.fixtures.crds import assert_valid_crd_object, crd_errors
@@ -482,3 +483,31 @@ def test_standard_canary_has_no_autoscaling_and_at_least_one_replica():
 )
 def test_deployment_mode_reads_annotation_then_status_and_knows_the_old_names(isvc, mode):
     assert deployment_mode(isvc) == mode
+
+
+def _after_rollback(observed: int, traffic: list[dict], mode: str = "Serverless", **spec) -> dict:
+    return {
+        "metadata": {"generation": 3, "annotations": {"serving.kserve.io/deploymentMode": mode}},
+        "spec": {"predictor": {}, **spec},
+        "status": {"observedGeneration": observed, "components": {"predictor": {"traffic": traffic}}},
+    }
+
+
+def test_a_rollback_counts_once_the_controller_serves_the_previous_revision_again():
+    old, canary = {"revisionName": "medgo-predictor-00001"}, {"revisionName": "medgo-predictor-00002"}
+    check = rolled_back("medgo-predictor-00001")
+    split = [{**old, "percent": 90}, {**canary, "percent": 10, "latestRevision": True}]
+    done = [{**old, "percent": 100}, {**canary, "percent": 0, "latestRevision": True}]
+    assert check(_after_rollback(2, done)) == (
+        False,
+        "controller has not observed generation 3 yet (observed 2)",
+    )
+    assert check(_after_rollback(3, split)) == (False, "revision medgo-predictor-00001 has 90 % of traffic")
+    assert check(_after_rollback(3, done)) == (True, "rolled back")
+    # Without a recorded previous revision, everything but the latest must carry the traffic.
+    assert (
+        rolled_back(None)(_after_rollback(3, done))[0] and not rolled_back(None)(_after_rollback(3, split))[0]
+    )
+    standard = rolled_back(None)
+    assert not standard(_after_rollback(3, [], "RawDeployment", canary=[{"name": "c"}]))[0]
+    assert standard(_after_rollback(3, [], "RawDeployment"))[0]

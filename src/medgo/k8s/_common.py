@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -161,3 +161,32 @@ class Poller:
     ):
         self.clock = clock
         self.sleep = sleep
+
+
+_SUFFIXES = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+}  # fmt: skip
+
+
+def quantity_bytes(quantity: str) -> float:
+    """A Kubernetes quantity (``"16Gi"``, ``"500M"``, ``"1e9"``) as a number."""
+    require_quantity(quantity, "quantity")
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if quantity.endswith(suffix):
+            return float(quantity[: -len(suffix)]) * _SUFFIXES[suffix]
+    return float(quantity)
+
+
+def require_node_container(image: str, command: Sequence[str], cpu: str, memory: str, shm_size: str) -> None:
+    """What every training node's container needs: a pinned image, a command, sizes that fit together."""
+    require_pinned_image(image)
+    if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
+        raise InvalidSpec(f"command must be a non-empty list of strings, got {command!r}")
+    for field, value in (("cpu", cpu), ("memory", memory), ("shm_size", shm_size)):
+        require_quantity(value, field)
+    if quantity_bytes(shm_size) >= quantity_bytes(memory):
+        raise InvalidSpec(
+            f"shm_size {shm_size} must be below memory {memory}: the memory-backed /dev/shm counts against the "
+            "container's memory limit, so the processes would have nothing left (medgo plan sizes both)"
+        )

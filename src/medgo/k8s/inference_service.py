@@ -594,6 +594,32 @@ def promoted(isvc: Mapping[str, Any]) -> tuple[bool, str]:
     return True, "promoted"
 
 
+def rolled_back(previous: str | None) -> Callable[[Mapping[str, Any]], tuple[bool, str]]:
+    """A check: the controller has taken the rollback in (Serverless: ``previous`` serves all traffic again;
+    Standard: no canary is left)."""
+
+    def check(isvc: Mapping[str, Any]) -> tuple[bool, str]:
+        seen, reason = _observed(isvc)
+        if not seen:
+            return False, reason
+        status = isvc.get("status") or {}
+        if deployment_mode(isvc) == "Standard":
+            if (isvc.get("spec") or {}).get("canary") or status.get("canaryStatuses"):
+                return False, "a canary is still running"
+            return True, "rolled back"
+        traffic = ((status.get("components") or {}).get("predictor") or {}).get("traffic") or []
+        share = sum(
+            t.get("percent") or 0
+            for t in traffic
+            if (t.get("revisionName") == previous if previous else not t.get("latestRevision"))
+        )
+        if share != 100:
+            return False, f"revision {previous or 'previous'} has {share} % of traffic"
+        return True, "rolled back"
+
+    return check
+
+
 def _observed(isvc: Mapping[str, Any]) -> tuple[bool, str]:
     generation = (isvc.get("metadata") or {}).get("generation")
     observed = (isvc.get("status") or {}).get("observedGeneration")

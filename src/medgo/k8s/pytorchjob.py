@@ -37,8 +37,7 @@ from medgo.k8s._common import (
     require_dns1123_label,
     require_env_names,
     require_labels,
-    require_pinned_image,
-    require_quantity,
+    require_node_container,
 )
 from medgo.k8s.names import PART_OF_LABELS, S3_SECRET, TRAINER_SERVICE_ACCOUNT
 from medgo.logs import fields
@@ -142,16 +141,7 @@ def _validate(
     longest_suffix = len(f"-worker-{nnodes - 2}") if nnodes > 1 else len("-master-0")
     require_dns1035_label(name, "job name", max_len=63 - longest_suffix)
     require_dns1123_label(namespace, "namespace")
-    require_pinned_image(image)
-    if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
-        raise InvalidSpec(f"command must be a non-empty list of strings, got {command!r}")
-    for field, value in (("cpu", cpu), ("memory", memory), ("shm_size", shm_size)):
-        require_quantity(value, field)
-    if quantity_bytes(shm_size) >= quantity_bytes(memory):
-        raise InvalidSpec(
-            f"shm_size {shm_size} must be below memory {memory}: the memory-backed /dev/shm counts against the "
-            "container's memory limit, so the processes would have nothing left (medgo plan sizes both)"
-        )
+    require_node_container(image, command, cpu, memory, shm_size)
     require_dns1123_label(service_account, "service_account")
     if s3_secret is not None:
         require_dns1123_label(s3_secret, "s3_secret")
@@ -175,21 +165,6 @@ def _validate(
         if mount_path.rstrip("/") in taken:
             raise InvalidSpec(f"mount path {mount_path!r} for PVC {claim!r} is already used")
         taken.add(mount_path.rstrip("/"))
-
-
-_SUFFIXES = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-}  # fmt: skip
-
-
-def quantity_bytes(quantity: str) -> float:
-    """A Kubernetes quantity (``"16Gi"``, ``"500M"``, ``"1e9"``) as a number."""
-    require_quantity(quantity, "quantity")
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if quantity.endswith(suffix):
-            return float(quantity[: -len(suffix)]) * _SUFFIXES[suffix]
-    return float(quantity)
 
 
 def build_pytorchjob(

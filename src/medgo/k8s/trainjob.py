@@ -26,11 +26,10 @@ from medgo.k8s._common import (
     require_dns1123_label,
     require_env_names,
     require_labels,
-    require_pinned_image,
-    require_quantity,
+    require_node_container,
 )
 from medgo.k8s.names import GPU_RESOURCE, PART_OF_LABELS, S3_SECRET, TRAINER_SERVICE_ACCOUNT
-from medgo.k8s.pytorchjob import SHM_VOLUME, JobKind, TrainingJobLauncher, quantity_bytes
+from medgo.k8s.pytorchjob import SHM_VOLUME, JobKind, TrainingJobLauncher
 
 GROUP = "trainer.kubeflow.org"
 VERSION = "v1alpha1"
@@ -102,16 +101,7 @@ def build_trainjob(
         raise InvalidSpec(f"nproc_per_node={nproc_per_node} exceeds gpus_per_node={gpus_per_node}")
     require_dns1035_label(name, "job name", max_len=40)  # JobSet names pods <job>-node-<i>-<j>-<suffix>
     require_dns1123_label(namespace, "namespace")
-    require_pinned_image(image)
-    if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
-        raise InvalidSpec(f"command must be a non-empty list of strings, got {command!r}")
-    for field, value in (("cpu", cpu), ("memory", memory), ("shm_size", shm_size)):
-        require_quantity(value, field)
-    if quantity_bytes(shm_size) >= quantity_bytes(memory):
-        raise InvalidSpec(
-            f"shm_size {shm_size} must be below memory {memory}: the memory-backed /dev/shm counts against "
-            "the container's memory limit"
-        )
+    require_node_container(image, command, cpu, memory, shm_size)
     require_dns1123_label(service_account, "service_account")
     require_env_names(env, reserved=TRAINER_ENV)
     require_labels(labels)

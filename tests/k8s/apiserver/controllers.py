@@ -297,17 +297,17 @@ def _condition(type_: str, reason: str = "", message: str = "") -> dict[str, Any
     }
 
 
-class TrainingOperatorSim:
-    """Plays Kubeflow's training operator for PyTorchJobs, event by event.
+class _JobControllerSim:
+    """What the two training controllers below share: a watch on their job kind, one plan per job.
 
     Each new job (an ``ADDED`` event; a job re-created under the same name is a new one) takes the next
-    entry of ``outcomes`` (the last one repeats): a condition dict such as ``{"type": "Succeeded"}`` or
-    ``{"type": "Failed", "reason": ..., "message": ...}``, ``None`` (stays Running), or ``"delete"`` (the
-    job is deleted once Running, as if someone removed it underneath the launcher). The operator creates
-    the job's master pod from the Master template (bound to ``kubelet``'s node, its ``pytorch`` log set to
-    ``master_log``), then writes ``Created``, ``Running`` and the outcome, each step after the watch
-    delivered the previous one. Only the master pod is created: the launcher reads only its log.
+    entry of ``outcomes`` (the last one repeats). The controller creates the job's first pod (bound to
+    ``kubelet``'s node, its log set to ``master_log``), then writes one status step per event the watch
+    delivers, so each step follows the previous one. Deleting a job deletes its pods.
     """
+
+    RESOURCE: tuple[str, str, str]
+    POD_LABEL: str  # the label whose value is the job's name on every pod of the job
 
     def __init__(
         self,
@@ -317,15 +317,15 @@ class TrainingOperatorSim:
         outcomes: list[dict[str, Any] | str | None],
         master_log: str = "",
     ):
-        self.cluster, self.kubelet, self.signal = cluster, kubelet, signal
+        self.kubelet, self.signal = kubelet, signal
         self.outcomes, self.master_log = list(outcomes), master_log
         self.api = cluster.admin_client()
         self.custom, self.core = client.CustomObjectsApi(self.api), client.CoreV1Api(self.api)
         self.attempts: dict[str, list[str]] = {}  # job name -> uids seen, in order
         self._plans: dict[str, list[Any]] = {}  # uid -> status steps still to write
-        self.watch = ObjectWatch(self.api, PYTORCHJOB, self._on_event)
+        self.watch = ObjectWatch(self.api, self.RESOURCE, self._on_event)
 
-    def start(self) -> TrainingOperatorSim:
+    def start(self):
         self.watch.start()
         return self
 
@@ -335,13 +335,28 @@ class TrainingOperatorSim:
         finally:
             self.api.close()
 
+    # what each controller says differently
+    def _plan(self, outcome: dict[str, Any] | str | None) -> list[Any]:
+        raise NotImplementedError
+
+    def _status(self, conditions: list[dict[str, Any]]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _outcome_conditions(self, outcome: dict[str, Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _pod(self, job: dict) -> tuple[dict[str, Any], str]:
+        """The job's first pod and the name of the container whose log the launcher reads."""
+        raise NotImplementedError
+
     def _on_event(self, event_type: str, job: dict) -> None:
         meta = job["metadata"]
         name, uid = meta["name"], meta["uid"]
+        group, version, plural = self.RESOURCE
         if event_type == "DELETED":
             self._plans.pop(uid, None)
             self.core.delete_collection_namespaced_pod(
-                NAMESPACE, label_selector=f"{JOB_NAME_LABEL}={name}", grace_period_seconds=0
+                NAMESPACE, label_selector=f"{self.POD_LABEL}={name}", grace_period_seconds=0
             )
             self.signal.notify()
             return
@@ -351,12 +366,8 @@ class TrainingOperatorSim:
             uids = self.attempts.setdefault(name, [])
             uids.append(uid)
             outcome = self.outcomes[min(len(uids), len(self.outcomes)) - 1] if self.outcomes else None
-            self._create_master_pod(job)
-            self._plans[uid] = [
-                [_condition("Created")],
-                [_condition("Created"), _condition("Running")],
-                outcome,
-            ]
+            self._create_pod(job)
+            self._plans[uid] = self._plan(outcome)
         plan = self._plans[uid]
         if not plan:
             return
@@ -364,27 +375,68 @@ class TrainingOperatorSim:
         if step is None:
             return
         if step == "delete":
-            self.custom.delete_namespaced_custom_object(*PYTORCHJOB[:2], NAMESPACE, PYTORCHJOB[2], name)
+            self.custom.delete_namespaced_custom_object(group, version, NAMESPACE, plural, name)
             return
-        if isinstance(step, dict):  # the outcome: Running stays True only while running
-            step = [
-                _condition("Created"),
-                {**_condition("Running"), "status": "False"},
-                _condition(step["type"], step.get("reason", ""), step.get("message", "")),
-            ]
-        status = {"conditions": step, "replicaStatuses": {"Master": {"active": 0 if len(step) > 2 else 1}}}
-        if step[-1]["type"] in ("Succeeded", "Failed"):
-            status["completionTime"] = now()
-            status["replicaStatuses"]["Master"] = {"active": 0, step[-1]["type"].lower(): 1}
+        conditions = self._outcome_conditions(step) if isinstance(step, dict) else step
         self.custom.patch_namespaced_custom_object_status(
-            *PYTORCHJOB[:2], NAMESPACE, PYTORCHJOB[2], name, {"status": status}
+            group, version, NAMESPACE, plural, name, {"status": self._status(conditions)}
         )
         self.signal.notify()
 
-    def _create_master_pod(self, job: dict) -> None:
+    def _create_pod(self, job: dict) -> None:
+        pod, container = self._pod(job)
+        pod_name = pod["metadata"]["name"]
+        wait_until(
+            lambda: (
+                not self.core.list_namespaced_pod(NAMESPACE, field_selector=f"metadata.name={pod_name}").items
+            ),
+            timeout_s=10,
+            what=f"old pod {pod_name} gone",
+        )
+        self.core.create_namespaced_pod(NAMESPACE, pod)
+        self.kubelet.logs[(NAMESPACE, pod_name, container)] = self.master_log
+
+
+def _final_condition(outcome: dict[str, Any]) -> dict[str, Any]:
+    return _condition(outcome["type"], outcome.get("reason", ""), outcome.get("message", ""))
+
+
+class TrainingOperatorSim(_JobControllerSim):
+    """Plays Kubeflow's training operator for PyTorchJobs, event by event.
+
+    An outcome is a condition dict such as ``{"type": "Succeeded"}`` or ``{"type": "Failed", "reason": ...,
+    "message": ...}``, ``None`` (stays Running), or ``"delete"`` (the job is deleted once Running, as if
+    someone removed it underneath the launcher). The operator creates the job's master pod from the Master
+    template (its ``pytorch`` log set to ``master_log``), then writes ``Created``, ``Running`` and the
+    outcome. Only the master pod is created: the launcher reads only its log.
+    """
+
+    RESOURCE = PYTORCHJOB
+    POD_LABEL = JOB_NAME_LABEL
+
+    def _plan(self, outcome):
+        return [[_condition("Created")], [_condition("Created"), _condition("Running")], outcome]
+
+    def _outcome_conditions(self, outcome):  # Running stays True only while running
+        return [
+            _condition("Created"),
+            {**_condition("Running"), "status": "False"},
+            _final_condition(outcome),
+        ]
+
+    def _status(self, conditions):
+        status = {
+            "conditions": conditions,
+            "replicaStatuses": {"Master": {"active": 0 if len(conditions) > 2 else 1}},
+        }
+        if conditions[-1]["type"] in ("Succeeded", "Failed"):
+            status["completionTime"] = now()
+            status["replicaStatuses"]["Master"] = {"active": 0, conditions[-1]["type"].lower(): 1}
+        return status
+
+    def _pod(self, job):
         name = job["metadata"]["name"]
         template = copy.deepcopy(job["spec"]["pytorchReplicaSpecs"]["Master"]["template"])
-        pod_name = f"{name}-master-0"
         labels = {
             **(template.get("metadata") or {}).get("labels", {}),
             JOB_NAME_LABEL: name,
@@ -396,7 +448,7 @@ class TrainingOperatorSim:
         spec["restartPolicy"] = "OnFailure"
         pod = {
             "metadata": {
-                "name": pod_name,
+                "name": f"{name}-master-0",
                 "namespace": NAMESPACE,
                 "labels": labels,
                 "ownerReferences": [
@@ -411,15 +463,7 @@ class TrainingOperatorSim:
             },
             "spec": spec,
         }
-        wait_until(
-            lambda: (
-                not self.core.list_namespaced_pod(NAMESPACE, field_selector=f"metadata.name={pod_name}").items
-            ),
-            timeout_s=10,
-            what=f"old pod {pod_name} gone",
-        )
-        self.core.create_namespaced_pod(NAMESPACE, pod)
-        self.kubelet.logs[(NAMESPACE, pod_name, "pytorch")] = self.master_log
+        return pod, "pytorch"
 
 
 class KServeControllerSim:
@@ -620,76 +664,33 @@ TRAINJOB = ("trainer.kubeflow.org", "v1alpha1", "trainjobs")
 JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 
 
-class TrainerV2Sim:
+class TrainerV2Sim(_JobControllerSim):
     """Plays Kubeflow Trainer v2 (with its JobSet controller) for TrainJobs, event by event.
 
-    Each new TrainJob takes the next entry of ``outcomes`` (the last one repeats): a condition dict such as
-    ``{"type": "Complete"}`` or ``{"type": "Failed", "reason": ..., "message": ...}``, or ``None`` (stays
-    running). It creates the node-0 pod the way the ``torch-distributed`` runtime would (container ``node``
-    with the TrainJob's image and command, the JobSet labels, completion index 0, bound to ``kubelet``'s node,
-    its log set to ``master_log``), then writes ``Created`` and the outcome through the status subresource.
+    An outcome is a condition dict such as ``{"type": "Complete"}`` or ``{"type": "Failed", "reason": ...,
+    "message": ...}``, or ``None`` (stays running). It creates the node-0 pod the way the
+    ``torch-distributed`` runtime would (container ``node`` with the TrainJob's image and command, the JobSet
+    labels, completion index 0), then writes ``Created`` and the outcome through the status subresource.
     """
 
-    def __init__(self, cluster, kubelet: FakeKubelet, signal: ChangeSignal, outcomes, master_log: str = ""):
-        self.kubelet, self.signal = kubelet, signal
-        self.outcomes, self.master_log = list(outcomes), master_log
-        self.api = cluster.admin_client()
-        self.custom, self.core = client.CustomObjectsApi(self.api), client.CoreV1Api(self.api)
-        self.attempts: dict[str, list[str]] = {}
-        self._plans: dict[str, list[Any]] = {}
-        self.watch = ObjectWatch(self.api, TRAINJOB, self._on_event)
+    RESOURCE = TRAINJOB
+    POD_LABEL = JOBSET_NAME_LABEL
 
-    def start(self) -> TrainerV2Sim:
-        self.watch.start()
-        return self
+    def _plan(self, outcome):
+        return [[_condition("Created")], outcome]
 
-    def stop(self) -> None:
-        try:
-            self.watch.stop()
-        finally:
-            self.api.close()
+    def _outcome_conditions(self, outcome):
+        return [_condition("Created"), _final_condition(outcome)]
 
-    def _on_event(self, event_type: str, job: dict) -> None:
-        meta = job["metadata"]
-        name, uid = meta["name"], meta["uid"]
-        if event_type == "DELETED":
-            self._plans.pop(uid, None)
-            self.core.delete_collection_namespaced_pod(
-                NAMESPACE, label_selector=f"{JOBSET_NAME_LABEL}={name}", grace_period_seconds=0
-            )
-            self.signal.notify()
-            return
-        if uid not in self._plans:
-            if event_type != "ADDED":
-                return
-            uids = self.attempts.setdefault(name, [])
-            uids.append(uid)
-            outcome = self.outcomes[min(len(uids), len(self.outcomes)) - 1] if self.outcomes else None
-            self._create_node_pod(job)
-            self._plans[uid] = [[_condition("Created")], outcome]
-        plan = self._plans[uid]
-        if not plan:
-            return
-        step = plan.pop(0)
-        if step is None:
-            return
-        if isinstance(step, dict):
-            step = [
-                _condition("Created"),
-                _condition(step["type"], step.get("reason", ""), step.get("message", "")),
-            ]
-        self.custom.patch_namespaced_custom_object_status(
-            *TRAINJOB[:2], NAMESPACE, TRAINJOB[2], name, {"status": {"conditions": step}}
-        )
-        self.signal.notify()
+    def _status(self, conditions):
+        return {"conditions": conditions}
 
-    def _create_node_pod(self, job: dict) -> None:
+    def _pod(self, job):
         name, trainer = job["metadata"]["name"], job["spec"]["trainer"]
         (override,) = job["spec"].get("podSpecOverrides") or [{}]
-        pod_name = f"{name}-node-0-0"
         pod = {
             "metadata": {
-                "name": pod_name,
+                "name": f"{name}-node-0-0",
                 "namespace": NAMESPACE,
                 "labels": {
                     JOBSET_NAME_LABEL: name,
@@ -711,12 +712,4 @@ class TrainerV2Sim:
                 ],
             },
         }
-        wait_until(
-            lambda: (
-                not self.core.list_namespaced_pod(NAMESPACE, field_selector=f"metadata.name={pod_name}").items
-            ),
-            timeout_s=10,
-            what=f"old pod {pod_name} gone",
-        )
-        self.core.create_namespaced_pod(NAMESPACE, pod)
-        self.kubelet.logs[(NAMESPACE, pod_name, "node")] = self.master_log
+        return pod, "node"
