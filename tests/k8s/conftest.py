@@ -448,14 +448,16 @@ def training_operator(kube, fake_kubelet, change_signal):
 
 @pytest.fixture
 def kserve_controller(kube, change_signal):
-    """Start a simulated KServe controller: ``kserve_controller(canary_url, ready=True)``."""
+    """Start a simulated KServe controller: ``kserve_controller(url, ready=True)`` serves the service and its
+    canaries at ``url``; with ``ready=False`` no revision ever comes up."""
     from tests.k8s.apiserver.controllers import KServeControllerSim
+    from tests.k8s.kserve_sim import KServeSim
 
     started = []
 
-    def start(canary_url: str, ready: bool = True):
-        sim = KServeControllerSim(kube, change_signal, canary_url, ready).start()
-        started.append(sim)
+    def start(url: str, ready: bool = True):
+        sim = KServeSim(service_url=url, ready=lambda predictor: ready)
+        started.append(KServeControllerSim(kube, change_signal, sim).start())
         return sim
 
     yield start

@@ -31,7 +31,7 @@ from kubernetes import client
 from medgo.config import DeployConfig
 from medgo.deploy import deploy_model, kserve_storage_uri
 from medgo.errors import MedgoError
-from medgo.k8s._common import Poller, merge_patch_to
+from medgo.k8s._common import Poller
 from medgo.k8s.inference_service import (
     DEPLOYMENT_MODE_ANNOTATION,
     GROUP,
@@ -45,7 +45,7 @@ from medgo.k8s.inference_service import (
 )
 from tests.fixtures.crds import assert_valid_crd_object
 from tests.k8s.apiserver.cluster import NAMESPACE, wait_until
-from tests.k8s.apiserver.controllers import INFERENCESERVICE, ObjectWatch
+from tests.k8s.apiserver.controllers import KServeControllerSim
 from tests.k8s.kserve_sim import KServeSim
 
 CONFIG = DeployConfig(
@@ -60,42 +60,6 @@ A100 = "NVIDIA-A100-SXM4-80GB"
 
 
 # -- the harness ------------------------------------------------------------------------------------------
-class KServe:
-    """Plays KServe's controller on the real API server: on each generation it has not observed, writes
-    :meth:`KServeSim.status` through the status subresource (keys KServe would drop are removed)."""
-
-    def __init__(self, kube, signal, sim: KServeSim, on_spec: Callable[[dict], None] | None = None) -> None:
-        self.kube, self.signal, self.sim, self.on_spec = kube, signal, sim, on_spec
-        self.api = kube.admin_client()
-        self.custom = client.CustomObjectsApi(self.api)
-        self.watch = ObjectWatch(self.api, INFERENCESERVICE, self._on_event)
-
-    def start(self) -> KServe:
-        self.watch.start()
-        return self
-
-    def stop(self) -> None:
-        try:
-            self.watch.stop()
-        finally:
-            self.api.close()
-
-    def _on_event(self, event_type: str, isvc: dict) -> None:
-        if event_type == "DELETED":
-            return
-        old = isvc.get("status") or {}
-        if old.get("observedGeneration") == isvc["metadata"]["generation"]:
-            return
-        if self.on_spec:
-            self.on_spec(isvc)
-        patch = merge_patch_to(old, self.sim.status(isvc))
-        meta = isvc["metadata"]
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], {"status": patch}
-        )
-        self.signal.notify()
-
-
 class SteppedClock:
     """A poller clock that runs ahead: each sleep waits for a simulated controller's write (at most
     ``real_s`` seconds of real time) and then advances by the whole requested sleep, so a timeout of
@@ -121,12 +85,12 @@ class Cluster:
         clock = SteppedClock(signal)
         poller = Poller(clock=clock.clock, sleep=clock.sleep)
         self.deployer = InferenceServiceDeployer(client.CustomObjectsApi(pipeline_api), poller=poller)
-        self.controllers: list[KServe] = []
+        self.controllers: list[KServeControllerSim] = []
         self.mark = kube.audit_offset()
 
     def kserve(self, on_spec: Callable[[dict], None] | None = None, **settings) -> KServeSim:
         sim = KServeSim(**settings)
-        self.controllers.append(KServe(self.kube, self.signal, sim, on_spec).start())
+        self.controllers.append(KServeControllerSim(self.kube, self.signal, sim, on_spec).start())
         return sim
 
     def seed(self, isvc: dict) -> None:

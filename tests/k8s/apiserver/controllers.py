@@ -34,7 +34,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.watch.watch import iter_resp_lines
 
-from medgo.k8s._common import Poller
+from medgo.k8s._common import Poller, merge_patch_to
 
 from .cluster import NAMESPACE, KubeCluster, wait_until
 
@@ -467,21 +467,15 @@ class TrainingOperatorSim(_JobControllerSim):
 
 
 class KServeControllerSim:
-    """Plays KServe's controller (serverless mode) for InferenceServices, event by event.
-
-    On each generation it has not yet observed, it writes the status KServe would: ``observedGeneration``,
-    the ``Ready`` condition (``ready`` decides), the predictor's revisions and traffic, and URLs. A new
-    revision ``<name>-predictor-0000N`` is created when the predictor spec changes other than in
-    ``canaryTrafficPercent`` (traffic-only changes move traffic, like Knative). Without a canary share the
-    new revision is rolled out to all traffic; with one it gets that share, tagged ``latest`` at
-    ``canary_url``, and the previously rolled-out revision keeps the rest (tag ``prev``).
+    """Plays KServe's controller on the real API server: on each generation it has not observed, it writes
+    ``sim.status(isvc)`` (a :class:`tests.k8s.kserve_sim.KServeSim`, both deployment modes) through the status
+    subresource, as a merge patch (keys KServe would drop are removed). ``on_spec`` sees each new spec first.
     """
 
-    def __init__(self, cluster: KubeCluster, signal: ChangeSignal, canary_url: str, ready: bool = True):
-        self.cluster, self.signal, self.canary_url, self.ready = cluster, signal, canary_url, ready
+    def __init__(self, cluster: KubeCluster, signal: ChangeSignal, sim, on_spec=None) -> None:
+        self.signal, self.sim, self.on_spec = signal, sim, on_spec
         self.api = cluster.admin_client()
         self.custom = client.CustomObjectsApi(self.api)
-        self._state: dict[str, dict[str, Any]] = {}  # uid -> revisions bookkeeping
         self.watch = ObjectWatch(self.api, INFERENCESERVICE, self._on_event)
 
     def start(self) -> KServeControllerSim:
@@ -497,64 +491,15 @@ class KServeControllerSim:
     def _on_event(self, event_type: str, isvc: dict) -> None:
         if event_type == "DELETED":
             return
-        meta, status = isvc["metadata"], isvc.get("status") or {}
-        if status.get("observedGeneration") == meta["generation"]:
+        old = isvc.get("status") or {}
+        if old.get("observedGeneration") == isvc["metadata"]["generation"]:
             return
-        name, namespace = meta["name"], meta["namespace"]
-        predictor = copy.deepcopy(isvc["spec"]["predictor"])
-        canary = predictor.pop("canaryTrafficPercent", None)
-        state = self._state.setdefault(meta["uid"], {"revision": 0, "spec": None, "rolled_out": None})
-        if predictor != state["spec"]:
-            state["revision"] += 1
-            state["spec"] = predictor
-        latest = f"{name}-predictor-{state['revision']:05d}"
-        host = f"{name}.{namespace}.example.com"
-        previous = state["rolled_out"]
-        if self.ready and (canary is None or previous is None or previous == latest):
-            state["rolled_out"] = latest
-            share = 100
-        else:
-            share = canary if self.ready else 0
-        traffic = [
-            {
-                "tag": "latest",
-                "revisionName": latest,
-                "percent": share,
-                "latestRevision": True,
-                "url": self.canary_url,
-            }
-        ]
-        if share < 100 and previous:
-            traffic.append(
-                {
-                    "tag": "prev",
-                    "revisionName": previous,
-                    "percent": 100 - share,
-                    "latestRevision": False,
-                    "url": f"http://prev-{name}-predictor.{namespace}.example.com",
-                }
-            )
-        ready = {"type": "Ready", "status": "True" if self.ready else "False", "lastTransitionTime": now()}
-        if not self.ready:
-            ready.update(reason="RevisionMissing", message=f"Revision {latest} failed: container exited")
-        predictor_status = {"latestCreatedRevision": latest, "traffic": traffic, "url": f"http://{host}"}
-        if self.ready:
-            predictor_status["latestReadyRevision"] = latest
-        elif previous:
-            predictor_status["latestReadyRevision"] = previous
-        if state["rolled_out"]:
-            predictor_status["latestRolledoutRevision"] = state["rolled_out"]
-        body = {
-            "status": {
-                "observedGeneration": meta["generation"],
-                "url": f"http://{host}",
-                "address": {"url": f"http://{name}.{namespace}.svc.cluster.local"},
-                "conditions": [ready],
-                "components": {"predictor": predictor_status},
-            }
-        }
+        if self.on_spec:
+            self.on_spec(isvc)
+        patch = merge_patch_to(old, self.sim.status(isvc))
+        meta = isvc["metadata"]
         self.custom.patch_namespaced_custom_object_status(
-            *INFERENCESERVICE[:2], namespace, INFERENCESERVICE[2], name, body
+            *INFERENCESERVICE[:2], meta["namespace"], INFERENCESERVICE[2], meta["name"], {"status": patch}
         )
         self.signal.notify()
 
