@@ -75,6 +75,10 @@ def s3_server(tmp_path_factory):
             "-s3",
             f"-s3.port={ports['s3']}",
             "-volume.max=5",
+            # weed 4.48 also opens Lance (9101) and Iceberg (8181) listeners on fixed default ports; a
+            # second weed on the machine cannot bind them and its S3 server dies. They are not used here.
+            "-s3.port.lance=0",
+            "-s3.port.iceberg=0",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

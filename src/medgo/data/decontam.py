@@ -1,0 +1,190 @@
+"""Decontamination: training text that shares a character n-gram with an evaluation item is removed.
+
+The index is built from *every string value* of every JSON / JSONL file under the evaluation data
+directory, whatever its layout (CBLUE tasks, CMB, safety prompts, and any task added later), so a
+new evaluation set is covered without code. A file belongs to the task named by its first folder
+under the root (``CMeEE/CMeEE_dev.json`` → ``CMeEE``), or by its name for files at the top.
+Strings are normalised like training text and compared as :func:`~medgo.data.minhash.comparison_text`
+(no whitespace, lower case); strings shorter than ``n`` characters (labels such as ``"0"``,
+``"病情诊断"``) are not indexed.
+
+The index is a sorted array of n-gram hashes with a bit mask of the tasks each occurs in; it is saved
+as one ``.npz`` file so the parallel workers of a stage load it instead of rebuilding it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medgo.data.minhash import batch_ngram_hashes, comparison_text
+from medgo.data.normalize import normalize_text
+from medgo.errors import InputError
+from medgo.logs import fields
+from medgo.storage import atomic_path, localize
+
+log = logging.getLogger(__name__)
+
+EVAL_SUFFIXES = (".json", ".jsonl")
+_BATCH = 2048
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for inner in value.values():
+            yield from _strings(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _strings(inner)
+
+
+def _task_of(root: Path, path: Path) -> str:
+    rel = path.relative_to(root)
+    if len(rel.parts) > 1:
+        return rel.parts[0]
+    name = rel.name
+    for suffix in EVAL_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def iter_eval_strings(eval_dir: Path) -> Iterator[tuple[str, str]]:
+    """``(task, string)`` for every string value in the evaluation files under ``eval_dir``."""
+    files = sorted(
+        p
+        for p in ([eval_dir] if eval_dir.is_file() else eval_dir.rglob("*"))
+        if p.is_file()
+        and p.name.endswith(EVAL_SUFFIXES)
+        and not any(part.startswith(".") for part in p.relative_to(eval_dir.parent).parts)
+    )
+    if not files:
+        raise InputError(f"no evaluation files ({', '.join(EVAL_SUFFIXES)}) under {eval_dir}")
+    root = eval_dir.parent if eval_dir.is_file() else eval_dir
+    for path in files:
+        task = _task_of(root, path)
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
+        try:
+            documents = [json.loads(text)]
+        except json.JSONDecodeError:
+            documents = []
+            for line in text.splitlines():
+                try:
+                    documents.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        for document in documents:
+            for string in _strings(document):
+                yield task, string
+
+
+@dataclass
+class EvalIndex:
+    """Character n-gram hashes of the evaluation sets, each with the tasks it occurs in."""
+
+    ngram_chars: int
+    tasks: list[str]
+    hashes: np.ndarray  # uint64, sorted, unique
+    masks: np.ndarray  # uint64[len(hashes), words]: bit t set when task t has the n-gram
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def hits(self, text: str) -> list[str]:
+        """The evaluation tasks ``text`` shares at least one n-gram with (sorted; empty when clean)."""
+        return self.hits_many([text])[0]
+
+    def hits_many(self, texts: list[str]) -> list[list[str]]:
+        if not self.hashes.size:
+            return [[] for _ in texts]
+        prepared = [comparison_text(t) for t in texts]
+        hashes, offsets = batch_ngram_hashes(prepared, self.ngram_chars)
+        pos = np.searchsorted(self.hashes, hashes).clip(max=self.hashes.size - 1)
+        found = self.hashes[pos] == hashes
+        out: list[list[str]] = []
+        for i, text in enumerate(prepared):
+            lo, hi = int(offsets[i]), int(offsets[i + 1])
+            if len(text) < self.ngram_chars or not found[lo:hi].any():
+                out.append([])
+                continue
+            mask = np.bitwise_or.reduce(self.masks[pos[lo:hi][found[lo:hi]]], axis=0)
+            out.append([task for t, task in enumerate(self.tasks) if int(mask[t // 64]) >> (t % 64) & 1])
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {"ngram_chars": self.ngram_chars, "ngrams": int(self.hashes.size), "tasks": self.stats}
+
+    def save(self, path: str | os.PathLike) -> None:
+        meta = json.dumps({"n": self.ngram_chars, "tasks": self.tasks, "stats": self.stats})
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, hashes=self.hashes, masks=self.masks, meta=np.array(meta))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> EvalIndex:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            return cls(meta["n"], meta["tasks"], data["hashes"], data["masks"], meta["stats"])
+
+
+def build_eval_index(eval_uri: str | os.PathLike, ngram_chars: int) -> EvalIndex:
+    """Index every string of every evaluation file under ``eval_uri`` (local, PVC or ``s3://``)."""
+    root = localize(eval_uri, what="evaluation data")
+    tasks: list[str] = []
+    stats: dict[str, dict[str, int]] = {}
+    pieces: list[np.ndarray] = []
+    task_ids: list[np.ndarray] = []
+    batch: list[tuple[int, str]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        texts = [s for _, s in batch]
+        hashes, offsets = batch_ngram_hashes(texts, ngram_chars)
+        counts = np.diff(offsets).astype(np.int64)
+        pieces.append(hashes)
+        task_ids.append(np.repeat(np.array([t for t, _ in batch], dtype=np.int64), counts))
+        batch.clear()
+
+    for task, string in iter_eval_strings(root):
+        if task not in stats:
+            stats[task] = {"strings": 0, "indexed": 0}
+            tasks.append(task)
+        stats[task]["strings"] += 1
+        text = comparison_text(normalize_text(string))
+        if len(text) < ngram_chars:
+            continue
+        stats[task]["indexed"] += 1
+        batch.append((tasks.index(task), text))
+        if len(batch) >= _BATCH:
+            flush()
+    flush()
+    words = max(1, (len(tasks) + 63) // 64)
+    if pieces:
+        all_hashes = np.concatenate(pieces)
+        all_tasks = np.concatenate(task_ids)
+        hashes, inverse = np.unique(all_hashes, return_inverse=True)
+        masks = np.zeros((hashes.size, words), dtype=np.uint64)
+        for t in range(len(tasks)):
+            rows = np.unique(inverse[all_tasks == t])
+            masks[rows, t // 64] |= np.uint64(1 << (t % 64))
+    else:
+        hashes, masks = np.empty(0, dtype=np.uint64), np.zeros((0, words), dtype=np.uint64)
+    log.info(
+        "evaluation n-gram index built",
+        extra=fields(eval_dir=str(eval_uri), tasks=len(tasks), ngrams=int(hashes.size), n=ngram_chars),
+    )
+    return EvalIndex(ngram_chars, tasks, hashes, masks, stats)
+
+
+def load_eval_index(config) -> EvalIndex | None:
+    """The index a :class:`~medgo.config.DecontaminationConfig` asks for, or None when it is off."""
+    if not config.eval_dir:
+        return None
+    return build_eval_index(config.eval_dir, config.ngram_chars)
