@@ -331,14 +331,14 @@ def build_preferences(
             extra={"pairs": run.counts},
         )
         write_card(out, card)
-        counts = {**counts, "status": status, "problems": problems}
+        counts = {**counts, "status": status, "problems": problems, "skipped_files": skipped}
         write_manifest(
             out,
             stage=STAGE,
             counts=counts,
             config=config,
             inputs={"labels": str(labels_uri)},
-            extra={"status": status, "skipped_files": skipped},
+            extra={"status": status},
         )
     if counts["pairs"] == 0:
         log.warning("no preference pairs built", extra=fields(pairs=0, labels_in=counts["labels_in"]))
@@ -347,4 +347,4 @@ def build_preferences(
         extra=fields(**{k: v for k, v in counts.items() if k != "problems"}, output=str(output_dir)),
     )
     fail_or_accept(STAGE, problems, allow_partial=config.allow_partial, counts=counts)
-    return {**counts, "skipped_files": skipped}
+    return counts

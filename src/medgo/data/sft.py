@@ -402,6 +402,7 @@ def build_sft(sources_dir: str | os.PathLike, output_dir: str | os.PathLike, con
             "eval_overlaps": sum(run.overlaps.values()),
             "status": status,
             "problems": problems,
+            "skipped_files": skipped_entries,
         }
         write_manifest(
             out,
@@ -409,7 +410,7 @@ def build_sft(sources_dir: str | os.PathLike, output_dir: str | os.PathLike, con
             counts=counts,
             config=config,
             inputs={"sources": str(sources_dir)},
-            extra={"sources_read": sorted(found), "status": status, "skipped_files": skipped_entries},
+            extra={"sources_read": sorted(found), "status": status},
         )
     if ledger.total.kept == 0:
         log.warning("no SFT conversations kept", extra=fields(**ledger.total.as_counts()))
@@ -418,4 +419,4 @@ def build_sft(sources_dir: str | os.PathLike, output_dir: str | os.PathLike, con
         extra=fields(**ledger.total.as_counts(), records_in=run.records_in, output=str(output_dir)),
     )
     fail_or_accept(STAGE, problems, allow_partial=config.allow_partial, counts=counts)
-    return {**counts, "skipped_files": skipped_entries}
+    return counts

@@ -1,0 +1,74 @@
+"""The evaluation n-gram index reads every string of every evaluation file, whatever its layout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medgo.data.decontam import EvalIndex, build_eval_index, iter_eval_strings
+
+
+def _eval_dir(tmp_path):
+    root = tmp_path / "eval"
+    (root / "CMeEE").mkdir(parents=True)
+    (root / "CMeEE" / "CMeEE_dev.json").write_text(
+        json.dumps(
+            [
+                {
+                    "text": "患者三天前无明显诱因出现发热伴咳嗽咳痰",
+                    "entities": [{"entity": "发热", "type": "sym"}],
+                }
+            ],
+            ensure_ascii=False,
+        )
+    )
+    (root / "KUAKE-QIC").mkdir()
+    (root / "KUAKE-QIC" / "dev.jsonl").write_text(
+        json.dumps(
+            {"id": "s1", "query": "糖尿病人能不能吃西瓜呢请问医生", "label": "注意事项"}, ensure_ascii=False
+        )
+        + "\n"
+    )
+    (root / "IMCS").mkdir()
+    (root / "IMCS" / "test.json").write_text(
+        json.dumps({"d1": {"1": "孩子昨天晚上开始拉肚子一天好几次"}}, ensure_ascii=False)
+    )
+    (root / "top.json").write_text(json.dumps({"q": "高血压患者日常需要注意哪些问题"}, ensure_ascii=False))
+    return root
+
+
+def test_every_string_of_every_file_is_indexed_under_its_task(tmp_path):
+    root = _eval_dir(tmp_path)
+    tasks = {task for task, _ in iter_eval_strings(root)}
+    assert tasks == {"CMeEE", "KUAKE-QIC", "IMCS", "top"}
+    index = build_eval_index(root, 10)
+    assert index.hits("病历：患者三天前无明显诱因出现发热，体温38度") == ["CMeEE"]
+    assert index.hits("科普：糖尿病人能不能吃西瓜呢？") == ["KUAKE-QIC"]
+    assert index.hits("孩 子 昨天晚上开始拉肚子") == ["IMCS"]  # whitespace does not hide an overlap
+    assert index.hits("高血压患者日常需要注意哪些问题") == ["top"]
+    assert index.hits("完全无关的训练文本，讲的是骨折的康复训练方法") == []
+    assert (
+        index.stats["CMeEE"]["strings"] == 3 and index.stats["CMeEE"]["indexed"] == 1
+    )  # short labels skipped
+
+
+def test_index_round_trips_through_a_file(tmp_path):
+    index = build_eval_index(_eval_dir(tmp_path), 8)
+    index.save(tmp_path / "index.npz")
+    loaded = EvalIndex.load(tmp_path / "index.npz")
+    text = "孩子昨天晚上开始拉肚子一天好几次"
+    assert loaded.hits(text) == index.hits(text) == ["IMCS"] and loaded.tasks == index.tasks
+
+
+def test_an_eval_dir_without_files_is_an_input_error(tmp_path):
+    from medgo.errors import InputError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no evaluation files"):
+        build_eval_index(tmp_path / "empty", 13)
+
+
+def test_the_bundled_eval_sets_are_indexed(samples_dir):
+    index = build_eval_index(samples_dir / "eval", 13)
+    assert {"CMeEE", "CHIP-STS", "KUAKE-QIC", "mcq", "safety"} <= set(index.tasks)
