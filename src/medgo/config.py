@@ -163,6 +163,12 @@ class DecontaminationConfig(StageConfig):
         "indexed; local, PVC or s3://); null switches decontamination off",
     )
     ngram_chars: int = Field(13, ge=4, le=200, description="characters per n-gram compared")
+    max_strings_per_ngram: int = Field(
+        20,
+        ge=1,
+        description="n-grams found in more evaluation strings than this are the evaluation set's own "
+        "phrasing (templates, instructions), not item content, and are not matched",
+    )
 
 
 class MixtureConfig(StageConfig):

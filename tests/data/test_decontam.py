@@ -72,3 +72,19 @@ def test_an_eval_dir_without_files_is_an_input_error(tmp_path):
 def test_the_bundled_eval_sets_are_indexed(samples_dir):
     index = build_eval_index(samples_dir / "eval", 13)
     assert {"CMeEE", "CHIP-STS", "KUAKE-QIC", "mcq", "safety"} <= set(index.tasks)
+
+
+def test_phrases_many_eval_items_share_are_not_matched(tmp_path):
+    root = tmp_path / "eval" / "QA"
+    root.mkdir(parents=True)
+    items = [
+        {"q": f"请根据以下病例回答问题：第{i}例患者{chr(0x4E00 + i * 7)}{chr(0x4E00 + i * 11)}发热三天"}
+        for i in range(30)
+    ]
+    (root / "dev.json").write_text(json.dumps(items, ensure_ascii=False))
+    index = build_eval_index(tmp_path / "eval", 10, max_strings_per_ngram=20)
+    assert index.hits("教材：请根据以下病例回答问题，并说明理由") == []  # the shared instruction
+    assert index.hits(items[3]["q"][6:]) == ["QA"]  # an item's own content still matches
+    assert build_eval_index(tmp_path / "eval", 10, max_strings_per_ngram=100).hits(
+        "请根据以下病例回答问题"
+    ) == ["QA"]

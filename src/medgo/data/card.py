@@ -476,3 +476,18 @@ def render_html(card: Mapping[str, Any]) -> str:
         + "".join(sections)
         + "</body></html>\n"
     )
+
+
+def publish_card(artifact_dir: str | Path, html_path: str | Path, metrics) -> None:
+    """Copy a step's card page to a KFP ``HTML`` artifact and log its numbers to a ``Metrics`` one.
+
+    Does nothing when the step failed before it wrote a card.
+    """
+    artifact_dir = Path(artifact_dir)
+    card_file = artifact_dir / CARD_JSON
+    if not card_file.is_file():
+        return
+    Path(html_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(html_path).write_text((artifact_dir / CARD_HTML).read_text(encoding="utf-8"), encoding="utf-8")
+    for name, value in card_metrics(json.loads(card_file.read_text(encoding="utf-8"))).items():
+        metrics.log_metric(f"card/{name}", value)

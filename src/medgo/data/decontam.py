@@ -133,8 +133,15 @@ class EvalIndex:
             return cls(meta["n"], meta["tasks"], data["hashes"], data["masks"], meta["stats"])
 
 
-def build_eval_index(eval_uri: str | os.PathLike, ngram_chars: int) -> EvalIndex:
-    """Index every string of every evaluation file under ``eval_uri`` (local, PVC or ``s3://``)."""
+def build_eval_index(
+    eval_uri: str | os.PathLike, ngram_chars: int, *, max_strings_per_ngram: int = 20
+) -> EvalIndex:
+    """Index every string of every evaluation file under ``eval_uri`` (local, PVC or ``s3://``).
+
+    An n-gram that more than ``max_strings_per_ngram`` different strings contain is left out: it is
+    how the evaluation set phrases its items (``请问医生``, a prompt template), and matching it would
+    remove every training text that happens to use the same phrase.
+    """
     root = localize(eval_uri, what="evaluation data")
     tasks: list[str] = []
     stats: dict[str, dict[str, int]] = {}
@@ -142,7 +149,11 @@ def build_eval_index(eval_uri: str | os.PathLike, ngram_chars: int) -> EvalIndex
     task_ids: list[np.ndarray] = []
     batch: list[tuple[int, str]] = []
 
+    string_ids: list[np.ndarray] = []
+    strings_seen = 0
+
     def flush() -> None:
+        nonlocal strings_seen
         if not batch:
             return
         texts = [s for _, s in batch]
@@ -150,6 +161,10 @@ def build_eval_index(eval_uri: str | os.PathLike, ngram_chars: int) -> EvalIndex
         counts = np.diff(offsets).astype(np.int64)
         pieces.append(hashes)
         task_ids.append(np.repeat(np.array([t for t, _ in batch], dtype=np.int64), counts))
+        string_ids.append(
+            np.repeat(np.arange(strings_seen, strings_seen + len(batch), dtype=np.int64), counts)
+        )
+        strings_seen += len(batch)
         batch.clear()
 
     for task, string in iter_eval_strings(root):
@@ -166,9 +181,20 @@ def build_eval_index(eval_uri: str | os.PathLike, ngram_chars: int) -> EvalIndex
             flush()
     flush()
     words = max(1, (len(tasks) + 63) // 64)
+    dropped_common = 0
     if pieces:
         all_hashes = np.concatenate(pieces)
         all_tasks = np.concatenate(task_ids)
+        all_strings = np.concatenate(string_ids)
+        order = np.lexsort((all_strings, all_hashes))
+        h_sorted, s_sorted = all_hashes[order], all_strings[order]
+        first = np.ones(h_sorted.size, dtype=bool)
+        first[1:] = (h_sorted[1:] != h_sorted[:-1]) | (s_sorted[1:] != s_sorted[:-1])
+        distinct_hashes, strings_per_hash = np.unique(h_sorted[first], return_counts=True)
+        common = distinct_hashes[strings_per_hash > max_strings_per_ngram]
+        dropped_common = int(common.size)
+        keep = ~np.isin(all_hashes, common)
+        all_hashes, all_tasks = all_hashes[keep], all_tasks[keep]
         hashes, inverse = np.unique(all_hashes, return_inverse=True)
         masks = np.zeros((hashes.size, words), dtype=np.uint64)
         for t in range(len(tasks)):
@@ -178,7 +204,13 @@ def build_eval_index(eval_uri: str | os.PathLike, ngram_chars: int) -> EvalIndex
         hashes, masks = np.empty(0, dtype=np.uint64), np.zeros((0, words), dtype=np.uint64)
     log.info(
         "evaluation n-gram index built",
-        extra=fields(eval_dir=str(eval_uri), tasks=len(tasks), ngrams=int(hashes.size), n=ngram_chars),
+        extra=fields(
+            eval_dir=str(eval_uri),
+            tasks=len(tasks),
+            ngrams=int(hashes.size),
+            common_ngrams_left_out=dropped_common,
+            n=ngram_chars,
+        ),
     )
     return EvalIndex(ngram_chars, tasks, hashes, masks, stats)
 
@@ -187,4 +219,6 @@ def load_eval_index(config) -> EvalIndex | None:
     """The index a :class:`~medgo.config.DecontaminationConfig` asks for, or None when it is off."""
     if not config.eval_dir:
         return None
-    return build_eval_index(config.eval_dir, config.ngram_chars)
+    return build_eval_index(
+        config.eval_dir, config.ngram_chars, max_strings_per_ngram=config.max_strings_per_ngram
+    )

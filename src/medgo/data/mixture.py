@@ -91,15 +91,13 @@ class Categorizer:
         return None, "uncategorized"
 
 
-_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_WHITESPACE = re.compile(r"\s")
-
-
 def estimate_tokens(text: str) -> int:
     """Estimated tokens: one per CJK character, one per four other non-whitespace characters."""
-    cjk = len(_CJK.findall(text))
-    other = len(text) - cjk - len(_WHITESPACE.findall(text))
-    return cjk + math.ceil(other / 4)
+    from medgo.data.quality import char_classes
+
+    counts = char_classes(text)
+    cjk = counts["cjk"]
+    return cjk + math.ceil((len(text) - cjk - counts["space"]) / 4)
 
 
 def mixture_rates(tokens: Mapping[str, int], config: MixtureConfig) -> dict[str, float]:

@@ -175,7 +175,10 @@ def plan_corpus(
     if decon.eval_dir:
         from medgo.data.decontam import build_eval_index
 
-        build_eval_index(decon.eval_dir, decon.ngram_chars).save(work / EVAL_INDEX)
+        index = build_eval_index(
+            decon.eval_dir, decon.ngram_chars, max_strings_per_ngram=decon.max_strings_per_ngram
+        )
+        index.save(work / EVAL_INDEX)
     else:
         (work / EVAL_INDEX).unlink(missing_ok=True)
     save_plan(work, plan)
@@ -743,12 +746,15 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def finalize_corpus(work_dir: str | os.PathLike, output_dir: str | os.PathLike) -> dict[str, Any]:
+def finalize_corpus(
+    work_dir: str | os.PathLike, output_dir: str | os.PathLike, *, remove_work: bool = False
+) -> dict[str, Any]:
     """Phase 6: the artifact in ``output_dir`` (local; see :func:`prepare_corpus` for ``s3://``).
 
     Raises :class:`~medgo.data.accounting.StepFailed` *after* writing everything when an input
     could not be read to the end or decoded, or more than ``max_quarantine_share`` was quarantined,
-    unless ``allow_partial``.
+    unless ``allow_partial``. ``remove_work`` deletes the work directory after a success (a failed
+    run keeps it, so the next run resumes).
     """
     work, out = Path(work_dir), Path(output_dir)
     plan = read_plan(work)
@@ -833,7 +839,15 @@ def finalize_corpus(work_dir: str | os.PathLike, output_dir: str | os.PathLike) 
     summary = {**counts, "status": status, "problems": problems, "skipped_files": plan.skipped}
     log.info("corpus prepared", extra=fields(**counts, output=str(out), status=status))
     fail_or_accept(STAGE, problems, allow_partial=config.allow_partial, counts=summary)
+    if remove_work:
+        shutil.rmtree(work, ignore_errors=True)
     return summary
+
+
+def run_work_dir(work_root: str, run_id: str) -> Path:
+    """The work directory of one pipeline run's corpus preparation: ``<work_root>/<run_id>/corpus``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in run_id).strip("-.") or "run"
+    return Path(work_root) / safe / "corpus"
 
 
 # -------------------------------------------------------------------------------------- run all
@@ -897,13 +911,11 @@ def prepare_corpus(
         global_clusters(work)
         run_units(filter_shard, shards, workers, "filter")
         try:
-            summary = finalize_corpus(work, staging)
+            summary = finalize_corpus(work, staging, remove_work=not config.keep_work and work_dir is None)
         finally:
             if s3_output:
                 publish(staging, str(output_dir))
         summary["resumed_shards"] = sum(1 for s in signed if s.get("resumed"))
-        if not config.keep_work and work_dir is None:
-            shutil.rmtree(work, ignore_errors=True)
         if summary["kept"] == 0:
             log.warning("no records survived preparation", extra=fields(records_in=summary["in"]))
         return summary
