@@ -513,3 +513,20 @@ def test_tally_refuses_counts_that_do_not_add_up():
     tally.records_in += 1
     with pytest.raises(RuntimeError, match="do not reconcile"):
         tally.check("test")
+
+
+def test_the_bundled_samples_come_out_as_their_readme_says(samples_dir, tmp_path):
+    out = tmp_path / "out"
+    counts = prepare_corpus(
+        str(samples_dir / "corpus"), out, PrepareConfig(workers=1, max_quarantine_share=0.1)
+    )
+    assert (counts["in"], counts["kept"], counts["quarantined"]) == (110, 98, 7)
+    assert (counts["exact_duplicates"], counts["near_duplicates"]) == (3, 2)
+    clean = {r["id"]: r for r in _clean(out)}
+    web = clean["web-big5-01"]
+    assert web["meta"]["source_encoding"] == "cp950" and web["text"].startswith("高血压患者的日常饮食\n")
+    for furniture in ("首页", "当前位置", "阅读", "免责声明", "上一篇", "下一篇", "扫码", "版权所有", "ICP"):
+        assert furniture not in web["text"]
+    assert clean["edge-trad-01"]["text"].startswith("糖尿病是一组以慢性血糖水平升高为特征的代谢性疾病")
+    dropped = {d["id"]: d for d in _entries(out, "dropped")}
+    assert dropped["near-01"]["survivor"] == "ja-005" and dropped["dup-03"]["survivor"] == "cg-001"

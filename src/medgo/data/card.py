@@ -282,7 +282,9 @@ def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _bar_chart(title: str, rows: list[tuple[str, list[tuple[str, float]]]], *, grouped: bool = False) -> str:
+def _bar_chart(
+    title: str, rows: list[tuple[str, list[tuple[str, float]]]], *, grouped: bool = False, unit: str = ""
+) -> str:
     """Horizontal bars, one row per label; segments stacked (or side by side when ``grouped``)."""
     if not rows:
         return f"<h3>{_esc(title)}</h3><p class='muted'>nothing to show</p>"
@@ -305,17 +307,17 @@ def _bar_chart(title: str, rows: list[tuple[str, list[tuple[str, float]]]], *, g
             if width > 0:
                 parts.append(
                     f"<rect x='{x:.1f}' y='{yy}' width='{max(width, 1):.1f}' height='{row_h - 2}' "
-                    f"fill='{color}'><title>{_esc(label)} · {_esc(name)}: {value:,.0f}</title></rect>"
+                    f"fill='{color}'><title>{_esc(label)} · {_esc(name)}: {_num(value, unit)}</title></rect>"
                 )
             if grouped:
                 parts.append(
-                    f"<text x='{label_w + width + 4:.1f}' y='{yy + row_h - 3}' class='v'>{value:,.0f}</text>"
+                    f"<text x='{label_w + width + 4:.1f}' y='{yy + row_h - 3}' class='v'>{_num(value, unit)}</text>"
                 )
             else:
                 x += width
         if not grouped:
             total = sum(v for _, v in segs)
-            parts.append(f"<text x='{x + 4:.1f}' y='{y + row_h - 6}' class='v'>{total:,.0f}</text>")
+            parts.append(f"<text x='{x + 4:.1f}' y='{y + row_h - 6}' class='v'>{_num(total, unit)}</text>")
         y += row_h * per_row + 8
     legend_x = label_w
     for name in series:
@@ -326,6 +328,10 @@ def _bar_chart(title: str, rows: list[tuple[str, list[tuple[str, float]]]], *, g
         legend_x += 14 + 8 * len(name) + 24
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _num(value: float, unit: str) -> str:
+    return f"{value:.1f}{unit}" if unit else f"{value:,.0f}"
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -404,7 +410,9 @@ def render_html(card: Mapping[str, Any]) -> str:
         dup_rows = [
             (name, [("duplicates", c["duplicate_rate"] * 100)]) for name, c in cats.items() if c["in"]
         ]
-        sections.append(_bar_chart("Duplicate rate per category (% of candidates)", dup_rows))
+        sections.append(
+            _bar_chart("Duplicate rate per category (of documents reaching dedup)", dup_rows, unit="%")
+        )
     reason_rows = sorted(card["reasons"].items(), key=lambda kv: -kv[1])[:25]
     sections.append(_bar_chart("Reasons (top 25)", [(r, [("bar", n)]) for r, n in reason_rows]))
     sections.append(

@@ -114,16 +114,21 @@ def _runs(sorted_values: np.ndarray) -> Iterable[tuple[int, int]]:
 
 
 def _partitioned(
-    columns: list[np.ndarray], keys: list[np.ndarray], passes: int, select: Callable[[np.ndarray], np.ndarray]
+    columns: list[np.ndarray], shards: list[int], passes: int, select: Callable[[np.ndarray], np.ndarray]
 ) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-    """``(values, doc keys)`` sorted by value, one hash-range pass at a time (bounded memory)."""
+    """``(values, doc keys)`` sorted by value, one hash-range pass at a time (bounded memory).
+
+    ``columns[i]`` holds one value per row of shard ``shards[i]`` (memory-mapped: only the selected
+    values of a pass are read into memory, with their document keys made on the fly).
+    """
     for p in range(passes):
         vals, ks = [], []
-        for column, key in zip(columns, keys, strict=True):
+        for column, shard in zip(columns, shards, strict=True):
             column = np.asarray(column)
             mask = select(column) if passes == 1 else (select(column) & ((column % passes) == p))
-            vals.append(column[mask])
-            ks.append(key[mask])
+            rows = np.flatnonzero(mask).astype(np.uint64)
+            vals.append(column[rows])
+            ks.append(rows | (np.uint64(shard) << np.uint64(32)))
         values = np.concatenate(vals) if vals else np.empty(0, dtype=np.uint64)
         doc_keys = np.concatenate(ks) if ks else np.empty(0, dtype=np.uint64)
         order = np.argsort(values, kind="stable")  # equal values keep document order
@@ -133,7 +138,7 @@ def _partitioned(
 def bucket_edges(
     *,
     band_columns: Callable[[int], list[np.ndarray]],
-    doc_keys: list[np.ndarray],
+    shards: list[int],
     digests: list[np.ndarray],
     id_hashes: list[np.ndarray],
     bands: Iterable[int],
@@ -149,7 +154,7 @@ def bucket_edges(
     Returns ``(edges uint64[m, 2], jaccards float32[m], id_groups, stats)``; ``id_groups`` are arrays
     of document keys sharing a record-id hash (this group's share of them).
     """
-    total = sum(k.size for k in doc_keys)
+    total = sum(d.shape[0] for d in digests)
     passes = max(1, -(-total // max_index_rows))
     uf = UnionFind()
     edges: list[tuple[int, int]] = []
@@ -159,7 +164,7 @@ def bucket_edges(
 
     # exact duplicates: this group owns digests with d0 % groups == group
     first_halves = [np.asarray(d[:, 0]) for d in digests]
-    for values, keys in _partitioned(first_halves, doc_keys, passes, lambda c: (c % groups) == group):
+    for values, keys in _partitioned(first_halves, shards, passes, lambda c: (c % groups) == group):
         for start, stop in _runs(values):
             members = keys[start:stop].tolist()
             by_digest: dict[tuple[int, int], int] = {}
@@ -175,7 +180,7 @@ def bucket_edges(
 
     if shingles is not None:
         for band in bands:
-            for values, keys in _partitioned(band_columns(band), doc_keys, passes, lambda c: c == c):
+            for values, keys in _partitioned(band_columns(band), shards, passes, lambda c: c == c):
                 for start, stop in _runs(values):
                     stats.buckets += 1
                     _verify_bucket(
@@ -191,9 +196,7 @@ def bucket_edges(
                     )
 
     id_groups: list[np.ndarray] = []
-    for values, keys in _partitioned(
-        [np.asarray(h) for h in id_hashes], doc_keys, passes, lambda c: (c % groups) == group
-    ):
+    for values, keys in _partitioned(list(id_hashes), shards, passes, lambda c: (c % groups) == group):
         id_groups.extend(keys[start:stop].copy() for start, stop in _runs(values))
 
     edge_array = np.array(edges, dtype=np.uint64).reshape(-1, 2)

@@ -396,15 +396,11 @@ def bucket_group(work_dir: str | os.PathLike, group: int) -> dict[str, Any]:
     nd = config.near_dedup
     shard_dirs = [work / "signed" / shard_name(s.index) for s in plan.shards]
     bands = [load_array(d / "bands.npy") for d in shard_dirs]
-    doc_keys = [
-        (np.uint64(s.index) << np.uint64(32)) | np.arange(len(load_array(d / "tokens.npy")), dtype=np.uint64)
-        for s, d in zip(plan.shards, shard_dirs, strict=True)
-    ]
     store = DocStore(work / "signed")
     try:
         edges, sims, id_groups, stats = bucket_edges(
             band_columns=lambda b: [keys[b] for keys in bands],
-            doc_keys=doc_keys,
+            shards=[s.index for s in plan.shards],
             digests=[load_array(d / "digests.npy") for d in shard_dirs],
             id_hashes=[load_array(d / "id_hashes.npy") for d in shard_dirs],
             bands=[b for b in range(nd.bands) if b % plan.band_groups == group],
