@@ -281,41 +281,63 @@ def generate(out: Path, docs: int, files: int, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------ measuring
-class PeakRss:
-    """Peak resident memory of a process tree, sampled every 0.1 s."""
+class TreeMonitor:
+    """Peak resident memory and CPU time of a process tree, sampled every 0.1 s.
+
+    CPU time is the sum over every process seen of its last sampled user + system time, so it includes
+    workers a pool forks from a server process (which ``getrusage(RUSAGE_CHILDREN)`` misses); at most the
+    last 0.1 s of a process that exits between samples is lost.
+    """
 
     def __init__(self, pid: int) -> None:
         self.peak = 0
+        self.cpu: dict[int, float] = {}
         self._proc = psutil.Process(pid)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
+    def _sample(self) -> None:
+        try:
+            procs = [self._proc, *self._proc.children(recursive=True)]
+        except psutil.Error:
+            return
+        total = 0
+        for proc in procs:
             try:
-                procs = [self._proc, *self._proc.children(recursive=True)]
-                total = sum(p.memory_info().rss for p in procs if p.is_running())
+                with proc.oneshot():
+                    total += proc.memory_info().rss
+                    times = proc.cpu_times()
+                    self.cpu[proc.pid] = times.user + times.system
             except psutil.Error:
                 continue
-            self.peak = max(self.peak, total)
+        self.peak = max(self.peak, total)
 
-    def stop(self) -> float:
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._sample()
+
+    def stop(self) -> tuple[float, float]:
+        """``(peak RSS MB, CPU seconds)``."""
         self._stop.set()
         self._thread.join()
-        return self.peak / 2**20
+        return self.peak / 2**20, sum(self.cpu.values())
 
 
-def run_timed(args: list[str], env: dict | None = None) -> tuple[float, float, str]:
+def run_timed(args: list[str], env: dict | None = None) -> tuple[float, float, float, str]:
+    """``(wall s, CPU s of the whole process tree, peak tree RSS MB, stdout)`` of one command.
+
+    Docs per CPU-second compares tools fairly on a machine that other jobs are also using.
+    """
     start = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    rss = PeakRss(proc.pid)
+    monitor = TreeMonitor(proc.pid)
     out, err = proc.communicate()
     wall = time.perf_counter() - start
-    peak = rss.stop()
+    peak, cpu = monitor.stop()
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(args)}\n{err[-3000:]}")
-    return wall, peak, out
+    return wall, cpu, peak, out
 
 
 DEDUP_ONLY = [
@@ -361,8 +383,8 @@ def run_medgo(corpus: Path, out: Path, workers: int, *, dedup_only: bool, eval_d
     if eval_dir is not None:
         args += ["--eval-data", str(eval_dir)]
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", "TQDM_DISABLE": "1"}
-    wall, peak, stdout = run_timed(args, env)
-    return {"wall_s": wall, "peak_rss_mb": peak, "summary": json.loads(stdout)}
+    wall, cpu, peak, stdout = run_timed(args, env)
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak, "summary": json.loads(stdout)}
 
 
 def medgo_clusters(out: Path) -> dict[str, str]:
@@ -434,7 +456,7 @@ def run_datatrove(corpus: Path, work: Path, workers: int, files: int) -> dict:
         str(ROWS),
     ]
     env = {**os.environ, "TQDM_DISABLE": "1", "LOGURU_LEVEL": "WARNING"}
-    wall, peak, _ = run_timed(args, env)
+    wall, cpu, peak, _ = run_timed(args, env)
     clusters: dict[int, list[str]] = defaultdict(list)
     kept: set[str] = set()
     for folder in ("kept", "removed"):
@@ -446,7 +468,13 @@ def run_datatrove(corpus: Path, work: Path, workers: int, files: int) -> dict:
                     kept.add(doc["id"])
                 if cid is not None and cid >= 0:
                     clusters[cid].append(doc["id"])
-    return {"wall_s": wall, "peak_rss_mb": peak, "clusters": list(clusters.values()), "kept": kept}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "peak_rss_mb": peak,
+        "clusters": list(clusters.values()),
+        "kept": kept,
+    }
 
 
 # ----------------------------------------------------------------------------------------- scoring
@@ -550,6 +578,11 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def load() -> str:
+    """The 1-, 5- and 15-minute load averages."""
+    return uptime().split("load average:")[-1].strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -598,13 +631,15 @@ def main(argv: list[str] | None = None) -> int:
             r = runs[f"{kind}_{workers}"]
             print(
                 f"medgo {kind:7s} {workers} worker(s): {r['wall_s']:.1f} s, {docs / r['wall_s']:.0f} docs/s, "
-                f"peak RSS {r['peak_rss_mb']:.0f} MB",
+                f"{r['cpu_s']:.0f} CPU s ({docs / r['cpu_s']:.0f} docs/CPU-s), peak RSS {r['peak_rss_mb']:.0f} MB "
+                f"[load {load()}]",
                 flush=True,
             )
     dt = run_datatrove(corpus, work / "datatrove", args.datatrove_workers, args.files)
     print(
         f"datatrove dedup {args.datatrove_workers} worker(s): {dt['wall_s']:.1f} s, {docs / dt['wall_s']:.0f} docs/s, "
-        f"peak RSS {dt['peak_rss_mb']:.0f} MB",
+        f"{dt['cpu_s']:.0f} CPU s ({docs / dt['cpu_s']:.0f} docs/CPU-s), peak RSS {dt['peak_rss_mb']:.0f} MB "
+        f"[load {load()}]",
         flush=True,
     )
 
@@ -655,6 +690,7 @@ def main(argv: list[str] | None = None) -> int:
         "docs": docs,
         "corpus_mb": round(planted["bytes"] / 2**20, 1),
         "speedup_vs_datatrove": round(dedup_rate[args.datatrove_workers] / (docs / dt["wall_s"]), 2),
+        "speedup_vs_datatrove_cpu": round(dt["cpu_s"] / runs[f"dedup_{args.datatrove_workers}"]["cpu_s"], 2),
         "dedup_precision": s_ours["precision"],
         "dedup_recall": s_ours["recall"],
         "dedup_recall_0.7_0.8": band_recall(planted, ours, 0.7, 0.8),
@@ -670,11 +706,15 @@ def main(argv: list[str] | None = None) -> int:
         "prepare_docs_per_s": round(prepare_rate[1], 1),
         "prepare_docs_per_s_2_workers": round(prepare_rate[2], 1),
         "scaling_2_workers": round(prepare_rate[2] / prepare_rate[1], 2),
+        "prepare_cpu_s_1_and_2_workers": [
+            round(runs["prepare_1"]["cpu_s"], 1),
+            round(runs["prepare_2"]["cpu_s"], 1),
+        ],
         "dedup_scaling_2_workers": round(dedup_rate[2] / dedup_rate[1], 2),
         "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs.values()), 1),
         "datatrove_peak_rss_mb": round(dt["peak_rss_mb"], 1),
         "minhash_signatures_per_s": speeds,
-        "load_after": uptime().split("load average:")[-1].strip(),
+        "load_after": load(),
     }
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
