@@ -35,7 +35,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -562,10 +562,87 @@ def _filter_digest(work: Path, plan: CorpusPlan, shard: int, clusters: dict[str,
     )
 
 
+@dataclass
+class _ShardFilter:
+    """Phase 5's per-document routing: decided duplicates out, overlaps out, survivors scrubbed and resampled."""
+
+    config: PrepareConfig
+    ledger: Ledger
+    clean: JsonlWriter
+    rates: dict[str, float]
+    pii: Counter = field(default_factory=Counter)
+    overlaps: Counter = field(default_factory=Counter)
+    tokens_out: Counter = field(default_factory=Counter)
+    records_out: int = 0
+
+    def drop_decided(self, doc: dict[str, Any], decision: dict[str, Any]) -> None:
+        """A document the cluster step removed: a duplicate (with its survivor) or a second claim to an id."""
+        category = doc["category"]
+        if decision["outcome"] == "duplicate_id":
+            preview = raw_preview(json.dumps({"id": doc["id"], "text": doc["text"]}, ensure_ascii=False))
+            self.ledger.quarantined(
+                Quarantined(doc["source_file"], doc["line"], "duplicate_id", preview), category
+            )
+            return
+        entry = _dropped_entry(doc, "dedup")
+        if decision["outcome"] == "near_duplicate" and decision.get("jaccard") is not None:
+            entry["jaccard"] = decision["jaccard"]
+        reason = "duplicate" if decision["outcome"] == "duplicate" else "near_duplicate"
+        self.ledger.duplicate(decision["survivor"], entry, category, reason=reason)
+
+    def route_survivor(self, doc: dict[str, Any], eval_tasks: list[str]) -> None:
+        category = doc["category"]
+        if eval_tasks:
+            self.overlaps.update(eval_tasks)
+            entry = {**_dropped_entry(doc, "decontaminate"), "eval_tasks": eval_tasks}
+            self.ledger.filtered(f"eval_overlap:{eval_tasks[0]}", entry, category)
+            return
+        n_copies = copies(doc["id"], self.rates.get(category, 1.0), self.config.mixture.seed)
+        if n_copies == 0:
+            self.ledger.filtered("mixture_downsampled", _dropped_entry(doc, "mixture"), category)
+            return
+        record = self._clean_record(doc)
+        self.clean.write(record)
+        for copy in range(2, n_copies + 1):
+            repeat_meta = {**record["meta"], "repeat_of": doc["id"]}
+            self.clean.write({**record, "id": f"{doc['id']}#{copy}", "meta": repeat_meta})
+        self.records_out += n_copies
+        self.tokens_out[category] += n_copies * estimate_tokens(record["text"])
+        self.ledger.kept(category)
+
+    def _clean_record(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The corpus record of a survivor: identifiers masked in text and meta, provenance in meta."""
+        from medgo.data.pii import scrub_pii, scrub_pii_values
+
+        text, meta = doc["text"], doc["meta"]
+        found: Counter = Counter()
+        if self.config.scrub_pii:
+            prefixes = record_number_prefixes(self.config)
+            text, found = scrub_pii(text, record_number_prefixes=prefixes)
+            meta, found_meta = scrub_pii_values(meta, record_number_prefixes=prefixes)
+            found.update(found_meta)
+            self.pii.update(found)
+        meta = {
+            **meta,
+            "pii": dict(sorted(found.items())),
+            "source_file": doc["source_file"],
+            "line": doc["line"],
+        }
+        if doc["encoding"] != "utf-8":
+            meta["source_encoding"] = doc["encoding"]
+        if doc["category_from"] != "record":
+            meta["category_from"] = doc["category_from"]
+        return {
+            "id": doc["id"],
+            "text": text,
+            "category": doc["category"],
+            "source": doc["source"],
+            "meta": meta,
+        }
+
+
 def filter_shard(work_dir: str | os.PathLike, shard: int) -> dict[str, Any]:
     """Phase 5 for one shard: decide every candidate, scrub and resample the survivors, write outputs."""
-    from medgo.data.pii import scrub_pii, scrub_pii_values
-
     work = Path(work_dir)
     plan = read_plan(work)
     clusters = read_summary(work / "clusters")
@@ -578,23 +655,13 @@ def filter_shard(work_dir: str | os.PathLike, shard: int) -> dict[str, Any]:
     if (done := unit_done(unit_dir, inputs_digest)) is not None:
         return {**done, "resumed": True}
     config = _config(plan)
-    decisions = {}
     with open(work / "clusters" / f"{shard_name(shard)}.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            entry = json.loads(line)
-            decisions[entry["row"]] = entry
+        decisions = {entry["row"]: entry for entry in map(json.loads, fh)}
     index = None
     if (work / EVAL_INDEX).is_file():
         from medgo.data.decontam import EvalIndex
 
         index = EvalIndex.load(work / EVAL_INDEX)
-    prefixes = record_number_prefixes(config)
-    rates = clusters["mixture_rates"]
-    seed = config.mixture.seed
-    pii: Counter = Counter()
-    overlaps: Counter = Counter()
-    tokens_out: Counter = Counter()
-    records_out = 0
     with unit_output(unit_dir) as tmp:
         shutil.copyfile(signed_dir / "quarantine.jsonl", tmp / "quarantine.jsonl")
         shutil.copyfile(signed_dir / "dropped.jsonl", tmp / "dropped.jsonl")
@@ -608,87 +675,28 @@ def filter_shard(work_dir: str | os.PathLike, shard: int) -> dict[str, Any]:
                 Tally.from_dict(signed["total"]),
                 {name: Tally.from_dict(t) for name, t in signed["slices"].items()},
             )
+            run = _ShardFilter(config, ledger, clean, clusters["mixture_rates"])
             for batch in _batches(_read_docs(signed_dir / "docs.jsonl"), _FILTER_BATCH):
                 survivors = []
                 for row, doc in batch:
-                    decision = decisions.get(row)
-                    category = doc["category"]
-                    if decision is None:
-                        survivors.append(doc)
-                    elif decision["outcome"] == "duplicate_id":
-                        preview = raw_preview(
-                            json.dumps({"id": doc["id"], "text": doc["text"]}, ensure_ascii=False)
-                        )
-                        item = Quarantined(doc["source_file"], doc["line"], "duplicate_id", preview)
-                        ledger.quarantined(item, category)
+                    if row in decisions:
+                        run.drop_decided(doc, decisions[row])
                     else:
-                        entry = _dropped_entry(doc, "dedup")
-                        if decision.get("jaccard") is not None and decision["outcome"] == "near_duplicate":
-                            entry["jaccard"] = decision["jaccard"]
-                        reason = "duplicate" if decision["outcome"] == "duplicate" else "near_duplicate"
-                        ledger.duplicate(decision["survivor"], entry, category, reason=reason)
-                hits = (
-                    index.hits_many([d["text"] for d in survivors])
-                    if index is not None
-                    else [[]] * len(survivors)
-                )
+                        survivors.append(doc)
+                texts = [d["text"] for d in survivors]
+                hits = index.hits_many(texts) if index is not None else [[] for _ in survivors]
                 for doc, tasks in zip(survivors, hits, strict=True):
-                    category = doc["category"]
-                    if tasks:
-                        overlaps.update(tasks)
-                        entry = {**_dropped_entry(doc, "decontaminate"), "eval_tasks": tasks}
-                        ledger.filtered(f"eval_overlap:{tasks[0]}", entry, category)
-                        continue
-                    n_copies = copies(doc["id"], rates.get(category, 1.0), seed)
-                    if n_copies == 0:
-                        ledger.filtered("mixture_downsampled", _dropped_entry(doc, "mixture"), category)
-                        continue
-                    text, meta = doc["text"], doc["meta"]
-                    found: Counter = Counter()
-                    if config.scrub_pii:
-                        text, found = scrub_pii(text, record_number_prefixes=prefixes)
-                        meta, found_meta = scrub_pii_values(meta, record_number_prefixes=prefixes)
-                        found.update(found_meta)
-                        pii.update(found)
-                    meta = {
-                        **meta,
-                        "pii": dict(sorted(found.items())),
-                        "source_file": doc["source_file"],
-                        "line": doc["line"],
-                    }
-                    if doc["encoding"] != "utf-8":
-                        meta["source_encoding"] = doc["encoding"]
-                    if doc["category_from"] != "record":
-                        meta["category_from"] = doc["category_from"]
-                    record = {
-                        "id": doc["id"],
-                        "text": text,
-                        "category": category,
-                        "source": doc["source"],
-                        "meta": meta,
-                    }
-                    clean.write(record)
-                    for copy in range(1, n_copies):
-                        clean.write(
-                            {
-                                **record,
-                                "id": f"{doc['id']}#{copy + 1}",
-                                "meta": {**meta, "repeat_of": doc["id"]},
-                            }
-                        )
-                    records_out += n_copies
-                    tokens_out[category] += n_copies * estimate_tokens(text)
-                    ledger.kept(category)
+                    run.route_survivor(doc, tasks)
             ledger.check()
         summary = {
             "inputs_digest": inputs_digest,
             "shard": shard,
             "total": ledger.total.to_dict(),
             "slices": {name: t.to_dict() for name, t in ledger.slices.items()},
-            "pii": dict(sorted(pii.items())),
-            "eval_overlaps": dict(sorted(overlaps.items())),
-            "tokens_out": dict(tokens_out),
-            "records_out": records_out,
+            "pii": dict(sorted(run.pii.items())),
+            "eval_overlaps": dict(sorted(run.overlaps.items())),
+            "tokens_out": dict(run.tokens_out),
+            "records_out": run.records_out,
             "stream_failures": signed["stream_failures"],
             "encodings": signed["encodings"],
         }

@@ -255,7 +255,7 @@ def _decompressed_chunks(stream: BinaryIO, fmt: str) -> Iterator[bytes]:
     runs out before that is a truncated file, which a plain ``read()`` would hide.
     """
     if fmt == "jsonl":
-        while chunk := stream.read(_READ_CHUNK):
+        while chunk := _read(stream):
             yield chunk
         return
     kind = "gzip" if fmt == "jsonl.gz" else "zstd"
@@ -268,7 +268,7 @@ def _decompressed_chunks(stream: BinaryIO, fmt: str) -> Iterator[bytes]:
     decompressor = new()
     fed = False
     while True:
-        chunk = stream.read(_READ_CHUNK)
+        chunk = _read(stream)
         if not chunk:
             break
         while chunk:
@@ -286,6 +286,17 @@ def _decompressed_chunks(stream: BinaryIO, fmt: str) -> Iterator[bytes]:
                 chunk = b""
     if fed and not decompressor.eof:
         raise _StreamBroken(f"truncated_{kind}")
+
+
+def _read(stream: BinaryIO) -> bytes:
+    """The next chunk of ``stream``; a read that fails midway (disk, network, S3) breaks the stream."""
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return stream.read(_READ_CHUNK)
+    except (OSError, BotoCoreError) as exc:
+        log.warning("read failed mid-stream", extra=fields(error=type(exc).__name__))
+        raise _StreamBroken("unreadable_stream") from None
 
 
 class _Bytes:
@@ -346,7 +357,11 @@ def iter_part(part: FilePart, *, encoding: EncodingGuess | None = None) -> Itera
         if encoding is None:
             encoding = detect_encoding(data.head(), complete=data.exhausted)
         if encoding.codec is None:
-            lines = sum(chunk.count(b"\n") for chunk in data) or 1
+            lines, last = 0, b"\n"
+            for chunk in data:
+                lines += chunk.count(b"\n")
+                last = chunk[-1:] or last
+            lines += last != b"\n"
             log.warning(
                 "file quarantined whole: its encoding cannot be decided",
                 extra=fields(source=file.relpath, reason=encoding.reason, lines=lines),
