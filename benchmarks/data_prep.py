@@ -102,7 +102,7 @@ def _char_pool() -> list[str]:
 
     t2s = opencc.OpenCC("t2s")
     seen = set()
-    for path in sorted((REPO / "samples").rglob("*.json*")):
+    for path in sorted(p for p in (REPO / "samples").rglob("*") if p.suffix in (".json", ".jsonl")):
         seen.update(c for c in path.read_text(encoding="utf-8", errors="ignore") if "\u4e00" <= c <= "\u9fa5")
     chars = sorted(seen)
     return [c for c in chars if t2s.convert(c) == c and unicodedata.normalize("NFKC", c) == c]
@@ -632,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"medgo {kind:7s} {workers} worker(s): {r['wall_s']:.1f} s, {docs / r['wall_s']:.0f} docs/s, "
                 f"{r['cpu_s']:.0f} CPU s ({docs / r['cpu_s']:.0f} docs/CPU-s), peak RSS {r['peak_rss_mb']:.0f} MB "
-                f"[load {load()}]",
+                f"[load {load()}]; phases (s): {r['summary'].get('seconds')}",
                 flush=True,
             )
     dt = run_datatrove(corpus, work / "datatrove", args.datatrove_workers, args.files)

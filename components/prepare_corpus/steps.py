@@ -59,7 +59,8 @@ def plan_corpus(
         max_quarantine_share=max_quarantine_share,
         allow_partial=allow_partial,
     )
-    result = plan(corpus_uri, run_work_dir(work_root, run_id), config, groups=shard_groups)
+    work = run_work_dir(work_root, run_id)
+    result = plan(corpus_uri, work, config, groups=shard_groups, min_shards=2 * shard_groups)
     return list(range(result.groups))
 
 

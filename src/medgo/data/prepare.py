@@ -33,6 +33,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -86,6 +87,9 @@ WORK_SUFFIX = ".work"
 EVAL_INDEX = "eval_index.npz"
 _SIGN_BATCH = 2048
 _FILTER_BATCH = 512
+_MIN_SHARD_BYTES = 1 << 20
+#: Local runs cut the input into at least this many shards per worker, to balance the pool.
+SHARDS_PER_WORKER = 4
 
 #: Which configuration fields each phase's results depend on (a change redoes that phase only).
 _PHASE_FIELDS = {
@@ -147,18 +151,23 @@ def plan_corpus(
     *,
     groups: int = 1,
     band_groups: int | None = None,
+    min_shards: int = 1,
 ) -> CorpusPlan:
     """List the input, cut it into shards, write ``plan.json`` (and the evaluation index) to ``work_dir``.
 
     ``groups`` is how many tasks share the shards (shard ``i`` belongs to group ``i % groups``);
-    ``band_groups`` how many share the LSH bands (default: ``groups``). Debris of a killed earlier
-    run in ``work_dir`` is removed; its finished units are kept for reuse.
+    ``band_groups`` how many share the LSH bands (default: ``groups``). Shards are at most
+    ``shard_size_mb`` and small enough that there are about ``min_shards`` of them, so parallel
+    workers finish together. Debris of a killed earlier run in ``work_dir`` is removed; its finished
+    units are kept for reuse.
     """
     work = Path(work_dir)
     remove_debris(work)
     work.mkdir(parents=True, exist_ok=True)
     listing = list_inputs(input_uri, what="corpus")
-    shards = cut_into_shards(listing, int(config.shard_size_mb * 2**20))
+    total = sum(f.size for f in listing.files)
+    shard_bytes = min(int(config.shard_size_mb * 2**20), max(_MIN_SHARD_BYTES, total // max(1, min_shards)))
+    shards = cut_into_shards(listing, shard_bytes)
     band_groups = max(1, min(band_groups or groups, config.near_dedup.bands))
     plan = CorpusPlan(
         str(input_uri),
@@ -906,20 +915,41 @@ def prepare_corpus(
     else:
         work = temporary / "work" if temporary else default_work_dir(output_dir)
     check_output_outside_inputs(work, [input_uri])
+    seconds: dict[str, float] = {}
+
+    def timed(step: str, fn, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            seconds[step] = round(time.perf_counter() - start, 2)
+
     try:
         _prepare_output(staging, work)
-        plan = plan_corpus(input_uri, work, config, groups=1, band_groups=workers)
+        plan = timed(
+            "plan",
+            plan_corpus,
+            input_uri,
+            work,
+            config,
+            groups=1,
+            band_groups=workers,
+            min_shards=workers * SHARDS_PER_WORKER if workers > 1 else 1,
+        )
         shards = [(str(work), s.index) for s in plan.shards]
-        signed = run_units(clean_and_sign_shard, shards, workers, "clean+sign")
-        run_units(bucket_group, [(str(work), g) for g in range(plan.band_groups)], workers, "lsh buckets")
-        global_clusters(work)
-        run_units(filter_shard, shards, workers, "filter")
+        signed = timed("clean_and_sign", run_units, clean_and_sign_shard, shards, workers, "clean+sign")
+        groups = [(str(work), g) for g in range(plan.band_groups)]
+        timed("lsh_buckets", run_units, bucket_group, groups, workers, "lsh buckets")
+        timed("global_clusters", global_clusters, work)
+        timed("filter", run_units, filter_shard, shards, workers, "filter")
         try:
-            summary = finalize_corpus(work, staging, remove_work=not config.keep_work and work_dir is None)
+            remove = not config.keep_work and work_dir is None
+            summary = timed("finalize", finalize_corpus, work, staging, remove_work=remove)
         finally:
             if s3_output:
                 publish(staging, str(output_dir))
         summary["resumed_shards"] = sum(1 for s in signed if s.get("resumed"))
+        summary["seconds"] = seconds
         if summary["kept"] == 0:
             log.warning("no records survived preparation", extra=fields(records_in=summary["in"]))
         return summary
