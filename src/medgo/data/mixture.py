@@ -91,11 +91,14 @@ class Categorizer:
         return None, "uncategorized"
 
 
-def estimate_tokens(text: str) -> int:
-    """Estimated tokens: one per CJK character, one per four other non-whitespace characters."""
+def estimate_tokens(text: str, counts: Mapping[str, int] | None = None) -> int:
+    """Estimated tokens: one per CJK character, one per four other non-whitespace characters.
+
+    ``counts`` are the text's :func:`~medgo.data.quality.char_classes` when the caller has them.
+    """
     from medgo.data.quality import char_classes
 
-    counts = char_classes(text)
+    counts = char_classes(text) if counts is None else counts
     cjk = counts["cjk"]
     return cjk + math.ceil((len(text) - cjk - counts["space"]) / 4)
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from medgo.config import PrepareConfig
 from medgo.data.accounting import Ledger, Tally, fail_or_accept, step_problems
@@ -50,7 +51,7 @@ from medgo.data.io import JsonlWriter, Quarantined, Record
 from medgo.data.minhash import band_keys, comparison_text, jaccard, key_hash, signatures, text_digest
 from medgo.data.mixture import Categorizer, copies, estimate_tokens, mixture_rates
 from medgo.data.normalize import TextNormalizer
-from medgo.data.quality import quality_filter
+from medgo.data.quality import char_classes, quality_filter
 from medgo.data.readers import file_encoding, is_stream_failure, iter_part, raw_preview
 from medgo.data.shards import (
     PLAN_NAME,
@@ -69,6 +70,7 @@ from medgo.data.shards import (
     split_key,
     unit_done,
     unit_output,
+    worker_pool,
     write_summary,
 )
 from medgo.data.sources import check_output_outside_inputs, list_inputs
@@ -261,14 +263,14 @@ class _SignedWriter:
         self._pending: list[str] = []
         self._index = {name: i for i, name in enumerate(config.categories)}
 
-    def add(self, doc: dict[str, Any]) -> None:
-        line = (json.dumps(doc, ensure_ascii=False) + "\n").encode("utf-8")
+    def add(self, doc: dict[str, Any], tokens: int) -> None:
+        line = orjson.dumps(doc) + b"\n"
         self.docs.write(line)
         self.offsets.append(self.offsets[-1] + len(line))
         self.digests.append(text_digest(doc["text"]))
         self.id_hashes.append(key_hash(doc["id"]))
         self.categories.append(self._index[doc["category"]])
-        self.tokens.append(estimate_tokens(doc["text"]))
+        self.tokens.append(tokens)
         self._pending.append(comparison_text(doc["text"]))
         if len(self._pending) >= _SIGN_BATCH:
             self._sign()
@@ -348,11 +350,12 @@ def clean_and_sign_shard(work_dir: str | os.PathLike, shard: int) -> dict[str, A
                         "encoding": item.encoding,
                         "category_from": candidate.how,
                     }
-                    failed = quality_filter(text, rules[candidate.category])
+                    counts = char_classes(text)
+                    failed = quality_filter(text, rules[candidate.category], counts)
                     if failed:
                         ledger.filtered(failed, _dropped_entry(doc, "filter"), candidate.category)
                         continue
-                    signed.add(doc)
+                    signed.add(doc, estimate_tokens(text, counts))
             candidates = signed.close()
         summary = {
             "inputs_digest": inputs_digest,
@@ -599,7 +602,8 @@ class _ShardFilter:
         reason = "duplicate" if decision["outcome"] == "duplicate" else "near_duplicate"
         self.ledger.duplicate(decision["survivor"], entry, category, reason=reason)
 
-    def route_survivor(self, doc: dict[str, Any], eval_tasks: list[str]) -> None:
+    def route_survivor(self, doc: dict[str, Any], eval_tasks: list[str], tokens: int) -> None:
+        """``tokens``: the document's estimate from phase 2 (before identifiers were masked)."""
         category = doc["category"]
         if eval_tasks:
             self.overlaps.update(eval_tasks)
@@ -616,7 +620,7 @@ class _ShardFilter:
             repeat_meta = {**record["meta"], "repeat_of": doc["id"]}
             self.clean.write({**record, "id": f"{doc['id']}#{copy}", "meta": repeat_meta})
         self.records_out += n_copies
-        self.tokens_out[category] += n_copies * estimate_tokens(record["text"])
+        self.tokens_out[category] += n_copies * tokens
         self.ledger.kept(category)
 
     def _clean_record(self, doc: dict[str, Any]) -> dict[str, Any]:
@@ -671,6 +675,7 @@ def filter_shard(work_dir: str | os.PathLike, shard: int) -> dict[str, Any]:
         from medgo.data.decontam import EvalIndex
 
         index = EvalIndex.load(work / EVAL_INDEX)
+    tokens = np.load(signed_dir / "tokens.npy")
     with unit_output(unit_dir) as tmp:
         shutil.copyfile(signed_dir / "quarantine.jsonl", tmp / "quarantine.jsonl")
         shutil.copyfile(signed_dir / "dropped.jsonl", tmp / "dropped.jsonl")
@@ -691,11 +696,11 @@ def filter_shard(work_dir: str | os.PathLike, shard: int) -> dict[str, Any]:
                     if row in decisions:
                         run.drop_decided(doc, decisions[row])
                     else:
-                        survivors.append(doc)
-                texts = [d["text"] for d in survivors]
+                        survivors.append((row, doc))
+                texts = [doc["text"] for _, doc in survivors]
                 hits = index.hits_many(texts) if index is not None else [[] for _ in survivors]
-                for doc, tasks in zip(survivors, hits, strict=True):
-                    run.route_survivor(doc, tasks)
+                for (row, doc), tasks in zip(survivors, hits, strict=True):
+                    run.route_survivor(doc, tasks, int(tokens[row]))
             ledger.check()
         summary = {
             "inputs_digest": inputs_digest,
@@ -726,9 +731,9 @@ class _Appender:
 
 
 def _read_docs(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:
         for row, line in enumerate(fh):
-            yield row, json.loads(line)
+            yield row, orjson.loads(line)
 
 
 def _batches(items: Iterable, size: int) -> Iterable[list]:
@@ -937,11 +942,14 @@ def prepare_corpus(
             min_shards=workers * SHARDS_PER_WORKER if workers > 1 else 1,
         )
         shards = [(str(work), s.index) for s in plan.shards]
-        signed = timed("clean_and_sign", run_units, clean_and_sign_shard, shards, workers, "clean+sign")
         groups = [(str(work), g) for g in range(plan.band_groups)]
-        timed("lsh_buckets", run_units, bucket_group, groups, workers, "lsh buckets")
-        timed("global_clusters", global_clusters, work)
-        timed("filter", run_units, filter_shard, shards, workers, "filter")
+        with worker_pool(min(workers, len(shards)) if len(shards) > 1 else 1) as pool:
+            signed = timed(
+                "clean_and_sign", run_units, clean_and_sign_shard, shards, workers, "clean+sign", pool
+            )
+            timed("lsh_buckets", run_units, bucket_group, groups, workers, "lsh buckets", pool)
+            timed("global_clusters", global_clusters, work)
+            timed("filter", run_units, filter_shard, shards, workers, "filter", pool)
         try:
             remove = not config.keep_work and work_dir is None
             summary = timed("finalize", finalize_corpus, work, staging, remove_work=remove)
