@@ -312,7 +312,7 @@ class _Bytes:
         """At least 64 KiB (or all) of the stream, up to 4 MiB while it is pure ASCII."""
         size = 0
         while not self.exhausted and (
-            size < _HEAD_BYTES or (size < _HEAD_MAX_BYTES and max(b"".join(self._buffer), default=0) < 0x80)
+            size < _HEAD_BYTES or (size < _HEAD_MAX_BYTES and all(c.isascii() for c in self._buffer))
         ):
             chunk = self._next()
             if chunk is None:
