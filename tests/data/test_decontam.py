@@ -35,19 +35,27 @@ def _eval_dir(tmp_path):
         json.dumps({"d1": {"1": "孩子昨天晚上开始拉肚子一天好几次"}}, ensure_ascii=False)
     )
     (root / "top.json").write_text(json.dumps({"q": "高血压患者日常需要注意哪些问题"}, ensure_ascii=False))
+    (root / "KUAKE-IR").mkdir()
+    (root / "KUAKE-IR" / "corpus.tsv").write_text("1\t慢性胃炎患者的饮食应当清淡易消化\n", encoding="utf-8")
+    (root / "CMExam").mkdir()
+    (root / "CMExam" / "test.csv").write_text(
+        'Question,Answer\n"男性，45岁，反复上腹痛三年，最可能的诊断是",A\n'
+    )
     return root
 
 
 def test_every_string_of_every_file_is_indexed_under_its_task(tmp_path):
     root = _eval_dir(tmp_path)
     tasks = {task for task, _ in iter_eval_strings(root)}
-    assert tasks == {"CMeEE", "KUAKE-QIC", "IMCS", "top"}
+    assert tasks == {"CMeEE", "KUAKE-QIC", "IMCS", "top", "KUAKE-IR", "CMExam"}
     index = build_eval_index(root, 10)
     assert index.hits("病历：患者三天前无明显诱因出现发热，体温38度") == ["CMeEE"]
     assert index.hits("科普：糖尿病人能不能吃西瓜呢？") == ["KUAKE-QIC"]
     assert index.hits("孩 子 昨天晚上开始拉肚子") == ["IMCS"]  # whitespace does not hide an overlap
     assert index.hits("高血压患者日常需要注意哪些问题") == ["top"]
     assert index.hits("完全无关的训练文本，讲的是骨折的康复训练方法") == []
+    assert index.hits("慢性胃炎患者的饮食应当清淡易消化为主") == ["KUAKE-IR"]
+    assert index.hits("病例：男性，45岁，反复上腹痛三年") == ["CMExam"]
     assert (
         index.stats["CMeEE"]["strings"] == 3 and index.stats["CMeEE"]["indexed"] == 1
     )  # short labels skipped

@@ -1,7 +1,8 @@
 """Decontamination: training text that shares a character n-gram with an evaluation item is removed.
 
 The index is built from *every string value* of every JSON / JSONL file under the evaluation data
-directory, whatever its layout (CBLUE tasks, CMB, safety prompts, and any task added later), so a
+directory, whatever its layout (CBLUE tasks, CMB, safety prompts, and any task added later), and from
+every field of every line of its TSV / TXT / CSV files (KUAKE-IR's queries and passages, CMExam), so a
 new evaluation set is covered without code. A file belongs to the task named by its first folder
 under the root (``CMeEE/CMeEE_dev.json`` → ``CMeEE``), or by its name for files at the top.
 Strings are normalised like training text and compared as :func:`~medgo.data.minhash.comparison_text`
@@ -32,7 +33,7 @@ from medgo.storage import atomic_path, localize
 
 log = logging.getLogger(__name__)
 
-EVAL_SUFFIXES = (".json", ".jsonl")
+EVAL_SUFFIXES = (".json", ".jsonl", ".tsv", ".txt", ".csv")
 _BATCH = 2048
 
 
@@ -73,18 +74,33 @@ def iter_eval_strings(eval_dir: Path) -> Iterator[tuple[str, str]]:
     for path in files:
         task = _task_of(root, path)
         text = path.read_text(encoding="utf-8-sig", errors="replace")
-        try:
-            documents = [json.loads(text)]
-        except json.JSONDecodeError:
-            documents = []
-            for line in text.splitlines():
-                try:
-                    documents.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        for document in documents:
-            for string in _strings(document):
-                yield task, string
+        for string in _file_strings(path.name, text):
+            yield task, string
+
+
+def _file_strings(name: str, text: str) -> Iterator[str]:
+    if name.endswith(".csv"):
+        import csv
+        import io
+
+        for row in csv.reader(io.StringIO(text)):
+            yield from row
+        return
+    if name.endswith((".tsv", ".txt")):
+        for line in text.splitlines():
+            yield from line.split("\t")
+        return
+    try:
+        documents = [json.loads(text)]
+    except json.JSONDecodeError:
+        documents = []
+        for line in text.splitlines():
+            try:
+                documents.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    for document in documents:
+        yield from _strings(document)
 
 
 @dataclass
