@@ -188,7 +188,7 @@ class TestLoading:
     @pytest.mark.parametrize(
         ("tasks", "pattern"),
         [
-            (["CMeEE", "CMeIE"], "unknown evaluation task 'CMeIE'"),
+            (["CMeEE", "Text2DT"], "unknown evaluation task 'Text2DT'"),
             ([], "no tasks"),
             (["mcq", "mcq"], "twice"),
         ],
