@@ -181,6 +181,14 @@ class DecontaminationConfig(StageConfig):
         "indexed; local, PVC or s3://); null switches decontamination off",
     )
     ngram_chars: int = Field(13, ge=4, le=200, description="characters per n-gram compared")
+    min_item_chars: int = Field(
+        8,
+        ge=4,
+        le=200,
+        description="evaluation strings shorter than ngram_chars but at least this long (search queries, "
+        "short questions) are matched whole: a training text containing one is a hit; set it to "
+        "ngram_chars or more to match n-grams only",
+    )
     max_strings_per_ngram: int = Field(
         20,
         ge=1,

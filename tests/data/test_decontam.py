@@ -78,8 +78,20 @@ def test_an_eval_dir_without_files_is_an_input_error(tmp_path):
 
 
 def test_the_bundled_eval_sets_are_indexed(samples_dir):
-    index = build_eval_index(samples_dir / "eval", 13)
-    assert {"CMeEE", "CHIP-STS", "KUAKE-QIC", "mcq", "safety"} <= set(index.tasks)
+    """Every evaluation task folder the eval stage reads (CBLUE layouts, MCQ, safety) is in the index,
+    and an item's own text is found under its task."""
+    eval_dir = samples_dir / "eval"
+    index = build_eval_index(eval_dir, 13)
+    folders = {p.name for p in eval_dir.iterdir() if p.is_dir()}
+    assert {"CMeEE", "CMeIE", "CHIP-CDN", "IMCS-V2", "MedDG", "KUAKE-IR", "mcq", "safety"} <= folders
+    assert set(index.tasks) == folders
+    longest: dict[str, str] = {}
+    for task, string in iter_eval_strings(eval_dir):
+        if len(string) > len(longest.get(task, "")):
+            longest[task] = string
+    for task in folders:
+        assert index.stats[task]["indexed"] > 0, task
+        assert task in index.hits("无关的前言。" + longest[task]), task
 
 
 def test_phrases_many_eval_items_share_are_not_matched(tmp_path):
@@ -96,3 +108,23 @@ def test_phrases_many_eval_items_share_are_not_matched(tmp_path):
     assert build_eval_index(tmp_path / "eval", 10, max_strings_per_ngram=100).hits(
         "请根据以下病例回答问题"
     ) == ["QA"]
+
+
+def test_short_queries_are_matched_whole_and_labels_not_at_all(tmp_path):
+    root = tmp_path / "eval" / "KUAKE-QQR"
+    root.mkdir(parents=True)
+    pairs = [{"id": "s1", "query1": "小孩发烧怎么退烧快", "query2": "胃疼吃什么药", "label": "2"}]
+    (root / "KUAKE-QQR_dev.json").write_text(json.dumps(pairs, ensure_ascii=False))
+    index = build_eval_index(tmp_path / "eval", 13, min_item_chars=8)
+    assert index.whole_lengths == [9] and index.stats["KUAKE-QQR"] == {"strings": 4, "indexed": 1}
+    assert index.hits("网友提问：小孩 发烧怎么退烧快？医生回答：多喝水。") == ["KUAKE-QQR"]
+    assert index.hits("小孩发烧怎么退烧") == []  # part of the query is not the query
+    assert index.hits("胃疼吃什么药比较好") == []  # 6 characters: below min_item_chars
+    assert EvalIndex.load(_saved(index, tmp_path)).hits("小孩发烧怎么退烧快") == ["KUAKE-QQR"]
+    assert build_eval_index(tmp_path / "eval", 13, min_item_chars=13).hits("小孩发烧怎么退烧快") == []
+
+
+def _saved(index: EvalIndex, tmp_path) -> str:
+    path = tmp_path / "index.npz"
+    index.save(path)
+    return str(path)

@@ -6,8 +6,9 @@ every field of every line of its TSV / TXT / CSV files (KUAKE-IR's queries and p
 new evaluation set is covered without code. A file belongs to the task named by its first folder
 under the root (``CMeEE/CMeEE_dev.json`` → ``CMeEE``), or by its name for files at the top.
 Strings are normalised like training text and compared as :func:`~medgo.data.minhash.comparison_text`
-(no whitespace, lower case); strings shorter than ``n`` characters (labels such as ``"0"``,
-``"病情诊断"``) are not indexed.
+(no whitespace, lower case). A string shorter than ``n`` but at least ``min_item_chars`` long (a
+KUAKE search query, a short MCQ question) is indexed whole, and a training text that contains it is a
+hit; shorter ones (labels such as ``"0"``, ``"病情诊断"``) are not indexed.
 
 The index is a sorted array of n-gram hashes with a bit mask of the tasks each occurs in; it is saved
 as one ``.npz`` file so the parallel workers of a stage load it instead of rebuilding it.
@@ -112,6 +113,8 @@ class EvalIndex:
     hashes: np.ndarray  # uint64, sorted, unique
     masks: np.ndarray  # uint64[len(hashes), words]: bit t set when task t has the n-gram
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Lengths (< ngram_chars) of the short strings indexed whole; their hashes are in ``hashes`` too.
+    whole_lengths: list[int] = field(default_factory=list)
 
     def hits(self, text: str) -> list[str]:
         """The evaluation tasks ``text`` shares at least one n-gram with (sorted; empty when clean)."""
@@ -121,24 +124,38 @@ class EvalIndex:
         if not self.hashes.size:
             return [[] for _ in texts]
         prepared = [comparison_text(t) for t in texts]
-        hashes, offsets = batch_ngram_hashes(prepared, self.ngram_chars)
-        pos = np.searchsorted(self.hashes, hashes).clip(max=self.hashes.size - 1)
-        found = self.hashes[pos] == hashes
-        out: list[list[str]] = []
-        for i, text in enumerate(prepared):
-            lo, hi = int(offsets[i]), int(offsets[i + 1])
-            if len(text) < self.ngram_chars or not found[lo:hi].any():
-                out.append([])
+        masks: list[np.ndarray | None] = [None] * len(prepared)
+        for n in (self.ngram_chars, *self.whole_lengths):
+            hashes, offsets = batch_ngram_hashes(prepared, n)  # every text has at least one n-gram
+            pos = np.searchsorted(self.hashes, hashes).clip(max=self.hashes.size - 1)
+            found = self.hashes[pos] == hashes
+            if not found.any():
                 continue
-            mask = np.bitwise_or.reduce(self.masks[pos[lo:hi][found[lo:hi]]], axis=0)
-            out.append([task for t, task in enumerate(self.tasks) if int(mask[t // 64]) >> (t % 64) & 1])
-        return out
+            for i in np.flatnonzero(np.add.reduceat(found, offsets[:-1].astype(np.int64))):
+                lo, hi = int(offsets[i]), int(offsets[i + 1])
+                if len(prepared[i]) < n:  # its one padded n-gram is no real string
+                    continue
+                mask = np.bitwise_or.reduce(self.masks[pos[lo:hi][found[lo:hi]]], axis=0)
+                masks[i] = mask if masks[i] is None else masks[i] | mask
+        return [
+            []
+            if mask is None
+            else [task for t, task in enumerate(self.tasks) if int(mask[t // 64]) >> (t % 64) & 1]
+            for mask in masks
+        ]
 
     def summary(self) -> dict[str, Any]:
-        return {"ngram_chars": self.ngram_chars, "ngrams": int(self.hashes.size), "tasks": self.stats}
+        return {
+            "ngram_chars": self.ngram_chars,
+            "whole_item_lengths": self.whole_lengths,
+            "ngrams": int(self.hashes.size),
+            "tasks": self.stats,
+        }
 
     def save(self, path: str | os.PathLike) -> None:
-        meta = json.dumps({"n": self.ngram_chars, "tasks": self.tasks, "stats": self.stats})
+        meta = json.dumps(
+            {"n": self.ngram_chars, "tasks": self.tasks, "stats": self.stats, "whole": self.whole_lengths}
+        )
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, hashes=self.hashes, masks=self.masks, meta=np.array(meta))
 
@@ -146,13 +163,22 @@ class EvalIndex:
     def load(cls, path: str | os.PathLike) -> EvalIndex:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
-            return cls(meta["n"], meta["tasks"], data["hashes"], data["masks"], meta["stats"])
+            return cls(
+                meta["n"], meta["tasks"], data["hashes"], data["masks"], meta["stats"], meta.get("whole", [])
+            )
 
 
 def build_eval_index(
-    eval_uri: str | os.PathLike, ngram_chars: int, *, max_strings_per_ngram: int = 20
+    eval_uri: str | os.PathLike,
+    ngram_chars: int,
+    *,
+    max_strings_per_ngram: int = 20,
+    min_item_chars: int = 8,
 ) -> EvalIndex:
     """Index every string of every evaluation file under ``eval_uri`` (local, PVC or ``s3://``).
+
+    Strings of ``min_item_chars`` up to ``ngram_chars - 1`` characters are indexed whole (none when
+    ``min_item_chars >= ngram_chars``).
 
     An n-gram that more than ``max_strings_per_ngram`` different strings contain is left out: it is
     how the evaluation set phrases its items (``请问医生``, a prompt template), and matching it would
@@ -168,20 +194,23 @@ def build_eval_index(
     string_ids: list[np.ndarray] = []
     strings_seen = 0
 
-    def flush() -> None:
+    min_chars = min(min_item_chars, ngram_chars)
+    short: dict[int, list[tuple[int, str]]] = {}
+
+    def flush(items: list[tuple[int, str]] = batch, n: int = ngram_chars) -> None:
         nonlocal strings_seen
-        if not batch:
+        if not items:
             return
-        texts = [s for _, s in batch]
-        hashes, offsets = batch_ngram_hashes(texts, ngram_chars)
+        texts = [s for _, s in items]
+        hashes, offsets = batch_ngram_hashes(texts, n)
         counts = np.diff(offsets).astype(np.int64)
         pieces.append(hashes)
-        task_ids.append(np.repeat(np.array([t for t, _ in batch], dtype=np.int64), counts))
+        task_ids.append(np.repeat(np.array([t for t, _ in items], dtype=np.int64), counts))
         string_ids.append(
-            np.repeat(np.arange(strings_seen, strings_seen + len(batch), dtype=np.int64), counts)
+            np.repeat(np.arange(strings_seen, strings_seen + len(items), dtype=np.int64), counts)
         )
-        strings_seen += len(batch)
-        batch.clear()
+        strings_seen += len(items)
+        items.clear()
 
     for task, string in iter_eval_strings(root):
         if task not in stats:
@@ -189,13 +218,18 @@ def build_eval_index(
             tasks.append(task)
         stats[task]["strings"] += 1
         text = comparison_text(normalize_text(string))
-        if len(text) < ngram_chars:
+        if len(text) < min_chars:
             continue
         stats[task]["indexed"] += 1
+        if len(text) < ngram_chars:
+            short.setdefault(len(text), []).append((tasks.index(task), text))
+            continue
         batch.append((tasks.index(task), text))
         if len(batch) >= _BATCH:
             flush()
     flush()
+    for length, items in sorted(short.items()):
+        flush(items, length)
     words = max(1, (len(tasks) + 63) // 64)
     dropped_common = 0
     if pieces:
@@ -228,7 +262,7 @@ def build_eval_index(
             n=ngram_chars,
         ),
     )
-    return EvalIndex(ngram_chars, tasks, hashes, masks, stats)
+    return EvalIndex(ngram_chars, tasks, hashes, masks, stats, sorted(short))
 
 
 def load_eval_index(config) -> EvalIndex | None:
@@ -236,5 +270,8 @@ def load_eval_index(config) -> EvalIndex | None:
     if not config.eval_dir:
         return None
     return build_eval_index(
-        config.eval_dir, config.ngram_chars, max_strings_per_ngram=config.max_strings_per_ngram
+        config.eval_dir,
+        config.ngram_chars,
+        max_strings_per_ngram=config.max_strings_per_ngram,
+        min_item_chars=config.min_item_chars,
     )

@@ -46,6 +46,7 @@ import orjson
 from medgo.config import PrepareConfig
 from medgo.data.accounting import Ledger, Tally, fail_or_accept, step_problems
 from medgo.data.card import build_corpus_card, write_card
+from medgo.data.decontam import load_eval_index
 from medgo.data.dedup import Decision, ShingleCache, bucket_edges, cluster_decisions
 from medgo.data.io import JsonlWriter, Quarantined, Record
 from medgo.data.minhash import band_keys, comparison_text, jaccard, key_hash, signatures, text_digest
@@ -182,13 +183,8 @@ def plan_corpus(
     )
     for skipped in listing.skipped:
         log.warning("file skipped", extra=fields(source=skipped.relpath, reason=skipped.reason))
-    decon = config.decontamination
-    if decon.eval_dir:
-        from medgo.data.decontam import build_eval_index
-
-        index = build_eval_index(
-            decon.eval_dir, decon.ngram_chars, max_strings_per_ngram=decon.max_strings_per_ngram
-        )
+    index = load_eval_index(config.decontamination)
+    if index is not None:
         index.save(work / EVAL_INDEX)
     else:
         (work / EVAL_INDEX).unlink(missing_ok=True)
