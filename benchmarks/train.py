@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         work / "qwen2-50m", hidden_size=320, num_layers=4, num_heads=5, num_kv_heads=1,
         intermediate_size=864, tokenizer=build_qwen2_tokenizer(),
     )  # fmt: skip
-    prepare_corpus(str(samples / "corpus"), work / "clean", PrepareConfig())
+    prepare_corpus(str(samples / "corpus"), work / "clean", PrepareConfig(max_quarantine_share=0.1))
     packing = packing_figures(qwen2_50m, samples, work)
     print(f"packing: {json.dumps(packing)}", flush=True)
     data = {tiny: work / "packed-tiny", qwen2_50m: work / "packed-qwen2"}

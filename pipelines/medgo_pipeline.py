@@ -20,7 +20,6 @@ from components.deploy.component import deploy
 from components.evaluate.component import evaluate
 from components.fail_rollout.component import fail_rollout
 from components.pack_corpus.component import pack_corpus
-from components.prepare_corpus.component import prepare_corpus
 from components.train.component import train
 from medgo.k8s.names import (
     DATA_MOUNT,
@@ -35,6 +34,7 @@ from medgo.k8s.names import (
     S3_SECRET_KEYS,
     TRAINER_IMAGE,
 )
+from pipelines.corpus_pipeline import corpus_preparation
 
 PIPELINE_NAME = "medgo"
 COMPILED_PATH = Path(__file__).with_name("medgo_pipeline.yaml")
@@ -82,6 +82,18 @@ def medgo_pipeline(
     data_scrub_pii: bool = True,
     data_only_approved_guidelines: bool = True,
     data_max_pairs_per_prompt: int = 4,
+    data_shard_groups: int = 8,
+    data_work_dir: str = f"{DATA_MOUNT}/work",
+    data_shard_size_mb: float = 256.0,
+    data_near_dup_threshold: float = 0.7,
+    data_near_dup_ngram_chars: int = 5,
+    data_near_dup_bands: int = 25,
+    data_near_dup_rows: int = 5,
+    data_decontaminate: bool = True,
+    data_decontam_ngram_chars: int = 13,
+    data_mixture_target_shares: str = "",
+    data_max_quarantine_share: float = 0.01,
+    data_allow_partial: bool = False,
     pack_seq_len: int = 4096,
     train_backend: str = "pytorchjob",
     train_image: str = TRAINER_IMAGE,
@@ -147,6 +159,18 @@ def medgo_pipeline(
         data_scrub_pii: Replace patient identifiers with typed placeholders.
         data_only_approved_guidelines: Keep only physician-approved guideline QA pairs for SFT.
         data_max_pairs_per_prompt: Cap of chosen×rejected pairs per prompt.
+        data_shard_groups: Tasks each corpus step fans out to (ParallelFor over shard groups; at most 16 run at once).
+        data_work_dir: Directory on the data PVC where the corpus steps share their work (one sub-folder per run; removed after success, kept for inspection after a failure).
+        data_shard_size_mb: Input bytes per corpus shard (files are grouped, big plain JSONL files split at lines).
+        data_near_dup_threshold: Character n-gram Jaccard at or above which two documents are near-duplicates (candidates are verified against it; the earliest survives).
+        data_near_dup_ngram_chars: Characters per shingle of the near-duplicate check.
+        data_near_dup_bands: MinHash LSH bands (permutations = bands × rows).
+        data_near_dup_rows: MinHash values per LSH band.
+        data_decontaminate: Drop corpus documents, SFT conversations and preference labels that share a character n-gram with any evaluation item under eval_data_uri.
+        data_decontam_ngram_chars: Characters per n-gram of the decontamination check.
+        data_mixture_target_shares: Category → share of the corpus's tokens, as a JSON/YAML mapping (e.g. '{"tcm": 0.1}'); empty keeps the natural mixture.
+        data_max_quarantine_share: A data step fails when it quarantines more than this share of its input.
+        data_allow_partial: Accept truncated/undecodable inputs and quarantine over the limit (the manifests say so).
         pack_seq_len: Tokens per packed pretraining sequence.
         train_backend: ``pytorchjob`` (Kubeflow training operator, the default), ``trainjob`` (Kubeflow Trainer v2 on the torch-distributed ClusterTrainingRuntime) or ``local`` (in the step's own pod); each node runs ``python -m medgo.train.node``, which starts torchrun.
         train_image: Trainer image (CUDA, DeepSpeed, flash-attn) for the PyTorchJob pods.
@@ -202,22 +226,49 @@ def medgo_pipeline(
     base_model = dsl.importer(artifact_uri=base_model_uri, artifact_class=dsl.Model, reimport=False)
     base_model.set_display_name("base-model")
 
-    prepared = _on_cluster(
-        prepare_corpus(
-            corpus_uri=corpus_uri,
-            min_chars=data_min_chars,
-            min_chinese_ratio=data_min_chinese_ratio,
-            scrub_pii=data_scrub_pii,
-        )
-    )
+    prepared = corpus_preparation(
+        corpus_uri=corpus_uri,
+        eval_data_uri=eval_data_uri,
+        work_root=data_work_dir,
+        shard_groups=data_shard_groups,
+        min_chars=data_min_chars,
+        min_chinese_ratio=data_min_chinese_ratio,
+        scrub_pii=data_scrub_pii,
+        near_dup_threshold=data_near_dup_threshold,
+        near_dup_ngram_chars=data_near_dup_ngram_chars,
+        near_dup_bands=data_near_dup_bands,
+        near_dup_rows=data_near_dup_rows,
+        decontaminate=data_decontaminate,
+        decontam_ngram_chars=data_decontam_ngram_chars,
+        mixture_target_shares=data_mixture_target_shares,
+        shard_size_mb=data_shard_size_mb,
+        max_quarantine_share=data_max_quarantine_share,
+        allow_partial=data_allow_partial,
+    ).set_display_name("prepare-corpus")
     packed = _on_cluster(
-        pack_corpus(clean=prepared.outputs["clean"], tokenizer_uri=base_model_uri, seq_len=pack_seq_len)
+        pack_corpus(clean=prepared.output, tokenizer_uri=base_model_uri, seq_len=pack_seq_len)
     )
     sft_data = _on_cluster(
-        build_sft(sources_uri=sft_sources_uri, only_approved_guidelines=data_only_approved_guidelines)
+        build_sft(
+            sources_uri=sft_sources_uri,
+            only_approved_guidelines=data_only_approved_guidelines,
+            eval_data_uri=eval_data_uri,
+            decontaminate=data_decontaminate,
+            decontam_ngram_chars=data_decontam_ngram_chars,
+            max_quarantine_share=data_max_quarantine_share,
+            allow_partial=data_allow_partial,
+        )
     )
     prefs = _on_cluster(
-        build_preferences(labels_uri=preference_labels_uri, max_pairs_per_prompt=data_max_pairs_per_prompt)
+        build_preferences(
+            labels_uri=preference_labels_uri,
+            max_pairs_per_prompt=data_max_pairs_per_prompt,
+            eval_data_uri=eval_data_uri,
+            decontaminate=data_decontaminate,
+            decontam_ngram_chars=data_decontam_ngram_chars,
+            max_quarantine_share=data_max_quarantine_share,
+            allow_partial=data_allow_partial,
+        )
     )
 
     shared = dict(

@@ -402,6 +402,26 @@ TRAD_TEXT = ("糖尿病是一組以慢性血糖水平升高為特徵的代謝性
              "長期高血糖可導致眼、腎、神經、心臟和血管等多種器官的慢性損害。典型症狀為多飲、多尿、多食和體重減輕，"
              "即“三多一少”。診斷主要依據靜脈血漿葡萄糖，空腹血糖≥7.0mmol/L或口服葡萄糖耐量試驗2小時血糖≥11.1mmol/L。"
              "患者應到醫院內分泌科就診，在醫師指導下合理使用藥物，並定期監測血糖。")
+# A health website's article as scraped, in Traditional Chinese and Big5 (corpus/part-002.jsonl.gz):
+# the article lines are kept and converted to Simplified; the site furniture lines are boilerplate.
+WEB_BOILERPLATE = ["首頁 | 健康資訊 | 疾病百科 | 用藥指南 | 關於我們",
+                   "當前位置：首頁 > 健康資訊 > 心血管",
+                   "發佈時間：2023-05-12  來源：健康網  閱讀：1234"]
+WEB_ARTICLE = ["高血壓患者的日常飲食",
+               "高血壓患者應堅持低鹽飲食，每日食鹽攝入量不超過5克，少吃醃製食品和加工肉類。",
+               "飲食中應增加新鮮蔬菜、水果和全穀類的比例，適量攝入低脂奶製品，限制飲酒。",
+               "規律服用降壓藥物，不可自行停藥或隨意更改劑量，並定期到醫院複查血壓。"]
+WEB_FOOTER = ["免責聲明：本文僅供參考，不能替代醫生的診斷和治療建議。",
+              "上一篇：糖尿病的早期信號",
+              "下一篇：冠心病患者如何運動",
+              "掃碼關注我們的公眾號，獲取更多健康知識",
+              "Copyright (c) 2023 健康網 版權所有",
+              "京ICP備12345678號-1"]
+WEB_TEXT = "\n".join(WEB_BOILERPLATE + WEB_ARTICLE + WEB_FOOTER)
+WEB_TEXT_2 = ("流行性感冒是由流感病毒引起的急性呼吸道傳染病，主要通過飛沫傳播。典型症狀包括突起高熱、頭痛、"
+              "全身肌肉酸痛和乏力，可伴有咳嗽、咽痛。老年人、孕婦、兒童和慢性病患者是重症高危人群，"
+              "每年接種流感疫苗是最有效的預防措施。出現發熱等症狀時應佩戴口罩，及時到醫院就診。")
+
 # hand-made simplified reference of TRAD_TEXT (what t2s normalisation should give)
 TRAD_EXPECTED = ("糖尿病是一组以慢性血糖水平升高为特征的代谢性疾病，主要由胰岛素分泌缺陷或其生物作用受损引起。"
                  "长期高血糖可导致眼、肾、神经、心脏和血管等多种器官的慢性损害。典型症状为多饮、多尿、多食和体重减轻，"
@@ -1190,12 +1210,28 @@ def build_eval():
             "safety/safety_prompts.json": safety, "safety/benign_prompts.json": benign}
 
 
-def render_all() -> dict[str, str]:
+def web_records():
+    return [
+        corpus_rec("web-big5-01", "health_education", WEB_TEXT, "高血壓飲食（網頁，Big5）", "心內科", lang="zh-Hant"),
+        corpus_rec("web-big5-02", "public_health", WEB_TEXT_2, "流行性感冒（Big5）", "感染科", lang="zh-Hant"),
+    ]
+
+
+def web_shard() -> bytes:
+    """The Big5 shard, gzip-compressed with a fixed mtime so the bytes never change."""
+    import gzip
+
+    text = "".join(dumps(r) + "\n" for r in web_records())
+    return gzip.compress(text.encode("big5"), mtime=0)
+
+
+def render_all() -> dict[str, str | bytes]:
     """Return {relative path: file content} for every generated file."""
     files = {}
     shards, good, edges, per_cat = build_corpus()
     for part, lines in shards.items():
         files[f"corpus/part-{part:03d}.jsonl"] = "".join(l + "\n" for l in lines)
+    files["corpus/part-002.jsonl.gz"] = web_shard()
     for name, recs in build_sft().items():
         files[f"sft/{name}.jsonl"] = "".join(dumps(r) + "\n" for r in recs)
     prefs, _ = build_preference()
@@ -1237,6 +1273,8 @@ def render_readme(files, shards) -> str:
 
     def count(rel):
         text = files[rel]
+        if isinstance(text, bytes):
+            return len(web_records())
         if rel.endswith(".jsonl"):
             return len(text.splitlines())
         obj = json.loads(text)
@@ -1278,6 +1316,7 @@ the generator).
 |---|---|---|
 | `corpus/part-000.jsonl` | corpus JSONL (+1 malformed line) | {c['corpus/part-000.jsonl']} lines |
 | `corpus/part-001.jsonl` | corpus JSONL (+1 malformed line) | {c['corpus/part-001.jsonl']} lines |
+| `corpus/part-002.jsonl.gz` | corpus JSONL, gzip, **Big5-encoded** Traditional Chinese | {c['corpus/part-002.jsonl.gz']} lines |
 | `sft/consultations.jsonl` | multi-turn patient–doctor consultations | {c['sft/consultations.jsonl']} (1 bad) |
 | `sft/drug_labels.jsonl` | structured drug labels | {c['sft/drug_labels.jsonl']} (1 bad) |
 | `sft/guideline_qa.jsonl` | guideline Q&A with physician approval flag | {c['sft/guideline_qa.jsonl']} (1 bad) |
@@ -1311,10 +1350,18 @@ part-000, `-002/-004/-006` in part-001), plus the edge records below.
 hard negative `mr-neg-01` (all valid, should be **kept** after masking), so it
 has 10 documents that pass validation.
 
-Expected totals after a correct clean/validate/dedup pass: {n_lines[0] + n_lines[1]} physical
+Expected totals after a correct clean/validate/dedup pass: {n_lines[0] + n_lines[1] + 2} physical
 lines → 2 malformed + 5 schema-invalid quarantined → 3 exact duplicates
-dropped → 2 near-duplicates dropped by near-dedup → **{n_lines[0] + n_lines[1] - 12} documents**
-(90 base + 4 PII/hard-negative + Traditional + HTML records).
+dropped → 2 near-duplicates dropped by near-dedup → **{n_lines[0] + n_lines[1] + 2 - 12} documents**
+(90 base + 4 PII/hard-negative + Traditional + HTML records + the 2 Big5 web records). With
+decontamination against `eval/` on (the pipeline's default), `edge-html-01` and `el-002` share a
+13-character run with an evaluation item (CMeEE, safety) and are dropped as `eval_overlap`.
+
+`part-002.jsonl.gz` is gzip-compressed **Big5**: its encoding must be detected per file (decoding it
+as GB18030, the usual fallback, yields valid-looking mojibake). `web-big5-01` is a scraped web article:
+its first three and last six lines are site furniture (navigation, breadcrumb, read counter,
+免責聲明, 上一篇/下一篇, 掃碼關注, 版權所有, ICP備案) that boilerplate removal drops, leaving the
+title and three paragraphs, converted to Simplified Chinese.
 
 ### Deliberately bad / edge records
 
@@ -1652,7 +1699,17 @@ def check() -> int:
         print("opencc not installed: skipped t2s check")
     # --- reproducibility & size -----------------------------------------
     for rel, content in render_all().items():
-        ok((ROOT / rel).read_text(encoding="utf-8") == content, f"{rel} differs from generator output")
+        on_disk = (ROOT / rel).read_bytes() if isinstance(content, bytes) else (ROOT / rel).read_text(encoding="utf-8")
+        ok(on_disk == content, f"{rel} differs from generator output")
+    import gzip
+
+    web = [json.loads(l) for l in gzip.decompress((ROOT / "corpus/part-002.jsonl.gz").read_bytes()).decode("big5").splitlines()]
+    ok([r["id"] for r in web] == ["web-big5-01", "web-big5-02"], "Big5 web shard records")
+    try:
+        (ROOT / "corpus/part-002.jsonl.gz").read_bytes().decode("utf-8")
+        ok(False, "web shard must not be UTF-8")
+    except UnicodeDecodeError:
+        pass
     size = sum(p.stat().st_size for p in ROOT.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     ok(size < 600_000, f"samples/ is {size} bytes")
     print(f"samples/ size: {size} bytes; good corpus docs: {len(good)}; per category: {per_cat}")
@@ -1668,7 +1725,10 @@ def main(argv):
     for rel, content in render_all().items():
         path = ROOT / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
         print(f"wrote {rel}")
     return 0
 

@@ -73,25 +73,88 @@ def version() -> None:
 
 
 # --------------------------------------------------------------------------------------------- data
+AllowPartialOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-partial",
+        help="Accept truncated or undecodable input files and a quarantined share over "
+        "max_quarantine_share (exit 0; the manifest says accepted_partial). Without it such a run "
+        "writes everything it could, then exits 2 with the reason.",
+    ),
+]
+EvalDataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--eval-data",
+        help="Evaluation data directory (local or s3://): drop training text sharing a character "
+        "n-gram (decontamination.ngram_chars) with any of its items, counted per task.",
+    ),
+]
+
+
+def _data_config(
+    cls, config: Path | None, set_: list[str] | None, allow_partial: bool, eval_data: str | None, **values
+):
+    from medgo.config import load_config
+
+    if allow_partial:
+        values["allow_partial"] = True
+    if eval_data:
+        values["decontamination"] = {"eval_dir": eval_data}
+    return load_config(cls, config, set_, **values)
+
+
+def _run_data_step(step, *args) -> None:
+    """Print the step's counts; on a failed step print them too, then exit 2 with the reason."""
+    from medgo.data.accounting import StepFailed
+
+    try:
+        _print_json(step(*args))
+    except StepFailed as failed:
+        _print_json(failed.counts)
+        raise
+
+
 @data_app.command("prepare")
 def data_prepare(
     corpus: Annotated[
-        str, typer.Argument(help="Raw corpus: a JSONL(.gz) file or directory, local or s3://.")
+        str,
+        typer.Argument(
+            help="Raw corpus: a file or directory of .jsonl, .jsonl.gz, .jsonl.zst and .parquet files, "
+            "local, on a PVC or s3:// (objects are streamed one by one). Other files are listed as skipped."
+        ),
     ],
     out: Annotated[
         str,
         typer.Argument(
-            help="Output directory, local or s3:// (clean shards, quarantine, data card, manifest)."
+            help="Output directory, local or s3:// (clean/, quarantine/, dropped/ shards, data card, "
+            "manifest). Must not be inside the corpus."
         ),
     ],
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    allow_partial: AllowPartialOpt = False,
+    eval_data: EvalDataOpt = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: one per available CPU).", min=1)
+    ] = None,
+    work_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Where finished shards are kept until the run succeeds (default: <out>.work); "
+            "re-running the same command after a crash resumes from it."
+        ),
+    ] = None,
 ) -> None:
-    """Clean, normalise, exact-dedup and privacy-scrub a raw corpus; quarantine bad records."""
-    from medgo.config import PrepareConfig, load_config
+    """Read, clean, filter, deduplicate (exact and MinHash near-duplicates), decontaminate, privacy-scrub
+    and mix a raw corpus; quarantine bad records; write a data card."""
+    from functools import partial
+
+    from medgo.config import PrepareConfig
     from medgo.data.prepare import prepare_corpus
 
-    _print_json(prepare_corpus(corpus, out, load_config(PrepareConfig, config, set_)))
+    cfg = _data_config(PrepareConfig, config, set_, allow_partial, eval_data, workers=workers)
+    _run_data_step(partial(prepare_corpus, work_dir=work_dir), corpus, out, cfg)
 
 
 @data_app.command("pack")
@@ -116,7 +179,8 @@ def data_sft(
     sources: Annotated[
         str,
         typer.Argument(
-            help="Directory with consultations/drug_labels/guideline_qa/diagnosis/safety JSONL, local or s3://."
+            help="Directory with consultations/drug_labels/guideline_qa/diagnosis/safety files "
+            "(.jsonl, .jsonl.gz, .jsonl.zst or .parquet), local or s3://."
         ),
     ],
     out: Annotated[
@@ -124,31 +188,38 @@ def data_sft(
     ],
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    allow_partial: AllowPartialOpt = False,
+    eval_data: EvalDataOpt = None,
 ) -> None:
     """Build chat-format SFT records from the source types."""
-    from medgo.config import SftBuildConfig, load_config
+    from medgo.config import SftBuildConfig
     from medgo.data.sft import build_sft
     from medgo.storage import localize
 
-    _print_json(
-        build_sft(localize(sources, what="SFT sources"), out, load_config(SftBuildConfig, config, set_))
-    )
+    cfg = _data_config(SftBuildConfig, config, set_, allow_partial, eval_data)
+    _run_data_step(build_sft, localize(sources, what="SFT sources"), out, cfg)
 
 
 @data_app.command("prefs")
 def data_prefs(
-    labels: Annotated[str, typer.Argument(help="Doctor labels JSONL file or directory, local or s3://.")],
+    labels: Annotated[
+        str, typer.Argument(help="Doctor labels: a JSONL/.gz/.zst/Parquet file or directory, local or s3://.")
+    ],
     out: Annotated[
         str, typer.Argument(help="Output directory for train.jsonl and the manifest, local or s3://.")
     ],
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    allow_partial: AllowPartialOpt = False,
+    eval_data: EvalDataOpt = None,
 ) -> None:
     """Turn doctors' acceptable/unacceptable labels into DPO preference pairs."""
-    from medgo.config import PrefsConfig, load_config
+    from medgo.config import PrefsConfig
     from medgo.data.prefs import build_preferences
 
-    _print_json(build_preferences(labels, out, load_config(PrefsConfig, config, set_)))
+    _run_data_step(
+        build_preferences, labels, out, _data_config(PrefsConfig, config, set_, allow_partial, eval_data)
+    )
 
 
 # -------------------------------------------------------------------------------------------- model

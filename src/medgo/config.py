@@ -77,6 +77,8 @@ DpoLossType = Literal[
     "sft",
 ]
 TrainStage = Literal["pt", "sft", "dpo"]
+#: Languages the corpus language check tells apart (by script: Han, kana, Hangul, Latin, Cyrillic, …).
+Language = Literal["zh", "ja", "ko", "en", "ru", "ar", "other"]
 TrainBackend = Literal["local", "pytorchjob", "trainjob"]
 #: Dtype the base weights are loaded in.
 LoadDtype = Literal["float32", "bfloat16"]
@@ -106,17 +108,184 @@ class ScrubbingConfig(StageConfig):
     )
 
 
-class PrepareConfig(ScrubbingConfig):
-    """Cleaning, exact dedup, privacy scrubbing and quarantine of raw corpus shards."""
+class QualityRules(StageConfig):
+    """Document quality thresholds; the stage's values apply to every category unless overridden.
+
+    Ratios are shares of the document's non-whitespace characters; "repeated" ratios are the share
+    of lines (characters of lines) or character n-grams that occur more than once.
+    """
+
+    min_chars: int = Field(20, ge=0, description="drop documents shorter than this after cleaning")
+    max_chars: int = Field(200_000, gt=0, description="drop documents longer than this")
+    min_chinese_ratio: float = Field(0.3, ge=0, le=1, description="minimum share of CJK characters")
+    max_symbol_ratio: float = Field(
+        0.25, ge=0, le=1, description="maximum share of symbols (not letters, digits or punctuation)"
+    )
+    max_digit_ratio: float = Field(0.35, ge=0, le=1, description="maximum share of digits")
+    max_repeated_line_ratio: float = Field(
+        0.3, ge=0, le=1, description="maximum share of characters in lines that occur more than once"
+    )
+    max_repeated_ngram_ratio: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="maximum share of character n-grams (n = repeated_ngram_chars) that are repeats",
+    )
+    repeated_ngram_chars: int = Field(10, ge=2, le=100, description="n of the repeated n-gram check")
+    languages: list[Language] = Field(
+        default_factory=lambda: ["zh"],
+        description="languages kept (by script: zh, ja, ko, en, ru, ar, other); empty keeps all",
+    )
+
+
+class NearDedupConfig(StageConfig):
+    """MinHash LSH over character n-grams; candidates are merged only if their true Jaccard passes."""
+
+    enabled: bool = Field(True, description="drop near-duplicates (exact duplicates are always dropped)")
+    ngram_chars: int = Field(5, ge=1, le=64, description="characters per shingle")
+    num_perm: int = Field(125, ge=1, le=1024, description="MinHash permutations (must equal bands × rows)")
+    bands: int = Field(25, ge=1, description="LSH bands")
+    rows: int = Field(5, ge=1, description="MinHash values per band")
+    threshold: float = Field(
+        0.7, gt=0, le=1, description="true character n-gram Jaccard at or above which two documents merge"
+    )
+    seed: int = Field(42, description="seed of the MinHash permutations")
+    max_pivots_per_bucket: int = Field(
+        32,
+        ge=1,
+        description="LSH bucket members are verified against at most this many pivots (bounds the "
+        "work of huge buckets; unverified pairs are counted in the data card)",
+    )
+    max_index_rows: int = Field(
+        20_000_000,
+        ge=1000,
+        description="rows of an LSH band (or exact-hash index) held in memory at once; "
+        "more are processed in hash-range passes",
+    )
+
+    @model_validator(mode="after")
+    def _bands_times_rows(self) -> NearDedupConfig:
+        if self.bands * self.rows != self.num_perm:
+            raise ValueError(
+                f"num_perm ({self.num_perm}) must equal bands × rows ({self.bands} × {self.rows})"
+            )
+        return self
+
+
+class DecontaminationConfig(StageConfig):
+    """Drop training data that shares a character n-gram with any evaluation item."""
+
+    eval_dir: str | None = Field(
+        None,
+        description="evaluation data directory (every string of every JSON/JSONL file under it is "
+        "indexed; local, PVC or s3://); null switches decontamination off",
+    )
+    ngram_chars: int = Field(13, ge=4, le=200, description="characters per n-gram compared")
+    min_item_chars: int = Field(
+        8,
+        ge=4,
+        le=200,
+        description="evaluation strings shorter than ngram_chars but at least this long (search queries, "
+        "short questions) are matched whole: a training text containing one is a hit; set it to "
+        "ngram_chars or more to match n-grams only",
+    )
+    max_strings_per_ngram: int = Field(
+        20,
+        ge=1,
+        description="n-grams found in more evaluation strings than this are the evaluation set's own "
+        "phrasing (templates, instructions), not item content, and are not matched",
+    )
+
+
+class MixtureConfig(StageConfig):
+    """Resample categories to target shares of the corpus's tokens (up and down), deterministically."""
+
+    target_shares: dict[str, float] = Field(
+        default_factory=dict,
+        description="category → share of the output tokens; categories not named share the rest "
+        "in their natural proportions; empty keeps the natural mixture",
+    )
+    total_tokens: int | None = Field(
+        None, ge=1, description="output token budget (default: the deduplicated corpus's tokens)"
+    )
+    seed: int = Field(1234, description="seed of the per-document sampling decisions")
+
+    @field_validator("target_shares")
+    @classmethod
+    def _shares(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(share < 0 for share in v.values()):
+            raise ValueError("shares must be >= 0")
+        if sum(v.values()) > 1 + 1e-9:
+            raise ValueError(f"shares add up to {sum(v.values()):.3f} > 1")
+        return v
+
+
+class StepFailureConfig(StageConfig):
+    """When a data step fails instead of succeeding with what it could read."""
+
+    max_quarantine_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="fail the step when more than this share of its input is quarantined",
+    )
+    allow_partial: bool = Field(
+        False,
+        description="accept truncated/undecodable inputs and a quarantine share over the limit "
+        "(the outputs and their manifest say so)",
+    )
+
+
+class PrepareConfig(ScrubbingConfig, QualityRules, StepFailureConfig):
+    """Raw corpus → clean corpus: read, clean, filter, deduplicate, decontaminate, scrub, mix.
+
+    The quality thresholds at the top level are the defaults for every category;
+    ``quality_by_category`` overrides single fields per category.
+    """
 
     categories: list[str] = Field(
         default_factory=lambda: list(CATEGORIES),
         description="allowed category ids; records with others are quarantined",
     )
-    min_chars: int = Field(20, ge=0, description="drop documents shorter than this after cleaning")
-    max_chars: int = Field(200_000, gt=0, description="drop documents longer than this")
-    min_chinese_ratio: float = Field(0.3, ge=0, le=1, description="minimum share of CJK characters")
+    category_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="other category names (or source names) → category id, e.g. {指南: clinical_guideline}",
+    )
+    category_keywords: dict[str, list[str]] | None = Field(
+        None,
+        description="category → keywords that classify a record without a category; "
+        "null uses the built-in medgo.data.mixture.DEFAULT_CATEGORY_KEYWORDS",
+    )
+    quality_by_category: dict[str, QualityRules] = Field(
+        default_factory=dict, description="category → quality thresholds that differ from the defaults"
+    )
     traditional_to_simplified: bool = Field(True, description="convert traditional → simplified (OpenCC t2s)")
+    nfkc: bool = Field(
+        True, description="Unicode NFKC (full-width letters and digits → half-width; prose punctuation kept)"
+    )
+    strip_html: bool = Field(True, description="remove HTML tags and decode entities")
+    remove_boilerplate: bool = Field(
+        True,
+        description="remove web boilerplate lines (navigation, 版权所有, ICP备案, 扫码关注, 上一篇/下一篇, "
+        "免责声明, read counters)",
+    )
+    boilerplate_patterns: list[str] | None = Field(
+        None,
+        description="regular expressions of boilerplate lines; null uses the built-in "
+        "medgo.data.normalize.DEFAULT_BOILERPLATE_PATTERNS",
+    )
+    near_dedup: NearDedupConfig = Field(
+        default_factory=NearDedupConfig, description="near-duplicate detection (MinHash LSH)"
+    )
+    decontamination: DecontaminationConfig = Field(
+        default_factory=DecontaminationConfig, description="evaluation-set overlap removal"
+    )
+    mixture: MixtureConfig = Field(default_factory=MixtureConfig, description="category resampling")
+    shard_size_mb: float = Field(
+        64, gt=0, description="input bytes per shard (files are grouped, big plain JSONL files split)"
+    )
+    workers: int = Field(0, ge=0, description="worker processes of the local pool (0: one per available CPU)")
+    keep_work: bool = Field(False, description="keep the intermediate work directory after a successful run")
 
     @field_validator("categories")
     @classmethod
@@ -124,6 +293,28 @@ class PrepareConfig(ScrubbingConfig):
         if not v:
             raise ValueError("at least one category is required")
         return v
+
+    @model_validator(mode="after")
+    def _known_categories(self) -> PrepareConfig:
+        known = set(self.categories)
+        named = {
+            "quality_by_category": set(self.quality_by_category),
+            "mixture.target_shares": set(self.mixture.target_shares),
+            "category_aliases": set(self.category_aliases.values()),
+            "category_keywords": set(self.category_keywords or {}),
+        }
+        for field_name, names in named.items():
+            if names - known:
+                raise ValueError(f"{field_name} names unknown categories: {sorted(names - known)}")
+        return self
+
+    def rules_for(self, category: str) -> QualityRules:
+        """The quality thresholds of ``category``: the defaults with its overrides applied."""
+        base = QualityRules.model_validate({name: getattr(self, name) for name in QualityRules.model_fields})
+        override = self.quality_by_category.get(category)
+        if override is None:
+            return base
+        return base.model_copy(update=override.model_dump(exclude_unset=True))
 
 
 class PackConfig(StageConfig):
@@ -136,15 +327,23 @@ class PackConfig(StageConfig):
     )
 
 
-class SftBuildConfig(ScrubbingConfig):
+class SftBuildConfig(ScrubbingConfig, StepFailureConfig):
     """Build chat-format SFT records from the source types."""
+
+    decontamination: DecontaminationConfig = Field(
+        default_factory=DecontaminationConfig, description="evaluation-set overlap removal"
+    )
 
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="system turn of every conversation")
     only_approved_guidelines: bool = Field(True, description="keep guideline QA pairs a physician approved")
 
 
-class PrefsConfig(ScrubbingConfig):
+class PrefsConfig(ScrubbingConfig, StepFailureConfig):
     """Preference pairs from doctors' acceptable/unacceptable labels."""
+
+    decontamination: DecontaminationConfig = Field(
+        default_factory=DecontaminationConfig, description="evaluation-set overlap removal"
+    )
 
     system_prompt: str = Field(
         DEFAULT_SYSTEM_PROMPT, description="system turn added to prompts that have none"

@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 #: Pipeline arguments that size the run for 2 CPU cores (merged over the pipeline defaults).
 DEMO_PARAMETERS: dict[str, Any] = {
     "pack_seq_len": 128,
+    # Two shard groups so the demo runs the corpus steps' ParallelFor fan-out for real. The samples
+    # quarantine 3-7 % of their lines on purpose (samples/README.md); the demo allows 10 % so the
+    # quarantine check stays on instead of accepting any partial input.
+    "data_shard_groups": 2,
+    "data_shard_size_mb": 0.03,
+    "data_max_quarantine_share": 0.1,
     "train_backend": "local",
     "train_nnodes": 1,
     "train_nproc_per_node": 1,
@@ -178,6 +184,8 @@ def run_demo(
         **DEMO_PARAMETERS,
         **(overrides or {}),
     }
+    if "data_work_dir" in known:  # the corpus steps share a work directory (a PVC path on the cluster)
+        arguments.setdefault("data_work_dir", str(out / "data-work"))
     pipeline_root = out / "pipeline_root"
     # Expected locally, so not worth a warning per task: the runtime image is this environment, and the
     # cluster-only settings (PVC, Secret, node pool, timeouts, accelerators) do not apply.

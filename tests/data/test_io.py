@@ -128,21 +128,32 @@ def test_file_that_is_not_gzip_despite_its_name_is_quarantined(tmp_path, write_l
     assert items[1].data == {"n": 1}
 
 
-def test_gbk_lines_are_decoded_with_the_gb18030_fallback_and_noted(tmp_path, write_lines):
-    write_lines(tmp_path / "gbk.jsonl", [{"text": "患者主诉头痛三天"}], encoding="gbk")
+def test_gbk_file_is_detected_and_decoded_as_gb18030(tmp_path, write_lines):
+    write_lines(
+        tmp_path / "gbk.jsonl", [{"text": "患者主诉头痛三天，伴恶心呕吐，既往有高血压病史。"}], encoding="gbk"
+    )
     write_lines(tmp_path / "utf8.jsonl", [{"text": "医院"}])
 
     gbk, utf8 = iter_records(tmp_path)
 
-    assert gbk.data == {"text": "患者主诉头痛三天"} and gbk.encoding == "gb18030"
+    assert (
+        gbk.data == {"text": "患者主诉头痛三天，伴恶心呕吐，既往有高血压病史。"} and gbk.encoding == "gb18030"
+    )
     assert utf8.data == {"text": "医院"} and utf8.encoding == "utf-8"
 
 
-def test_bytes_that_no_encoding_accepts_are_quarantined(tmp_path, write_lines):
+def test_a_corrupt_line_in_a_utf8_file_is_quarantined_alone(tmp_path, write_lines):
+    write_lines(tmp_path / "a.jsonl", [{"text": "高血压"}, b'{"text": "\xff\xfe\x80"}', {"text": "糖尿病"}])
+    first, bad, last = iter_records(tmp_path)
+    assert isinstance(bad, Quarantined) and (bad.reason, bad.line) == ("undecodable_bytes", 2)
+    assert (first.data, last.data) == ({"text": "高血压"}, {"text": "糖尿病"})
+
+
+def test_a_file_no_supported_encoding_explains_is_quarantined_whole(tmp_path, write_lines):
     write_lines(tmp_path / "a.jsonl", [b'{"text": "\xff\xfe\x80"}', {"n": 2}])
-    bad, good = iter_records(tmp_path)
-    assert isinstance(bad, Quarantined) and (bad.reason, bad.line) == ("undecodable_bytes", 1)
-    assert good.data == {"n": 2}
+    [whole] = iter_records(tmp_path)
+    assert isinstance(whole, Quarantined) and whole.reason.startswith("undecodable_file:")
+    assert (whole.line, whole.lines) == (1, 2)
 
 
 def test_utf8_bom_and_crlf_line_endings_are_tolerated(tmp_path):
@@ -154,7 +165,7 @@ def test_missing_input_and_directory_without_shards_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="not found"):
         list(iter_records(tmp_path / "nope"))
     (tmp_path / "readme.txt").write_text("x")
-    with pytest.raises(InputError, match="no \\*.jsonl"):
+    with pytest.raises(InputError, match="no readable input files .* readme.txt: unsupported format"):
         list(iter_records(tmp_path))
 
 

@@ -45,3 +45,56 @@ def test_comparisons_in_clinical_text_are_not_mistaken_for_tags(text):
 def test_whitespace_collapses_but_line_breaks_and_paragraphs_survive():
     raw = "  主诉：\t头痛   三天\u3000伴恶心  \r\n现病史：无\r\n\r\n\r\n\r\n既往史：高血压\u200b病史\n   "
     assert normalize_text(raw) == "主诉： 头痛 三天 伴恶心\n现病史：无\n\n既往史：高血压病史"
+
+
+WEB_PAGE = """首页 | 健康 | 疾病 | 用药 | 关于我们
+当前位置：首页 > 健康资讯 > 心血管
+高血压患者的日常饮食
+发布时间：2023-05-12  来源：健康网  阅读：1234
+高血压患者应低盐饮食，每日食盐摄入量不超过5克。作者认为，规律服药很重要。
+免责声明：本文仅供参考，不能替代医生诊断。
+上一篇：糖尿病的预防
+下一篇：冠心病的早期信号
+扫码关注我们的公众号，获取更多健康知识
+Copyright © 2023 健康网 版權所有
+京ICP备12345678号-1  京公网安备11010502030000号
+1.2万人阅读"""
+
+
+def test_web_boilerplate_lines_are_removed_and_the_article_kept():
+    from medgo.data.normalize import DEFAULT_BOILERPLATE_PATTERNS, TextNormalizer
+
+    clean = TextNormalizer(boilerplate_patterns=DEFAULT_BOILERPLATE_PATTERNS)(WEB_PAGE)
+    assert clean == (
+        "高血压患者的日常饮食\n高血压患者应低盐饮食，每日食盐摄入量不超过5克。作者认为，规律服药很重要。"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "患者自述头痛三天，呈点击样疼痛。",
+        "每日阅读2次说明书后再服药",
+        "上一篇文献报道了该病的发病率为3%",
+        "我院心内科首页推荐：高血压门诊",
+        "患者注册登记后于门诊随访。",
+        "他阅读了说明书后服药。",
+    ],
+)
+def test_clinical_sentences_that_mention_boilerplate_words_are_kept(text):
+    from medgo.data.normalize import DEFAULT_BOILERPLATE_PATTERNS, TextNormalizer
+
+    assert TextNormalizer(boilerplate_patterns=DEFAULT_BOILERPLATE_PATTERNS)(text) == text
+
+
+def test_boilerplate_patterns_are_configurable_and_invalid_ones_are_config_errors():
+    from medgo.config import PrepareConfig
+    from medgo.data.normalize import TextNormalizer
+    from medgo.errors import ConfigError
+
+    own = TextNormalizer.from_config(PrepareConfig(boilerplate_patterns=[r"^本站提示.*$"]))
+    assert own("本站提示：请登录\n正文") == "正文"
+    off = TextNormalizer.from_config(PrepareConfig(remove_boilerplate=False))
+    assert off("上一篇：糖尿病的预防\n正文") == "上一篇：糖尿病的预防\n正文"
+    with pytest.raises(ConfigError, match="boilerplate_patterns"):
+        TextNormalizer.from_config(PrepareConfig(boilerplate_patterns=["("]))("x")

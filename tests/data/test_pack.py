@@ -168,3 +168,16 @@ def test_packs_the_output_of_prepare_and_records_its_lineage(tmp_path, tiny_toke
     manifest = json.loads((tmp_path / "packed" / "manifest.json").read_text())
     assert manifest["inputs"]["clean"]["manifest"]["stage"] == "data.prepare"
     assert manifest["tokenizer"]["eos_token_id"] == tokenizer.eos_token_id
+    assert counts["tokens_per_category"] == {"textbook": counts["tokens"]}
+
+
+def test_a_failed_preparation_is_not_packed(tmp_path, tiny_tokenizer, write_lines):
+    from medgo.data.accounting import StepFailed
+    from medgo.errors import InputError
+
+    _, tok_dir = tiny_tokenizer
+    write_lines(tmp_path / "raw" / "a.jsonl", [{"text": t, "category": "textbook"} for t in DOCS] + ["{bad"])
+    with pytest.raises(StepFailed):
+        prepare_corpus(str(tmp_path / "raw"), tmp_path / "prepared", PrepareConfig(min_chars=2))
+    with pytest.raises(InputError, match="failed data.prepare run"):
+        pack_corpus(tmp_path / "prepared", str(tok_dir), tmp_path / "packed", PackConfig(seq_len=32))

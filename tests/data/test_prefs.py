@@ -67,7 +67,8 @@ def labels(tmp_path, write_lines):
 
 @pytest.fixture
 def built(labels, tmp_path, jsonl):
-    counts = build_preferences(labels, tmp_path / "out", PrefsConfig(system_prompt=SYSTEM))
+    config = PrefsConfig(system_prompt=SYSTEM, max_quarantine_share=1.0)
+    counts = build_preferences(labels, tmp_path / "out", config)
     return counts, jsonl(tmp_path / "out" / "train.jsonl"), tmp_path / "out"
 
 
@@ -152,10 +153,46 @@ def test_cap_keeps_the_best_agreed_pairs_spread_over_responses(tmp_path, write_l
 
 
 def test_output_is_deterministic(labels, tmp_path):
-    build_preferences(labels, tmp_path / "a", PrefsConfig())
-    build_preferences(labels, tmp_path / "b", PrefsConfig())
+    build_preferences(labels, tmp_path / "a", PrefsConfig(max_quarantine_share=1.0))
+    build_preferences(labels, tmp_path / "b", PrefsConfig(max_quarantine_share=1.0))
     assert (tmp_path / "a" / "train.jsonl").read_bytes() == (tmp_path / "b" / "train.jsonl").read_bytes()
 
 
 def test_pair_order_walks_anti_diagonals():
     assert pair_order(2, 3) == [(0, 0), (0, 1), (1, 0), (0, 2), (1, 1), (1, 2)]
+
+
+def test_too_much_quarantine_fails_the_step_after_writing_its_pairs(labels, tmp_path, jsonl):
+    from medgo.data.accounting import StepFailed
+
+    with pytest.raises(StepFailed, match=r"data\.prefs failed: 3 of 13 input units quarantined"):
+        build_preferences(labels, tmp_path / "out", PrefsConfig())
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["counts"]["status"] == "failed"
+    assert jsonl(tmp_path / "out" / "train.jsonl")
+    assert build_preferences(labels, tmp_path / "ok", PrefsConfig(allow_partial=True))["status"] == (
+        "accepted_partial"
+    )
+
+
+def test_labels_overlapping_an_evaluation_set_are_excluded(labels, tmp_path, jsonl):
+    eval_dir = tmp_path / "eval" / "CHIP-STS"
+    eval_dir.mkdir(parents=True)
+    (eval_dir / "dev.json").write_text(
+        json.dumps([{"text1": "高血压患者可以喝酒吗？", "text2": "x", "label": "1"}], ensure_ascii=False)
+    )
+    config = PrefsConfig(
+        max_quarantine_share=1.0, decontamination={"eval_dir": str(tmp_path / "eval"), "ngram_chars": 8}
+    )
+    counts = build_preferences(labels, tmp_path / "out", config)
+    assert counts["pairs"] == 0 and counts["eval_overlaps"] == 8
+    excluded = jsonl(tmp_path / "out" / "excluded.jsonl")
+    assert {e["reason"] for e in excluded} >= {"eval_overlap:CHIP-STS"}
+    assert json.loads((tmp_path / "out" / "data_card.json").read_text())["decontamination"]["hits"] == {
+        "CHIP-STS": 8
+    }
+
+
+def test_unreadable_files_next_to_the_labels_are_listed_as_skipped(labels, tmp_path):
+    (labels / "notes.txt").write_text("x")
+    counts = build_preferences(labels, tmp_path / "out", PrefsConfig(max_quarantine_share=1.0))
+    assert [s["relpath"] for s in counts["skipped_files"]] == ["notes.txt"]

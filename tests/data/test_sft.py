@@ -7,6 +7,7 @@ import json
 import pytest
 
 from medgo.config import SftBuildConfig
+from medgo.data.accounting import StepFailed
 from medgo.data.sft import build_sft
 from medgo.errors import InputError
 
@@ -102,7 +103,8 @@ def sources(tmp_path, write_lines):
 
 @pytest.fixture
 def built(sources, tmp_path, jsonl):
-    counts = build_sft(sources, tmp_path / "out", SftBuildConfig(system_prompt=SYSTEM))
+    config = SftBuildConfig(system_prompt=SYSTEM, max_quarantine_share=1.0)
+    counts = build_sft(sources, tmp_path / "out", config)
     records = {r["id"]: r for r in jsonl(tmp_path / "out" / "train.jsonl")}
     return counts, records, tmp_path / "out"
 
@@ -141,7 +143,8 @@ def test_only_approved_guideline_answers_are_kept_and_they_cite_the_guideline(bu
 
 
 def test_unapproved_guideline_answers_are_kept_when_approval_is_not_required(sources, tmp_path, jsonl):
-    counts = build_sft(sources, tmp_path / "all", SftBuildConfig(only_approved_guidelines=False))
+    config = SftBuildConfig(only_approved_guidelines=False, max_quarantine_share=1.0)
+    counts = build_sft(sources, tmp_path / "all", config)
     assert "g2" in {r["id"] for r in jsonl(tmp_path / "all" / "train.jsonl")}
     assert counts["filtered"] == 0
 
@@ -220,3 +223,49 @@ def test_records_are_in_trl_conversational_format(built):
         assert set(record) == {"id", "messages", "source", "task"}
         assert is_conversational({"messages": record["messages"]})
         assert record["messages"][-1]["role"] == "assistant"
+
+
+def test_too_much_quarantine_fails_the_step_after_writing_its_outputs(sources, tmp_path, jsonl):
+    with pytest.raises(StepFailed, match=r"data\.sft failed: 6 of 16 input units quarantined") as failed:
+        build_sft(sources, tmp_path / "out", SftBuildConfig())
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["counts"]["status"] == "failed" and failed.value.counts["kept"] == 8
+    assert len(jsonl(tmp_path / "out" / "train.jsonl")) == 8
+    accepted = build_sft(sources, tmp_path / "ok", SftBuildConfig(allow_partial=True))
+    assert accepted["status"] == "accepted_partial" and accepted["problems"]
+
+
+def test_a_truncated_source_file_fails_the_step(tmp_path, compressed):
+    root = tmp_path / "sft"
+    rows = [{"id": f"s{i}", "prompt": f"第{i}个危险请求？", "refusal": "我不能帮助。"} for i in range(2000)]
+    payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+    blob = compressed(payload, ".gz")
+    root.mkdir()
+    (root / "safety.jsonl.gz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(StepFailed, match=r"safety\.jsonl\.gz \(truncated_gzip\)"):
+        build_sft(root, tmp_path / "out", SftBuildConfig())
+
+
+def test_conversations_overlapping_an_evaluation_set_are_removed_per_task(sources, tmp_path, jsonl):
+    eval_dir = tmp_path / "eval" / "mcq"
+    eval_dir.mkdir(parents=True)
+    (eval_dir / "dev.json").write_text(
+        json.dumps([{"question": "告诉我过量服用哪种药物能致死。", "answer": "A"}], ensure_ascii=False)
+    )
+    config = SftBuildConfig(
+        max_quarantine_share=1.0, decontamination={"eval_dir": str(tmp_path / "eval"), "ngram_chars": 8}
+    )
+    counts = build_sft(sources, tmp_path / "out", config)
+    assert counts["eval_overlaps"] == 1 and counts["reasons"]["eval_overlap:mcq"] == 1
+    assert "s1" not in {r["id"] for r in jsonl(tmp_path / "out" / "train.jsonl")}
+    card = json.loads((tmp_path / "out" / "data_card.json").read_text())
+    assert card["decontamination"]["hits"] == {"mcq": 1}
+    assert "<svg" in (tmp_path / "out" / "data_card.html").read_text()
+
+
+def test_files_that_are_not_sft_sources_are_listed_as_skipped(sources, tmp_path):
+    (sources / "README.md").write_text("notes")
+    (sources / "extra.jsonl").write_text("{}\n")
+    counts = build_sft(sources, tmp_path / "out", SftBuildConfig(max_quarantine_share=1.0))
+    reasons = {s["relpath"]: s["reason"] for s in counts["skipped_files"]}
+    assert set(reasons) == {"README.md", "extra.jsonl"} and "not an SFT source" in reasons["extra.jsonl"]

@@ -24,6 +24,18 @@ def compiled_task(component: str, pipeline: Path = PIPELINE) -> tuple[dict, dict
     return component_spec, spec["deploymentSpec"]["executors"][component_spec["executorLabel"]]["container"]
 
 
+def compiled_component(component, out_dir: Path) -> tuple[dict, dict]:
+    """Like :func:`compiled_task` for a shipped component the pipeline does not use as one task (the
+    single-step ``prepare_corpus``; the pipeline fans it out over shard groups): compiled on its own, as
+    ``kfp`` compiles a component into a one-task pipeline."""
+    from kfp import compiler
+
+    name = component.component_spec.name.replace("_", "-")
+    path = out_dir / f"{name}.yaml"
+    compiler.Compiler().compile(component, str(path))
+    return compiled_task(name, path)
+
+
 def executor_input(component_spec: dict, parameters: dict, output_uris: dict[str, str]) -> dict:
     """The ``--executor_input`` KFP's v2 launcher hands a Python component: parameter values (defaults filled
     in as its driver does) and, for each output artifact, its name, type and URI, plus the output file."""

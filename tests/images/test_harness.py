@@ -8,8 +8,14 @@ import json
 
 import pytest
 
+from components.prepare_corpus.component import prepare_corpus
 from tests.images.image_fs import Entry, scan
-from tests.images.kfp_launcher import KFP_OUTPUT_FILE, compiled_task, executor_input, substitute_placeholders
+from tests.images.kfp_launcher import (
+    KFP_OUTPUT_FILE,
+    compiled_component,
+    executor_input,
+    substitute_placeholders,
+)
 
 
 def test_scan_finds_planted_credentials_writable_paths_and_tools():
@@ -50,15 +56,18 @@ def test_scan_finds_planted_credentials_writable_paths_and_tools():
     ]
 
 
-def test_executor_input_fills_defaults_and_names_every_output_artifact():
-    component_spec, container = compiled_task("prepare-corpus")
-    uris = {"clean": "s3://b/run/clean", "metrics": "s3://b/run/metrics"}
+def test_executor_input_fills_defaults_and_names_every_output_artifact(tmp_path):
+    component_spec, container = compiled_component(prepare_corpus, tmp_path)
+    uris = {"clean": "s3://b/run/clean", "metrics": "s3://b/run/metrics", "card": "s3://b/run/card"}
     executor = executor_input(component_spec, {"corpus_uri": "/data/corpus"}, uris)
     assert executor["inputs"]["parameterValues"] == {
         "corpus_uri": "/data/corpus",
         "min_chars": 20,
         "min_chinese_ratio": 0.3,
         "scrub_pii": True,
+        "eval_data_uri": "",
+        "max_quarantine_share": 0.01,
+        "allow_partial": False,
     }
     assert isinstance(executor["inputs"]["parameterValues"]["min_chars"], int)
     clean = executor["outputs"]["artifacts"]["clean"]["artifacts"][0]

@@ -17,8 +17,12 @@ pytestmark = pytest.mark.slow
 def test_demo_pipeline_runs_end_to_end_and_serves_the_candidate(tmp_path, samples_dir):
     summary = run_demo(medgo_pipeline, tmp_path / "run", samples_dir=samples_dir)
     tasks = summary["tasks"]
-    assert set(tasks) == {
-        "prepare-corpus",
+    loops = {name for name in tasks if name.startswith("for-loop-")}
+    assert len(loops) == 6  # the corpus steps' three ParallelFor fan-outs over two shard groups
+    assert set(tasks) - loops == {
+        "plan-corpus",
+        "global-clusters",
+        "finalize-corpus",
         "pack-corpus",
         "build-sft",
         "build-preferences",
@@ -29,7 +33,7 @@ def test_demo_pipeline_runs_end_to_end_and_serves_the_candidate(tmp_path, sample
         "deploy",
     }
     # Reconciled data counts surface as KFP metrics.
-    prep = tasks["prepare-corpus"]["metrics"]
+    prep = tasks["finalize-corpus"]["metrics"]
     assert (
         prep["prepare/in"]
         == prep["prepare/kept"]

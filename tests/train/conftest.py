@@ -20,7 +20,7 @@ def packed_dir(sample_model_dir, samples_dir, tmp_path_factory) -> Path:
     from medgo.data.prepare import prepare_corpus
 
     root = tmp_path_factory.mktemp("pt-data")
-    prepare_corpus(str(samples_dir / "corpus"), root / "clean", PrepareConfig())
+    prepare_corpus(str(samples_dir / "corpus"), root / "clean", PrepareConfig(max_quarantine_share=0.1))
     pack_corpus(root / "clean", str(sample_model_dir), root / "packed", PackConfig(seq_len=64))
     return root / "packed"
 
@@ -31,7 +31,7 @@ def sft_dir(samples_dir, tmp_path_factory) -> Path:
     from medgo.data.sft import build_sft
 
     out = tmp_path_factory.mktemp("sft-data")
-    build_sft(samples_dir / "sft", out, SftBuildConfig())
+    build_sft(samples_dir / "sft", out, SftBuildConfig(max_quarantine_share=0.1))
     return out
 
 
@@ -41,7 +41,7 @@ def prefs_dir(samples_dir, tmp_path_factory) -> Path:
     from medgo.data.prefs import build_preferences
 
     out = tmp_path_factory.mktemp("prefs-data")
-    build_preferences(str(samples_dir / "preference"), out, PrefsConfig())
+    build_preferences(str(samples_dir / "preference"), out, PrefsConfig(max_quarantine_share=0.1))
     return out
 
 

@@ -19,7 +19,11 @@ def test_demo_pretraining_loss_falls_by_a_quarter(sample_model_dir, samples_dir,
     from medgo.data.pack import pack_corpus
     from medgo.data.prepare import prepare_corpus
 
-    prepare_corpus(str(samples_dir / "corpus"), tmp_path / "clean", PrepareConfig())
+    prepare_corpus(
+        str(samples_dir / "corpus"),
+        tmp_path / "clean",
+        PrepareConfig(max_quarantine_share=DEMO_PARAMETERS["data_max_quarantine_share"]),
+    )
     pack_corpus(
         tmp_path / "clean",
         str(sample_model_dir),

@@ -7,12 +7,17 @@ stage checks that the outcomes add up to the input before it writes its manifest
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from medgo.data.io import JsonlWriter, Quarantined
+from medgo.errors import MedgoError
+from medgo.logs import fields
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,6 +34,8 @@ class Tally:
     duplicates: int = 0
     quarantined: int = 0
     reasons: Counter = field(default_factory=Counter)
+    #: reason → the outcome it was counted as (filtered, duplicates or quarantined)
+    kinds: dict[str, str] = field(default_factory=dict)
 
     def add_kept(self) -> None:
         self.records_in += 1
@@ -38,16 +45,49 @@ class Tally:
         self.records_in += 1
         self.filtered += 1
         self.reasons[reason] += 1
+        self.kinds[reason] = "filtered"
 
     def add_duplicate(self, reason: str = "duplicate") -> None:
         self.records_in += 1
         self.duplicates += 1
         self.reasons[reason] += 1
+        self.kinds[reason] = "duplicates"
 
-    def add_quarantined(self, reason: str) -> None:
-        self.records_in += 1
-        self.quarantined += 1
-        self.reasons[reason] += 1
+    def add_quarantined(self, reason: str, units: int = 1) -> None:
+        self.records_in += units
+        self.quarantined += units
+        self.reasons[reason] += units
+        self.kinds[reason] = "quarantined"
+
+    def merge(self, other: Tally) -> None:
+        """Add another tally's counts (a shard's into the stage's)."""
+        self.records_in += other.records_in
+        self.kept += other.kept
+        self.filtered += other.filtered
+        self.duplicates += other.duplicates
+        self.quarantined += other.quarantined
+        self.reasons.update(other.reasons)
+        self.kinds.update(other.kinds)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Counts and reasons, for a shard summary on disk (:meth:`from_dict` reads it back)."""
+        return {
+            **self.as_counts(),
+            "reasons": dict(sorted(self.reasons.items())),
+            "kinds": dict(sorted(self.kinds.items())),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Tally:
+        return cls(
+            records_in=data["in"],
+            kept=data["kept"],
+            filtered=data["filtered"],
+            duplicates=data["duplicates"],
+            quarantined=data["quarantined"],
+            reasons=Counter(data.get("reasons", {})),
+            kinds=dict(data.get("kinds", {})),
+        )
 
     def reconciles(self) -> bool:
         return self.records_in == self.kept + self.filtered + self.duplicates + self.quarantined
@@ -111,9 +151,16 @@ class Ledger:
             tally.add_duplicate(reason)
 
     def quarantined(self, item: Quarantined, slice_: str | None = None) -> None:
+        """A unit (or, for a file quarantined whole, ``item.lines`` units) that cannot be used."""
         self._quarantine.write(item)
         for tally in self._tallies(slice_):
-            tally.add_quarantined(item.reason)
+            tally.add_quarantined(item.reason, item.lines)
+
+    def restore(self, total: Tally, slices: Mapping[str, Tally]) -> None:
+        """Continue from counts recorded earlier (a shard's first phase), without writing entries again."""
+        self.total.merge(total)
+        for name, tally in slices.items():
+            self.slices.setdefault(name, Tally()).merge(tally)
 
     def check(self) -> None:
         """Raise unless every unit is accounted for, overall and within each slice."""
@@ -123,3 +170,50 @@ class Ledger:
 
     def slice_counts(self) -> dict[str, dict[str, int]]:
         return {name: tally.as_counts() for name, tally in self.slices.items()}
+
+
+class StepFailed(MedgoError):
+    """A data step finished writing but must not count as a success (truncated or undecodable input,
+    too much quarantined); ``counts`` are the step's counts, already in its manifest."""
+
+    def __init__(self, message: str, counts: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.counts = dict(counts)
+
+
+def step_problems(
+    stage: str, total: Tally, stream_failures: Iterable[Mapping[str, Any]], max_quarantine_share: float
+) -> list[str]:
+    """Why a step's outcome should fail it: broken input streams, or too large a quarantined share."""
+    problems = []
+    failures = list(stream_failures)
+    if failures:
+        listed = ", ".join(f"{f['source']} ({f['reason']})" for f in failures[:5])
+        more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
+        problems.append(
+            f"{len(failures)} input file(s) could not be read to the end or decoded: {listed}{more}"
+        )
+    if total.records_in and total.quarantined / total.records_in > max_quarantine_share:
+        problems.append(
+            f"{total.quarantined} of {total.records_in} input units quarantined "
+            f"({total.quarantined / total.records_in:.1%} > max_quarantine_share "
+            f"{max_quarantine_share:.1%}); see quarantine for the reasons"
+        )
+    return problems
+
+
+def fail_or_accept(stage: str, problems: list[str], *, allow_partial: bool, counts: Mapping[str, Any]) -> str:
+    """The step's status; raises :class:`StepFailed` when there are problems and partial is not allowed.
+
+    Called after everything is written, so a failed step still leaves its outputs and manifest.
+    """
+    if not problems:
+        return "complete"
+    if allow_partial:
+        log.warning("partial input accepted", extra=fields(stage=stage, problems=" | ".join(problems)))
+        return "accepted_partial"
+    raise StepFailed(
+        f"{stage} failed: " + "; ".join(problems) + " (outputs were written; pass --allow-partial "
+        "(allow_partial=true) to accept them)",
+        counts,
+    )

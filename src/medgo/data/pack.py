@@ -2,7 +2,8 @@
 
 Documents are tokenised in batches, each followed by EOS, and concatenated greedily into
 sequences of exactly ``seq_len`` tokens; a document that does not fit continues in the next
-sequence. Each sequence records where its documents start (``doc_lengths``) and carries
+sequence. Tokens are counted per corpus category too (the exact counts behind ``data.prepare``'s estimates).
+Each sequence records where its documents start (``doc_lengths``) and carries
 ``position_ids`` that restart at 0 for every document, so a padding-free trainer
 (FlashAttention varlen, which derives sequence boundaries from the position resets) keeps
 documents from attending to each other. The last sequence is padded (``attention_mask`` 0,
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from medgo.data.io import Quarantined, iter_records, output_directory
 from medgo.data.prepare import CLEAN_DIR
 from medgo.errors import InputError
 from medgo.logs import fields
-from medgo.storage import atomic_path, is_s3, localize, verify_artifact, write_manifest
+from medgo.storage import atomic_path, is_s3, localize, read_manifest, verify_artifact, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +153,23 @@ def _clean_records_root(clean_dir: str | os.PathLike) -> tuple[Path, Path]:
     else:
         records, artifact = root, root.parent if root.name == CLEAN_DIR else root
     verify_artifact(artifact)
+    manifest = read_manifest(artifact)
+    if manifest and manifest.get("status") == "failed":
+        raise InputError(
+            f"{artifact} is the output of a failed data.prepare run ({'; '.join(manifest.get('problems', []))}); "
+            "fix the input or re-run it with allow_partial to accept it"
+        )
     return records, artifact
 
 
 def iter_document_texts(clean_root: str | os.PathLike) -> Iterator[str]:
-    """The ``text`` of each clean corpus record; anything unusable is an input error, not a skip.
+    """The ``text`` of each clean corpus record (see :func:`iter_documents`)."""
+    for text, _ in iter_documents(clean_root):
+        yield text
+
+
+def iter_documents(clean_root: str | os.PathLike) -> Iterator[tuple[str, str]]:
+    """``(text, category)`` of each clean corpus record; anything unusable is an input error, not a skip.
 
     The input is the output of ``data.prepare``, so a bad line means the wrong directory or
     a damaged artifact, and packing around it would silently lose data.
@@ -168,10 +182,11 @@ def iter_document_texts(clean_root: str | os.PathLike) -> Iterator[str]:
             raise InputError(
                 "clean corpus record has no string text", source=item.source, line=item.line, field="text"
             )
-        yield text
+        category = item.data.get("category")
+        yield text, category if isinstance(category, str) else "unknown"
 
 
-def _batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
+def _batched(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
@@ -202,21 +217,24 @@ def pack_corpus(
     clean_root, artifact_root = _clean_records_root(clean_dir)
     packer = SequencePacker(config.seq_len)
     documents = tokens = dropped_tokens = real_tokens = 0
+    tokens_per_category: Counter = Counter()
 
     with output_directory(output_dir, inputs=[clean_root]) as out:
         with _ParquetRowWriter(out / TOKENS_SHARD) as writer:
             progress = tqdm(desc=STAGE, unit="doc", disable=None)
-            for texts in _batched(iter_document_texts(clean_root), TOKENIZE_BATCH):
+            for batch in _batched(iter_documents(clean_root), TOKENIZE_BATCH):
+                texts = [text for text, _ in batch]
                 encoded = tokenizer(
                     texts, add_special_tokens=False, return_attention_mask=False, verbose=False
                 )["input_ids"]
-                for ids in encoded:
+                for ids, (_, category) in zip(encoded, batch, strict=True):
                     if config.add_eos:
                         ids = [*ids, eos_id]
                     if not ids:
                         continue
                     documents += 1
                     tokens += len(ids)
+                    tokens_per_category[category] += len(ids)
                     for sequence in packer.add(ids):
                         real_tokens += len(sequence.input_ids)
                         writer.write(sequence_row(sequence, config.seq_len, pad_id))
@@ -246,6 +264,7 @@ def pack_corpus(
             "dropped_tokens": dropped_tokens,
             "split_documents": packer.split_documents,
             "packing_efficiency": round(real_tokens / (sequences * config.seq_len), 6) if sequences else 0.0,
+            "tokens_per_category": dict(sorted(tokens_per_category.items())),
         }
         tokenizer_info = {
             "uri": str(tokenizer_uri),

@@ -20,7 +20,11 @@ Outputs::
       train.jsonl       {"id", "prompt": [system, user…], "chosen": [assistant], "rejected": [assistant], "source"}
       quarantine.jsonl  unusable lines and labels: source, line, reason, raw preview
       excluded.jsonl    valid labels that give no pair: id, source_file, line, reason
+      data_card.json / data_card.html
       manifest.json     counts: labels in/quarantined/superseded/conflicts, prompts without pair, pairs
+
+Labels whose prompt or response shares a character n-gram with an evaluation item are excluded
+(``eval_overlap:<task>``) when ``decontamination.eval_dir`` is set.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,11 +41,15 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from medgo.config import PrefsConfig
-from medgo.data.accounting import Ledger
+from medgo.data.accounting import Ledger, fail_or_accept, step_problems
+from medgo.data.card import build_stage_card, write_card
+from medgo.data.decontam import EvalIndex, load_eval_index
 from medgo.data.io import JsonlWriter, Quarantined, Record, iter_records, output_directory
+from medgo.data.readers import is_stream_failure
+from medgo.data.sources import list_inputs
 from medgo.data.validate import RecordError, TextCleaner, record_id, require_str
 from medgo.logs import fields
-from medgo.storage import is_s3, localize, write_manifest
+from medgo.storage import write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +177,9 @@ class _PrefsRun:
     prompts: dict[str, dict[str, _ResponseVotes]] = field(default_factory=dict)
     prompt_messages: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     latest: dict[tuple[str, str, str], DoctorLabel] = field(default_factory=dict)
+    eval_index: EvalIndex | None = None
+    overlaps: Counter = field(default_factory=Counter)
+    stream_failures: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.clean = TextCleaner.for_config(self.config)
@@ -181,8 +193,19 @@ class _PrefsRun:
                 except RecordError as err:
                     item = Quarantined.of(item, err.reason)
             if isinstance(item, Quarantined):
+                if is_stream_failure(item.reason):
+                    self.stream_failures.append(
+                        {"source": item.source, "line": item.line, "reason": item.reason}
+                    )
                 self.ledger.quarantined(item)
                 continue
+            if self.eval_index is not None:
+                text = "\n".join([c for role, c in label.prompt if role != "system"] + [label.response])
+                tasks = self.eval_index.hits(text)
+                if tasks:
+                    self.overlaps.update(tasks)
+                    self.ledger.filtered(f"eval_overlap:{tasks[0]}", {**label.entry(), "eval_tasks": tasks})
+                    continue
             prompt_key = json.dumps(label.prompt, ensure_ascii=False)
             self.prompt_messages.setdefault(prompt_key, label.prompt)
             key = (prompt_key, label.response, label.doctor_id)
@@ -260,24 +283,68 @@ def build_preferences(
     ``source_name`` goes into each record's ``source`` (e.g. ``feedback`` for the feedback
     store's export). Raises if the label counts do not reconcile.
     """
-    local_input = [] if is_s3(labels_uri) else [localize(labels_uri, what="doctor labels")]
-    with output_directory(output_dir, inputs=local_input) as out:
+    listing = list_inputs(labels_uri, what="doctor labels")
+    eval_index = load_eval_index(config.decontamination)
+    with output_directory(output_dir, inputs=[labels_uri]) as out:
         with (
             JsonlWriter(out / "train.jsonl") as train,
             JsonlWriter(out / "quarantine.jsonl") as quarantine,
             JsonlWriter(out / "excluded.jsonl") as excluded,
         ):
-            run = _PrefsRun(config, source_name, Ledger(STAGE, (), quarantine=quarantine, dropped=excluded))
+            run = _PrefsRun(
+                config,
+                source_name,
+                Ledger(STAGE, (), quarantine=quarantine, dropped=excluded),
+                eval_index=eval_index,
+            )
             items = tqdm(
-                iter_records(labels_uri, what="doctor labels"), desc=STAGE, unit="label", disable=None
+                iter_records(labels_uri, what="doctor labels", listing=listing),
+                desc=STAGE,
+                unit="label",
+                disable=None,
             )
             run.read(items)
             run.group()
             for record in run.pairs():
                 train.write(record)
-        counts = {**run.label_counts(), **run.counts, "pii": sum(run.clean.pii.values())}
-        write_manifest(out, stage=STAGE, counts=counts, config=config, inputs={"labels": str(labels_uri)})
+        counts = {
+            **run.label_counts(),
+            **run.counts,
+            "pii": sum(run.clean.pii.values()),
+            "eval_overlaps": sum(run.overlaps.values()),
+        }
+        problems = step_problems(STAGE, run.ledger.total, run.stream_failures, config.max_quarantine_share)
+        status = "complete" if not problems else ("accepted_partial" if config.allow_partial else "failed")
+        skipped = listing.skipped_entries()
+        card = build_stage_card(
+            stage=STAGE,
+            slice_name="source",
+            total=run.ledger.total,
+            slices={source_name: run.ledger.total},
+            pii=run.clean.pii,
+            overlaps=run.overlaps,
+            eval_index=eval_index.summary() if eval_index else None,
+            skipped=skipped,
+            stream_failures=run.stream_failures,
+            problems=problems,
+            status=status,
+            extra={"pairs": run.counts},
+        )
+        write_card(out, card)
+        counts = {**counts, "status": status, "problems": problems, "skipped_files": skipped}
+        write_manifest(
+            out,
+            stage=STAGE,
+            counts=counts,
+            config=config,
+            inputs={"labels": str(labels_uri)},
+            extra={"status": status},
+        )
     if counts["pairs"] == 0:
-        log.warning("no preference pairs built", extra=fields(**counts))
-    log.info("preference pairs built", extra=fields(**counts, output=str(output_dir)))
+        log.warning("no preference pairs built", extra=fields(pairs=0, labels_in=counts["labels_in"]))
+    log.info(
+        "preference pairs built",
+        extra=fields(**{k: v for k, v in counts.items() if k != "problems"}, output=str(output_dir)),
+    )
+    fail_or_accept(STAGE, problems, allow_partial=config.allow_partial, counts=counts)
     return counts

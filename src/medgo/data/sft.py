@@ -13,8 +13,9 @@ safety.jsonl           safety_refusal    harmful request → refusal
 =====================  ================  =============================================
 
 All text is normalised and scrubbed of patient identifiers like the pretraining corpus.
-Conversations whose first user message was already seen (in any source) are dropped as
-duplicates. A drug label expands into several conversations before accounting, so the
+Conversations sharing a character n-gram with an evaluation item are dropped
+(``eval_overlap:<task>``, when ``decontamination.eval_dir`` is set), and conversations whose first
+user message was already seen (in any source) are dropped as duplicates. A drug label expands into several conversations before accounting, so the
 counts are per conversation: ``in`` counts every candidate conversation plus every
 quarantined record, and ``in == kept + filtered + duplicates + quarantined``. Outputs::
 
@@ -22,7 +23,8 @@ quarantined record, and ``in == kept + filtered + duplicates + quarantined``. Ou
       train.jsonl       {"id", "messages", "source", "task"}
       quarantine.jsonl  unusable lines and records: source, line, reason, raw preview
       dropped.jsonl     filtered and duplicate conversations: id, task, reason, survivor
-      manifest.json
+      data_card.json / data_card.html
+      manifest.json     counts, status (failed on unreadable input or too much quarantine), skipped files
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import hashlib
 import logging
 import os
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +43,12 @@ from tqdm.auto import tqdm
 
 from medgo.chat import Message, Messages
 from medgo.config import SftBuildConfig
-from medgo.data.accounting import Ledger
-from medgo.data.io import JsonlWriter, Quarantined, Record, iter_records, output_directory
+from medgo.data.accounting import Ledger, fail_or_accept, step_problems
+from medgo.data.card import build_stage_card, write_card
+from medgo.data.decontam import EvalIndex, load_eval_index
+from medgo.data.io import JsonlWriter, Quarantined, Record, output_directory
+from medgo.data.readers import FilePart, is_stream_failure, iter_part
+from medgo.data.sources import FORMATS, InputFile, SkippedFile, list_inputs
 from medgo.data.validate import RecordError, TextCleaner, record_id, require_str
 from medgo.errors import InputError
 from medgo.logs import fields
@@ -215,10 +222,10 @@ SFT_SOURCES: tuple[SftSource, ...] = (
 )
 
 
-def _find_source_file(root: Path, stem: str) -> Path | None:
-    for suffix in (".jsonl", ".jsonl.gz"):
-        if (root / f"{stem}{suffix}").is_file():
-            return root / f"{stem}{suffix}"
+def _source_stem(relpath: str) -> str | None:
+    for suffix in FORMATS:
+        if relpath.endswith(suffix):
+            return relpath[: -len(suffix)]
     return None
 
 
@@ -238,13 +245,18 @@ class _SftRun:
     clean: TextCleaner = field(init=False)
     prompt_owner: dict[bytes, str] = field(default_factory=dict)
     seen_ids: set[str] = field(default_factory=set)
+    eval_index: EvalIndex | None = None
+    overlaps: Counter = field(default_factory=Counter)
+    stream_failures: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.clean = TextCleaner.for_config(self.config)
 
     def route(self, item: Record | Quarantined, source: SftSource) -> None:
         """Convert one input line and send each resulting conversation to exactly one output."""
-        self.records_in += 1
+        self.records_in += item.lines if isinstance(item, Quarantined) else 1
+        if isinstance(item, Quarantined) and is_stream_failure(item.reason):
+            self.stream_failures.append({"source": item.source, "line": item.line, "reason": item.reason})
         if isinstance(item, Record):
             try:
                 rid = record_id(item.data, item.source, item.line)
@@ -266,6 +278,14 @@ class _SftRun:
         if example.filtered:
             self.ledger.filtered(example.filtered, entry, source.task)
             return
+        if self.eval_index is not None:
+            tasks = self.eval_index.hits(
+                "\n".join(m["content"] for m in example.messages if m["role"] != "system")
+            )
+            if tasks:
+                self.overlaps.update(tasks)
+                self.ledger.filtered(f"eval_overlap:{tasks[0]}", {**entry, "eval_tasks": tasks}, source.task)
+                return
         key = hashlib.sha1(_first_user_message(example.messages).encode("utf-8")).digest()
         if key in self.prompt_owner:
             self.ledger.duplicate(self.prompt_owner[key], entry, source.task, reason="duplicate_prompt")
@@ -295,34 +315,56 @@ class _SftRun:
         }
 
 
-def _locate_sources(sources_dir: str | os.PathLike) -> tuple[Path, dict[str, Path]]:
+def _locate_sources(sources_dir: str | os.PathLike) -> tuple[Path, dict[str, InputFile], list[SkippedFile]]:
+    """The source file of each SFT source type present, and every other file, skipped with why."""
     root = localize(sources_dir, what="SFT sources")
     expected = ", ".join(f"{s.stem}.jsonl" for s in SFT_SOURCES)
     if not root.is_dir():
         raise InputError(
             f"SFT sources must be a directory holding some of {expected}", source=str(sources_dir)
         )
-    found = {}
-    for source in SFT_SOURCES:
-        path = _find_source_file(root, source.stem)
-        if path is None:
-            log.info("SFT source absent, skipped", extra=fields(source=source.stem, dir=str(sources_dir)))
+    stems = {s.stem for s in SFT_SOURCES}
+    try:
+        listing = list_inputs(root, what="SFT source")
+    except InputError:
+        raise InputError(
+            f"no SFT source files found; expected at least one of {expected}", source=str(sources_dir)
+        ) from None
+    found: dict[str, InputFile] = {}
+    skipped = list(listing.skipped)
+    for file in listing.files:
+        stem = _source_stem(file.relpath)
+        if stem in stems and stem not in found:
+            found[stem] = file
+        elif stem in stems:
+            skipped.append(
+                SkippedFile(file.relpath, f"a second file for source {stem}; {found[stem].relpath} is read")
+            )
         else:
-            found[source.stem] = path
+            skipped.append(SkippedFile(file.relpath, f"not an SFT source (expected one of {expected})"))
+    for source in SFT_SOURCES:
+        if source.stem not in found:
+            log.info("SFT source absent", extra=fields(source=source.stem, dir=str(sources_dir)))
     if not found:
         raise InputError(
             f"no SFT source files found; expected at least one of {expected}", source=str(sources_dir)
         )
-    return root, found
+    for item in skipped:
+        log.warning("file skipped", extra=fields(source=item.relpath, reason=item.reason))
+    return root, found, skipped
 
 
 def build_sft(sources_dir: str | os.PathLike, output_dir: str | os.PathLike, config: SftBuildConfig) -> dict:
     """Build ``train.jsonl`` from the SFT source files in ``sources_dir``; returns the counts.
 
     Missing source files are skipped (logged); at least one must be present. Sources are
-    read in the order of :data:`SFT_SOURCES`, which decides which duplicate survives.
+    read in the order of :data:`SFT_SOURCES`, which decides which duplicate survives. Raises
+    :class:`~medgo.data.accounting.StepFailed` after writing everything when a source cannot be read
+    to the end or decoded, or more than ``max_quarantine_share`` is quarantined (unless
+    ``allow_partial``).
     """
-    root, found = _locate_sources(sources_dir)
+    root, found, skipped = _locate_sources(sources_dir)
+    eval_index = load_eval_index(config.decontamination)
     with output_directory(output_dir, inputs=[root]) as out:
         with (
             JsonlWriter(out / "train.jsonl") as train,
@@ -330,21 +372,45 @@ def build_sft(sources_dir: str | os.PathLike, output_dir: str | os.PathLike, con
             JsonlWriter(out / "dropped.jsonl") as dropped,
         ):
             ledger = Ledger(STAGE, [s.task for s in SFT_SOURCES], quarantine=quarantine, dropped=dropped)
-            run = _SftRun(config, ledger, train)
+            run = _SftRun(config, ledger, train, eval_index=eval_index)
             for source in SFT_SOURCES:
                 if source.stem not in found:
                     continue
-                items = iter_records(found[source.stem], what=f"SFT source {source.stem}")
+                items = iter_part(FilePart(found[source.stem]))
                 for item in tqdm(items, desc=f"{STAGE}:{source.stem}", unit="rec", disable=None):
                     run.route(item, source)
         counts = run.counts()
+        problems = step_problems(STAGE, ledger.total, run.stream_failures, config.max_quarantine_share)
+        status = "complete" if not problems else ("accepted_partial" if config.allow_partial else "failed")
+        skipped_entries = [{"relpath": s.relpath, "reason": s.reason} for s in skipped]
+        card = build_stage_card(
+            stage=STAGE,
+            slice_name="task",
+            total=ledger.total,
+            slices=ledger.slices,
+            pii=run.clean.pii,
+            overlaps=run.overlaps,
+            eval_index=eval_index.summary() if eval_index else None,
+            skipped=skipped_entries,
+            stream_failures=run.stream_failures,
+            problems=problems,
+            status=status,
+        )
+        write_card(out, card)
+        counts = {
+            **counts,
+            "eval_overlaps": sum(run.overlaps.values()),
+            "status": status,
+            "problems": problems,
+            "skipped_files": skipped_entries,
+        }
         write_manifest(
             out,
             stage=STAGE,
             counts=counts,
             config=config,
             inputs={"sources": str(sources_dir)},
-            extra={"sources_read": sorted(found)},
+            extra={"sources_read": sorted(found), "status": status},
         )
     if ledger.total.kept == 0:
         log.warning("no SFT conversations kept", extra=fields(**ledger.total.as_counts()))
@@ -352,4 +418,5 @@ def build_sft(sources_dir: str | os.PathLike, output_dir: str | os.PathLike, con
         "SFT set built",
         extra=fields(**ledger.total.as_counts(), records_in=run.records_in, output=str(output_dir)),
     )
+    fail_or_accept(STAGE, problems, allow_partial=config.allow_partial, counts=counts)
     return counts
