@@ -38,7 +38,7 @@ import logging
 import sqlite3
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, TypeVar
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
@@ -59,6 +59,7 @@ from medgo.serve.openai_api import openai_error
 from medgo.serve.paths import feedback_path
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 #: Largest accepted feedback body; a rating with a corrected answer is a few kilobytes.
 MAX_BODY_BYTES = 64 * 1024
@@ -150,6 +151,21 @@ async def json_body(request: Request) -> dict | JSONResponse:
     return data
 
 
+async def authorized_body(
+    request: Request, tokens: TokenSet | None, role: Role, model: type[M]
+) -> M | JSONResponse:
+    """The request's JSON body as ``model`` when the caller may act as ``role``; else the 4xx to answer."""
+    if denied := authorize(tokens, request, role):
+        return denied
+    data = await json_body(request)
+    if isinstance(data, JSONResponse):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        return openai_error(400, describe_validation_error(exc))
+
+
 def feedback_router(
     store: FeedbackStore,
     responses: ResponseLookup,
@@ -161,15 +177,9 @@ def feedback_router(
     path = feedback_path()
 
     async def submit_feedback(request: Request) -> JSONResponse:
-        if denied := authorize(tokens, request, "write"):
-            return denied
-        data = await json_body(request)
-        if isinstance(data, JSONResponse):
-            return data
-        try:
-            body = FeedbackRequest.model_validate(data)
-        except ValidationError as exc:
-            return openai_error(400, describe_validation_error(exc))
+        body = await authorized_body(request, tokens, "write", FeedbackRequest)
+        if isinstance(body, JSONResponse):
+            return body
         if body.corrected_answer is not None and len(body.corrected_answer) > max_corrected_chars:
             return openai_error(
                 400,

@@ -27,7 +27,7 @@ from typing import Annotated
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from medgo.config import FeedbackConfig, FeedbackExportConfig, load_config
 from medgo.errors import MedgoError
@@ -36,8 +36,7 @@ from medgo.feedback.export import export_pending
 from medgo.feedback.store import FeedbackStore
 from medgo.feedback.tokens import TokenSet
 from medgo.logs import fields, setup_logging
-from medgo.serve.feedback_api import authorize, feedback_router, json_body, unavailable
-from medgo.serve.generation import describe_validation_error
+from medgo.serve.feedback_api import authorize, authorized_body, feedback_router, unavailable
 from medgo.serve.openai_api import openai_error
 
 log = logging.getLogger(__name__)
@@ -76,15 +75,9 @@ def build_app(store: FeedbackStore, tokens: TokenSet | None, config: FeedbackCon
 
     @app.put(RESPONSES_PATH + "/{request_id}", response_model=None)
     async def record_response(request_id: str, request: Request) -> Response:
-        if denied := authorize(tokens, request, "record"):
-            return denied
-        data = await json_body(request)
-        if isinstance(data, JSONResponse):
-            return data
-        try:
-            body = RecordedResponse.model_validate(data)
-        except ValidationError as exc:
-            return openai_error(400, describe_validation_error(exc))
+        body = await authorized_body(request, tokens, "record", RecordedResponse)
+        if isinstance(body, JSONResponse):
+            return body
         messages = [turn.model_dump() for turn in body.messages]
         try:
             await asyncio.to_thread(store.record, request_id, body.model, messages, body.answer, body.created)
@@ -111,15 +104,9 @@ def build_app(store: FeedbackStore, tokens: TokenSet | None, config: FeedbackCon
 
     @app.post(EXPORTS_PATH, response_model=None)
     async def export(request: Request) -> JSONResponse:
-        if denied := authorize(tokens, request, "export"):
-            return denied
-        data = await json_body(request)
-        if isinstance(data, JSONResponse):
-            return data
-        try:
-            export_config = FeedbackExportConfig.model_validate(data)
-        except ValidationError as exc:
-            return openai_error(400, describe_validation_error(exc))
+        export_config = await authorized_body(request, tokens, "export", FeedbackExportConfig)
+        if isinstance(export_config, JSONResponse):
+            return export_config
         async with export_lock:
             try:
                 summary = await asyncio.to_thread(export_pending, store, export_config)

@@ -208,6 +208,25 @@ def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (urllib3.exceptions.HTTPError, OSError, ValueError))
 
 
+def _reply(handler: http.server.BaseHTTPRequestHandler, body: bytes, content_type: str) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _https_server(
+    handler: type, cert, key, name: str
+) -> tuple[http.server.ThreadingHTTPServer, threading.Thread]:
+    """A threaded HTTPS server on a free loopback port, and the (unstarted) thread that serves it."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    return server, threading.Thread(target=server.serve_forever, daemon=True, name=name)
+
+
 class FakeKubelet:
     """A Node named ``name`` whose kubelet is an HTTPS server on 127.0.0.1 serving ``/containerLogs``.
 
@@ -235,22 +254,13 @@ class FakeKubelet:
                 tail = urllib.parse.parse_qs(url.query).get("tailLines")
                 if tail:
                     text = "".join(text.splitlines(keepends=True)[-int(tail[0]) :])
-                body = text.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                _reply(self, text.encode(), "text/plain")
 
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(cert), str(key))
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.server, self._thread = _https_server(Handler, cert, key, "fake-kubelet")
         self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="fake-kubelet")
 
     def start(self) -> FakeKubelet:
         self._thread.start()
@@ -540,20 +550,12 @@ class DefaultingWebhook:
                 body = json.dumps(
                     {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
                 ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                _reply(self, body, "application/json")
 
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(cert), str(key))
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="webhook")
+        self.server, self._thread = _https_server(Handler, cert, key, "webhook")
 
     def start(self) -> DefaultingWebhook:
         self._thread.start()
