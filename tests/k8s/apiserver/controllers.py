@@ -20,6 +20,7 @@ it here, as the admin, through the API server:
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import datetime
 import http.server
@@ -188,7 +189,8 @@ class ObjectWatch(threading.Thread):
         with self._lock:
             resp = self._resp
         if resp is not None:
-            resp.shutdown()
+            with contextlib.suppress(OSError):  # the watch thread closed it first: already broken
+                resp.shutdown()
 
     def reconnect(self) -> None:
         self._may_connect.set()
