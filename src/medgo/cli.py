@@ -257,6 +257,7 @@ def train(
     ],
     set_: SetOpt = None,
     backend: Annotated[str, typer.Option(help=_launch_help("backend"))] = "local",
+    trainer_api: Annotated[str, typer.Option(help=_launch_help("trainer_api"))] = "v2.2+",
     nnodes: Annotated[int, typer.Option(help=_launch_help("nnodes"))] = 1,
     nproc_per_node: Annotated[int, typer.Option(help=_launch_help("nproc_per_node"))] = 1,
     gpus_per_node: Annotated[int, typer.Option(help=_launch_help("gpus_per_node"))] = 0,
@@ -275,6 +276,7 @@ def train(
     where = load_config(
         LaunchConfig,
         backend=backend,
+        trainer_api=trainer_api,
         nnodes=nnodes,
         nproc_per_node=nproc_per_node,
         gpus_per_node=gpus_per_node,

@@ -22,6 +22,7 @@ from medgo.k8s.names import (
     SERVING_PRIORITY_CLASS,
     SERVING_SERVICE_ACCOUNT,
     ServingRuntime,
+    TrainerApi,
 )
 
 #: MedGo's 15 pretraining corpus categories.
@@ -437,6 +438,12 @@ class LaunchConfig(StageConfig):
         description="local: torchrun on this machine (simulated nodes on "
         "127.0.0.1); pytorchjob: a Kubeflow PyTorchJob in the cluster (training-operator v1); trainjob: a "
         "Kubeflow Trainer v2 TrainJob on the torch-distributed ClusterTrainingRuntime",
+    )
+    trainer_api: TrainerApi = Field(
+        "v2.2+",
+        description="trainjob: the cluster's Kubeflow Trainer release, which decides where the TrainJob puts "
+        "its pod settings (service account, volumes, GPU node pool): v2.2+ runtimePatches (v2.2, v2.3), "
+        "v2.1 podTemplateOverrides, v2.0 podSpecOverrides",
     )
     nnodes: int = Field(1, ge=1, le=1024, description="nodes (PyTorchJob replicas: 1 master + n-1 workers)")
     nproc_per_node: int = Field(1, ge=1, description="training processes per node (one per GPU)")

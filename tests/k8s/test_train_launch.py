@@ -327,13 +327,24 @@ def test_trainjob_backend_submits_a_trainer_v2_job_and_follows_it(
     spec = obj["spec"]
     assert spec["runtimeRef"]["name"] == "torch-distributed" and spec["trainer"]["numNodes"] == 8
     assert spec["trainer"]["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "8"
-    assert {v["name"] for v in spec["podSpecOverrides"][0]["volumes"]} == {
-        "dshm",
-        "medgo-data",
-        "medgo-checkpoints",
-    }
+    assert_valid_crd_object({k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    assert set(spec) >= {"runtimePatches"} and not {"podSpecOverrides", "podTemplateOverrides"} & set(spec)
     args = parse_args(spec["trainer"]["command"][3:])
     assert load_config(TrainConfig, args.config, args.overrides) == RAN
+    # The node pod the simulated Trainer made from the stored runtimePatches, admitted by the API server.
+    pod = client.CoreV1Api(admin_api).read_namespaced_pod("medgo-sft-abc123-node-0-0", "medgo").spec
+    assert pod.service_account_name == "medgo-trainer"
+    assert pod.node_selector == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert {v.name for v in pod.volumes} == {"dshm", "medgo-data", "medgo-checkpoints"}
+    (container,) = pod.containers
+    assert {m.mount_path for m in container.volume_mounts} == {
+        "/dev/shm",
+        "/mnt/medgo-data",
+        "/mnt/medgo-checkpoints",
+    }
+    secret_refs = {e.name: e.value_from.secret_key_ref.name for e in container.env if e.value_from}
+    assert set(secret_refs) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}
+    assert set(secret_refs.values()) == {"medgo-s3"}
 
 
 def test_a_trainjob_pod_that_cannot_be_scheduled_fails_fast(

@@ -47,6 +47,9 @@ GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedu
 #: Runtimes an InferenceService can use: medgo's own CPU ServingRuntime, or KServe's Hugging Face runtime
 #: with vLLM on GPUs.
 ServingRuntime = Literal["medgo-cpu", "huggingface-vllm"]
+#: Kubeflow Trainer releases whose TrainJob API differs in where pod settings go: ``runtimePatches``
+#: (v2.2 and later), ``podTemplateOverrides`` (v2.1), ``podSpecOverrides`` (v2.0).
+TrainerApi = Literal["v2.2+", "v2.1", "v2.0"]
 
 #: The InferenceService doctors call, medgo's CPU ServingRuntime and its model format.
 INFERENCE_SERVICE = "medgo"

@@ -268,7 +268,7 @@ def launch(config: TrainConfig, where: LaunchConfig | None = None, *, launcher=N
         **pod_resources(config, where),
     )
     if where.backend == "trainjob":
-        job = build_trainjob(**shared)
+        job = build_trainjob(**shared, trainer_api=where.trainer_api)
     else:
         job = build_pytorchjob(
             **shared, priority_class=TRAINING_PRIORITY_CLASS, backoff_limit=where.backoff_limit

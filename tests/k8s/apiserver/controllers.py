@@ -20,6 +20,7 @@ it here, as the admin, through the API server:
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import datetime
 import http.server
@@ -188,7 +189,8 @@ class ObjectWatch(threading.Thread):
         with self._lock:
             resp = self._resp
         if resp is not None:
-            resp.shutdown()
+            with contextlib.suppress(OSError):  # the watch thread closed it first: already broken
+                resp.shutdown()
 
     def reconnect(self) -> None:
         self._may_connect.set()
@@ -611,13 +613,45 @@ TRAINJOB = ("trainer.kubeflow.org", "v1alpha1", "trainjobs")
 JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 
 
+def trainjob_pod_patch(job: dict[str, Any]) -> dict[str, Any]:
+    """The pod-spec fields a TrainJob sets on its runtime's ``node`` job, read the way each Trainer release
+    reads them: ``runtimePatches`` (v2.2+), ``podTemplateOverrides`` (v2.1) or ``podSpecOverrides`` (v2.0).
+
+    Later entries win per field, as in Trainer. A TrainJob carrying more than one of the three fields is an
+    error here: no release reads two of them.
+    """
+    spec = job["spec"]
+    present = [f for f in ("runtimePatches", "podTemplateOverrides", "podSpecOverrides") if spec.get(f)]
+    if len(present) > 1:
+        raise AssertionError(
+            f"TrainJob {job['metadata']['name']} sets {present}; a Trainer reads one of them"
+        )
+    patch: dict[str, Any] = {}
+    for entry in spec.get("runtimePatches") or []:
+        runtime_spec = entry.get("trainingRuntimeSpec") or {}
+        for replicated in runtime_spec.get("template", {}).get("spec", {}).get("replicatedJobs", []):
+            if replicated["name"] == "node":
+                patch.update(
+                    replicated.get("template", {}).get("spec", {}).get("template", {}).get("spec", {})
+                )
+    for entry in spec.get("podTemplateOverrides") or []:
+        if {"name": "node"} in entry.get("targetJobs", []):
+            patch.update(entry.get("spec") or {})
+    for entry in spec.get("podSpecOverrides") or []:
+        if {"name": "node"} in entry.get("targetJobs", []):
+            patch.update({k: v for k, v in entry.items() if k != "targetJobs"})
+    return patch
+
+
 class TrainerV2Sim(_JobControllerSim):
     """Plays Kubeflow Trainer v2 (with its JobSet controller) for TrainJobs, event by event.
 
     An outcome is a condition dict such as ``{"type": "Complete"}`` or ``{"type": "Failed", "reason": ...,
     "message": ...}``, or ``None`` (stays running). It creates the node-0 pod the way the
-    ``torch-distributed`` runtime would (container ``node`` with the TrainJob's image and command, the JobSet
-    labels, completion index 0), then writes ``Created`` and the outcome through the status subresource.
+    ``torch-distributed`` runtime would (container ``node`` with the TrainJob's image, command, env and
+    resources, the JobSet labels, completion index 0) with the pod settings of :func:`trainjob_pod_patch`
+    applied (service account, volumes and mounts, node selector, tolerations), so the API server checks the
+    pod they make; then writes ``Created`` and the outcome through the status subresource.
     """
 
     RESOURCE = TRAINJOB
@@ -634,7 +668,24 @@ class TrainerV2Sim(_JobControllerSim):
 
     def _pod(self, job):
         name, trainer = job["metadata"]["name"], job["spec"]["trainer"]
-        (override,) = job["spec"].get("podSpecOverrides") or [{}]
+        patch = trainjob_pod_patch(job)
+        container = {
+            "name": "node",
+            "image": trainer["image"],
+            "command": trainer["command"],
+            "env": trainer.get("env", []),
+            "resources": trainer.get("resourcesPerNode", {}),
+        }
+        for patched in patch.get("containers", []):
+            if patched["name"] == "node":
+                container["volumeMounts"] = patched.get("volumeMounts", [])
+        pod_spec = {
+            "nodeName": self.kubelet.name,
+            "serviceAccountName": patch.get("serviceAccountName", "default"),
+            "automountServiceAccountToken": False,
+            "containers": [container],
+        }
+        pod_spec.update({k: patch[k] for k in ("volumes", "nodeSelector", "tolerations") if k in patch})
         pod = {
             "metadata": {
                 "name": f"{name}-node-0-0",
@@ -645,18 +696,6 @@ class TrainerV2Sim(_JobControllerSim):
                     "batch.kubernetes.io/job-completion-index": "0",
                 },
             },
-            "spec": {
-                "nodeName": self.kubelet.name,
-                "serviceAccountName": override.get("serviceAccountName", "default"),
-                "automountServiceAccountToken": False,
-                "containers": [
-                    {
-                        "name": "node",
-                        "image": trainer["image"],
-                        "command": trainer["command"],
-                        "resources": trainer.get("resourcesPerNode", {}),
-                    }
-                ],
-            },
+            "spec": pod_spec,
         }
         return pod, "node"
