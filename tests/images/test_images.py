@@ -255,6 +255,7 @@ def torch_extensions(engine, built) -> Path:
 
 def test_trainer_runs_as_two_pytorchjob_nodes(engine, built, training_inputs, torch_extensions, uid1000_dir):
     from medgo.k8s.pytorchjob import build_pytorchjob
+    from medgo.train.launch import node_command
 
     data, config = training_inputs
     checkpoints = uid1000_dir("pvc-checkpoints")
@@ -262,7 +263,7 @@ def test_trainer_runs_as_two_pytorchjob_nodes(engine, built, training_inputs, to
         name="smoke",
         namespace="medgo",
         image=build.image_ref("trainer-cpu"),
-        args=["--config", "/config/train.yaml"],
+        command=node_command(["--config", "/config/train.yaml"]),
         nnodes=2,
         nproc_per_node=1,
     )
@@ -335,10 +336,19 @@ def test_serving_runtime_command_answers_a_chat_request(engine, built, uid1000_d
     flags = locked_down(security)
     if security.get("readOnlyRootFilesystem"):
         flags += read_only(engine)
-    empty_dirs = {v["name"] for v in runtime.get("volumes", []) if "emptyDir" in v}
+    volumes = {v["name"]: v for v in runtime.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
-        assert mount["name"] in empty_dirs, f"volume {mount['name']} is not emulated"
-        flags += ["--tmpfs", f"{mount['mountPath']}:rw,mode=1777"]
+        volume = volumes[mount["name"]]
+        if "emptyDir" in volume:
+            flags += ["--tmpfs", f"{mount['mountPath']}:rw,mode=1777"]
+        elif "secret" in volume:  # a Secret volume: its items as files, read-only, as the kubelet mounts it
+            secret_dir = uid1000_dir(f"secret-{mount['name']}")
+            for item in volume["secret"]["items"]:
+                (secret_dir / item["path"]).write_text(f"test-{item['key']}-token\n")
+            chown_tree(secret_dir)
+            flags += ["-v", f"{secret_dir}:{mount['mountPath']}:ro"]
+        else:
+            raise AssertionError(f"volume {mount['name']} is not emulated")
     name = f"medgo-smoke-serving-{port}"
     engine(
         "run",
