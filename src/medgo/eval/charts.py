@@ -78,7 +78,9 @@ def _axis(domain: tuple[float, float], y: float, digits: int) -> list[str]:
     for tick in _nice_ticks(*domain):
         x = _x(tick, domain)
         parts.append(f'<line class="grid" x1="{x:.1f}" y1="{_TOP - 6}" x2="{x:.1f}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{y + 14:.1f}" text-anchor="middle">{tick:.{digits}f}</text>')
+        parts.append(
+            f'<text class="tick" x="{x:.1f}" y="{y + 14:.1f}" text-anchor="middle">{tick:.{digits}f}</text>'
+        )
     return parts
 
 
@@ -156,8 +158,12 @@ def interval_chart(
     bottom = _TOP + row_h * len(rows)
     for value, label, css in lines:
         x = _x(value, domain)
-        body.append(f'<line class="ref {escape(css)}" x1="{x:.1f}" y1="{_TOP - 10}" x2="{x:.1f}" y2="{bottom:.1f}"/>')
-        body.append(f'<text class="ref-label {escape(css)}" x="{x + 3:.1f}" y="{_TOP - 12}">{escape(label)}</text>')
+        body.append(
+            f'<line class="ref {escape(css)}" x1="{x:.1f}" y1="{_TOP - 10}" x2="{x:.1f}" y2="{bottom:.1f}"/>'
+        )
+        body.append(
+            f'<text class="ref-label {escape(css)}" x="{x + 3:.1f}" y="{_TOP - 12}">{escape(label)}</text>'
+        )
     for index, row in enumerate(rows):
         mid = _TOP + index * row_h + _BAR_H / 2
         lo, hi, x = _x(row.low, domain), _x(row.high, domain), _x(row.value, domain)

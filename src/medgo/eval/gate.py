@@ -298,11 +298,11 @@ def _fmt(interval: Sequence[float]) -> str:
 def _floor_rule(
     comparison: dict[str, Any], task: str, setting: str, threshold: float
 ) -> dict[str, Any] | None:
+    if threshold <= 0:
+        return None  # no floor configured
     entry = comparison["tasks"].get(task)
     rule = f"{task} >= gate.{setting}"
     if entry is None or entry.get("status") == "error":
-        if threshold <= 0:
-            return None
         why = "was not evaluated" if entry is None else "could not be evaluated (failed requests)"
         return _rule(
             rule,

@@ -110,7 +110,12 @@ def _gate_chart(comparison: dict[str, Any], gate: dict[str, Any]) -> str:
 def _score_chart(comparison: dict[str, Any]) -> str:
     groups = []
     for name, entry in _ok_entries(comparison):
-        values = [entry["candidate"], entry["baseline"], *entry["candidate_interval"], *entry["baseline_interval"]]
+        values = [
+            entry["candidate"],
+            entry["baseline"],
+            *entry["candidate_interval"],
+            *entry["baseline_interval"],
+        ]
         if not all(0.0 <= v <= 1.0 for v in values if v is not None):
             continue  # other scales (the 1–5 attitude score) have their own chart
         groups.append(
@@ -220,9 +225,13 @@ def _bias_section(name: str, candidate: dict[str, Any], baseline: dict[str, Any]
     return "\n".join(parts)
 
 
-def _task_section(name: str, entry: dict[str, Any], candidate: dict[str, Any], baseline: dict[str, Any]) -> str:
+def _task_section(
+    name: str, entry: dict[str, Any], candidate: dict[str, Any], baseline: dict[str, Any]
+) -> str:
     if entry.get("status") != "ok":
-        failures = "; ".join(f"{who}: {error.get('message', '')}" for who, error in entry.get("failures", {}).items())
+        failures = "; ".join(
+            f"{who}: {error.get('message', '')}" for who, error in entry.get("failures", {}).items()
+        )
         return f"<h2>{escape(name)}</h2>\n<p class='rule-fail'>Not evaluated: {escape(failures)}</p>\n"
     higher = entry["higher_is_better"]
     metric_rows = [
@@ -243,16 +252,15 @@ def _task_section(name: str, entry: dict[str, Any], candidate: dict[str, Any], b
             f'<td class="num">{_num(values["baseline"])}</td>{delta}<td></td><td></td></tr>'
         )
     worst = [
-        f"{w['id']} ({w['score']:.2f}{'' if w['parsed'] else ', unparseable'})" for w in candidate.get("worst", [])
+        f"{w['id']} ({w['score']:.2f}{'' if w['parsed'] else ', unparseable'})"
+        for w in candidate.get("worst", [])
     ]
     notes = "".join(f"<li>{escape(note)}</li>" for note in candidate.get("notes", []))
     return (
         f"<h2 id='task-{escape(name)}'>{escape(name)} <span class='role'>{escape(entry['role'])}</span></h2>\n"
         + (f"<ul class='notes'>{notes}</ul>" if notes else "")
         + "<table>\n<tr><th>Metric</th><th>Candidate</th><th>Baseline</th><th>Delta</th>"
-        "<th>Interval of delta</th><th>Method</th></tr>\n"
-        + "\n".join(metric_rows)
-        + "\n</table>\n"
+        "<th>Interval of delta</th><th>Method</th></tr>\n" + "\n".join(metric_rows) + "\n</table>\n"
         f"<p>{entry['n']} items; unparseable answers: candidate {candidate.get('parse_failures', 0)}, "
         f"baseline {baseline.get('parse_failures', 0)}.</p>\n"
         + _breakdown_section(name, candidate, baseline)

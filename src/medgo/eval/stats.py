@@ -191,12 +191,6 @@ def bootstrap_mean_interval(
     array = np.asarray(values, dtype=float)
     if array.size == 0:
         raise ValueError("cannot bootstrap zero values")
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)
-    for start in range(0, n_resamples, _BLOCK):
-        count = min(_BLOCK, n_resamples - start)
-        means[start : start + count] = array[rng.integers(0, array.size, size=(count, array.size))].mean(
-            axis=1
-        )
+    means = bootstrap_sum_draws(array[:, None], n_resamples, seed)[:, 0] / array.size
     low, high = percentile_interval(means, confidence)
     return float(low), float(high)
