@@ -59,7 +59,8 @@ def evaluate(
             "seed": gate_seed,
         },
     )
-    baseline = baseline_model_uri or fallback_baseline_uri  # the production model, else the base (first round)
+    # The production model, else the base model (first round).
+    baseline = baseline_model_uri or fallback_baseline_uri
     outcome = run_evaluation(
         candidate.path, None, baseline, localize(eval_data_uri, what="eval data"), results.path, config
     )

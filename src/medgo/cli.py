@@ -225,7 +225,8 @@ def evaluate(
         ),
     ],
     baseline: Annotated[
-        str, typer.Option(help="Baseline: model directory (local, PVC or s3://) or endpoint URL, as --candidate.")
+        str,
+        typer.Option(help="Baseline: model directory (local, PVC or s3://) or endpoint URL, as --candidate."),
     ],
     data: Annotated[str, typer.Option(help="Evaluation data directory (official layouts), local or s3://.")],
     out: Annotated[

@@ -232,8 +232,9 @@ class GateConfig(StageConfig):
     ``margin``. Every other gated task fails only on a demonstrated regression beyond
     ``margin``, with Bonferroni-adjusted intervals over those tasks. Too few items, or an
     interval too wide to decide, is inconclusive, which blocks deployment like a failure.
-    The defaults are sized for about 5,000 MCQ items and 2,000 safety prompts at a margin of
-    0.03 (tests/eval/test_gate_simulation.py checks the pass/fail rates there).
+    The defaults are sized for the full evaluation sets: about 10,000 MCQ items, 3,000 safety
+    prompts and 2,000 CMeEE sentences at a margin of 0.03 (tests/eval/test_gate_simulation.py
+    checks there that equal models pass >= 95 % and models worse by 0.06 fail >= 80 %).
     """
 
     min_mcq_accuracy: float = Field(
@@ -258,9 +259,7 @@ class GateConfig(StageConfig):
         description="pre-declared primary tasks that must be shown non-inferior; other gated tasks "
         "fail only on a significant regression beyond the margin",
     )
-    confidence: float = Field(
-        0.95, gt=0.5, lt=1, description="two-sided confidence level of every interval"
-    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="two-sided confidence level of every interval")
     n_bootstrap: int = Field(
         2000, ge=100, description="paired bootstrap resamples for metrics that are not item proportions"
     )
