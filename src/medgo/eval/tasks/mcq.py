@@ -90,18 +90,23 @@ def _letter_run(allowed: str) -> str:
 def extract_letters(reply: str, letters: Sequence[str]) -> set[str] | None:
     """The option letters a generated reply gives as its answer, or None when it gives none.
 
-    An explicit "答案是 B" / "正确答案：A、C" wins; otherwise the first run of option letters not
-    inside a word ("DNA" is not D). Full-width letters are read as ASCII.
+    The prompt ends in "答案：", so letters that open the reply are its answer ("B。", "A、C",
+    "（D）"), unless they name an option being discussed ("A项错误"); otherwise an explicit
+    "答案是 B" / "正确答案：A、C"; otherwise the first run of option letters not inside a word
+    ("DNA" is not D). Full-width letters are read as ASCII.
     """
     text = unicodedata.normalize("NFKC", reply)
     allowed = "".join(letters)
     run = _letter_run(allowed)
-    marked = re.search(rf"答案\s*(?:应该|应)?\s*(?:是|为)?\s*[:：]?\s*[（(【\[]?\s*({run})", text)
-    found = marked.group(1) if marked else None
-    if found is None:
-        first = re.search(run, text)
-        found = first.group(0) if first else None
-    return set(re.findall(f"[{allowed}]", found)) if found else None
+    for pattern in (
+        rf"^\s*[（(【\[]?\s*({run})(?!\s*(?:项|选项))",
+        rf"答案\s*(?:应该|应)?\s*(?:是|为)?\s*[:：]?\s*[（(【\[]?\s*({run})",
+        rf"({run})",
+    ):
+        found = re.search(pattern, text)
+        if found:
+            return set(re.findall(f"[{allowed}]", found.group(1)))
+    return None
 
 
 class OptionScoredTask(Task):
