@@ -90,8 +90,9 @@ class TaskContext:
 class TaskResult:
     """A model's score on one task, with per-item outcomes and predictions in official layout.
 
-    ``breakdown`` holds per-group results (MCQ per department and exam type: ``{field: {value:
-    {"n", "accuracy", "ci_low", "ci_high"}}}``); ``details`` holds task-specific tables for the
+    ``breakdown`` holds per-group proportions (MCQ per department and exam type, safety per
+    category: ``{field: {value: {"n", "successes", "rate", "ci_low", "ci_high"}}}``, see
+    :func:`rate_breakdown`); ``details`` holds task-specific tables for the
     report (bias per attribute); ``notes`` says how the metric was measured when that is not
     obvious from its name (a rule-based fallback, a scoring mode).
     """
@@ -259,6 +260,14 @@ class GenerativeTask(Task):
 
     def secondary_metrics(self, outcomes: Sequence[ItemOutcome]) -> dict[str, float]:
         return {}
+
+    def configure(self, context: TaskContext) -> Task:
+        task = super().configure(context)
+        if task.shots:
+            task.reference_reply(
+                task.shots[0]
+            )  # a task that cannot write answers fails before any model loads
+        return task
 
     def reference_reply(self, item: EvalItem) -> str:
         """The gold answer written as the model should write it (the assistant turn of a few-shot example)."""
