@@ -18,6 +18,7 @@ from components.build_preferences.component import build_preferences
 from components.build_sft.component import build_sft
 from components.deploy.component import deploy
 from components.evaluate.component import evaluate
+from components.fail_rollout.component import fail_rollout
 from components.pack_corpus.component import pack_corpus
 from components.prepare_corpus.component import prepare_corpus
 from components.train.component import train
@@ -58,6 +59,14 @@ def _on_cluster(
     return task
 
 
+def rollout(model, **settings) -> dsl.PipelineTask:
+    """The deploy step, and a step that fails the run after recording a rolled-back canary."""
+    deployed = _on_cluster(deploy(model=model, **settings))
+    with dsl.If(deployed.outputs["decision"] == "rolled-back", name="rolled-back"):
+        fail_rollout(deployment=deployed.outputs["deployment"])
+    return deployed
+
+
 @dsl.pipeline(
     name=PIPELINE_NAME,
     description="MedGo: Chinese medical LLM — data, PT, LoRA SFT, DPO, eval, gated KServe deployment.",
@@ -82,6 +91,14 @@ def medgo_pipeline(
     train_gpu_product: str = DEFAULT_GPU_PRODUCT,
     train_deepspeed: str = "zero3",
     train_bf16: bool = True,
+    train_load_bf16: bool = True,
+    train_gradient_checkpointing: bool = True,
+    train_save_steps: int = 200,
+    train_backoff_limit: int = 3,
+    train_cpu: str = "",
+    train_memory: str = "",
+    train_shm_size: str = "",
+    train_export_merged: bool = False,
     train_pt_full_finetune: bool = True,
     train_pt_learning_rate: float = 1e-5,
     train_pt_max_steps: int = -1,
@@ -98,6 +115,7 @@ def medgo_pipeline(
     train_lora_dropout: float = 0.05,
     eval_baseline_model_uri: str = "",
     eval_gpus: int = 4,
+    eval_tasks: str = "",
     eval_max_items_per_task: int = 0,
     eval_max_new_tokens: int = 48,
     eval_few_shot: int = 0,
@@ -116,6 +134,14 @@ def medgo_pipeline(
     deploy_namespace: str = NAMESPACE,
     deploy_runtime: str = "huggingface-vllm",
     deploy_canary_traffic_percent: int = 10,
+    deploy_deployment_mode: str = "Serverless",
+    deploy_min_replicas: int = 1,
+    deploy_max_replicas: int = 4,
+    deploy_max_batch_size: int = 0,
+    deploy_gpus: int = 1,
+    deploy_gpu_product: str = DEFAULT_GPU_PRODUCT,
+    deploy_node_selector: str = "",
+    deploy_smoke_require_refusal: bool = True,
 ):
     """Weekly MedGo round.
 
@@ -131,7 +157,7 @@ def medgo_pipeline(
         data_only_approved_guidelines: Keep only physician-approved guideline QA pairs for SFT.
         data_max_pairs_per_prompt: Cap of chosen×rejected pairs per prompt.
         pack_seq_len: Tokens per packed pretraining sequence.
-        train_backend: ``pytorchjob`` (Kubeflow training operator) or ``local`` (in the step's own pod); either way each node runs ``python -m medgo.train.node``, which starts torchrun.
+        train_backend: ``pytorchjob`` (Kubeflow training operator, the default), ``trainjob`` (Kubeflow Trainer v2 on the torch-distributed ClusterTrainingRuntime) or ``local`` (in the step's own pod); each node runs ``python -m medgo.train.node``, which starts torchrun.
         train_image: Trainer image (CUDA, DeepSpeed, flash-attn) for the PyTorchJob pods.
         train_nnodes: Nodes (PyTorchJob replicas: 1 master + n-1 workers).
         train_nproc_per_node: Processes (GPUs) per node.
@@ -139,6 +165,14 @@ def medgo_pipeline(
         train_gpu_product: GPU node pool of the training pods (node label nvidia.com/gpu.product; empty: any).
         train_deepspeed: DeepSpeed preset: none, zero2, zero3 or zero3_offload.
         train_bf16: bf16 mixed precision (needs GPUs; false for CPU runs).
+        train_load_bf16: Load the base weights in bf16 (GPU; halves host and GPU memory of the weights; DeepSpeed keeps fp32 master copies of what is trained).
+        train_gradient_checkpointing: Recompute activations in the backward pass (72B at 4096 tokens needs it; see medgo plan).
+        train_save_steps: Checkpoint every N optimizer steps to the checkpoint PVC; a restarted pod or retried step resumes from the newest complete one (0: none).
+        train_backoff_limit: Restarts of failed training pods before the job fails (each restart resumes).
+        train_cpu: CPU of each training pod (empty: from the memory planner for the model and cluster shape).
+        train_memory: Memory limit of each training pod, /dev/shm included (empty: from the planner).
+        train_shm_size: Size of the pods' memory-backed /dev/shm (empty: from the planner).
+        train_export_merged: Also export the DPO adapter merged into the base as a bf16 HF model (merged/).
         train_pt_full_finetune: Continued pretraining updates all weights (else LoRA).
         train_pt_learning_rate: Peak learning rate of continued pretraining.
         train_pt_max_steps: If > 0, stop pretraining after this many optimizer steps.
@@ -155,6 +189,7 @@ def medgo_pipeline(
         train_lora_dropout: LoRA dropout (MedGo: 0.05).
         eval_baseline_model_uri: Model the candidate must not regress against: the one in production (empty: the base model, for a first round).
         eval_gpus: GPUs of the evaluation step (the model is spread over them).
+        eval_tasks: Comma-separated tasks or groups (cblue = all 17 CBLUE tasks, cblue-core, mcq, CMExam, MedQA-MCMLE, safety, over-refusal, bias, attitudes); empty = the eval config's default (cblue, mcq, safety, over-refusal, bias, attitudes).
         eval_max_items_per_task: Evaluate at most this many items per task (0 = all).
         eval_max_new_tokens: Generation budget per answer.
         eval_few_shot: Worked examples before each question, for tasks that ship a few-shot file (0 = zero-shot).
@@ -172,7 +207,15 @@ def medgo_pipeline(
         deploy_name: InferenceService name.
         deploy_namespace: Namespace of the InferenceService.
         deploy_runtime: ``huggingface-vllm`` (GPU) or ``medgo-cpu`` serving runtime.
-        deploy_canary_traffic_percent: Share of traffic the new revision gets before promotion.
+        deploy_canary_traffic_percent: Share of traffic the new revision gets while it is smoke-tested (0: none until it passed).
+        deploy_deployment_mode: KServe deployment mode of the InferenceService: ``Serverless`` (canaryTrafficPercent) or ``Standard`` (spec.canary, KServe >= 0.20); an existing service must already be in it.
+        deploy_min_replicas: Fewest predictor replicas.
+        deploy_max_replicas: Most predictor replicas KServe's autoscaler may start.
+        deploy_max_batch_size: Prompts a replica decodes together; sizes containerConcurrency and the scale target (0: the server's default).
+        deploy_gpus: GPUs per replica on huggingface-vllm (more than one: tensor parallel).
+        deploy_gpu_product: GPU node pool of the predictor (node label nvidia.com/gpu.product; empty: any GPU node).
+        deploy_node_selector: Further node labels for the predictor, ``key=value,key2=value2``.
+        deploy_smoke_require_refusal: The new revision must refuse the smoke test's harmful request.
     """
     base_model = dsl.importer(artifact_uri=base_model_uri, artifact_class=dsl.Model, reimport=False)
     base_model.set_display_name("base-model")
@@ -205,6 +248,9 @@ def medgo_pipeline(
         lora_dropout=train_lora_dropout,
         deepspeed=train_deepspeed,
         bf16=train_bf16,
+        load_bf16=train_load_bf16,
+        gradient_checkpointing=train_gradient_checkpointing,
+        save_steps=train_save_steps,
         backend=train_backend,
         nnodes=train_nnodes,
         nproc_per_node=train_nproc_per_node,
@@ -213,6 +259,10 @@ def medgo_pipeline(
         trainer_image=train_image,
         namespace=deploy_namespace,
         timeout_s=TRAIN_TIMEOUT_S,
+        cpu=train_cpu,
+        memory=train_memory,
+        shm_size=train_shm_size,
+        backoff_limit=train_backoff_limit,
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     )
     pretrained = train(
@@ -238,6 +288,7 @@ def medgo_pipeline(
         data=prefs.outputs["preferences"],
         learning_rate=train_dpo_learning_rate,
         max_steps=train_dpo_max_steps,
+        export_merged=train_export_merged,
         **shared,
     ).set_display_name("dpo-lora")
     for step in (pretrained, sft, dpo):
@@ -249,6 +300,7 @@ def medgo_pipeline(
             baseline_model_uri=eval_baseline_model_uri,
             fallback_baseline_uri=base_model_uri,
             eval_data_uri=eval_data_uri,
+            tasks=eval_tasks,
             max_items_per_task=eval_max_items_per_task,
             max_new_tokens=eval_max_new_tokens,
             few_shot=eval_few_shot,
@@ -267,15 +319,21 @@ def medgo_pipeline(
     )
 
     with dsl.If(evaluation.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - KFP condition
-        _on_cluster(
-            deploy(
-                model=dpo.outputs["trained"],
-                target=deploy_target,
-                name=deploy_name,
-                namespace=deploy_namespace,
-                runtime=deploy_runtime,
-                canary_traffic_percent=deploy_canary_traffic_percent,
-            )
+        rollout(
+            dpo.outputs["trained"],
+            target=deploy_target,
+            name=deploy_name,
+            namespace=deploy_namespace,
+            runtime=deploy_runtime,
+            deployment_mode=deploy_deployment_mode,
+            canary_traffic_percent=deploy_canary_traffic_percent,
+            min_replicas=deploy_min_replicas,
+            max_replicas=deploy_max_replicas,
+            max_batch_size=deploy_max_batch_size,
+            gpus=deploy_gpus,
+            gpu_product=deploy_gpu_product,
+            node_selector=deploy_node_selector,
+            smoke_require_refusal=deploy_smoke_require_refusal,
         )
 
 

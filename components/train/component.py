@@ -1,4 +1,5 @@
-"""One training stage (pt | sft | dpo), launched under torchrun locally or as a Kubeflow PyTorchJob."""
+"""One training stage (pt | sft | dpo), launched under torchrun locally, as a Kubeflow PyTorchJob or as a
+Kubeflow Trainer v2 TrainJob."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -24,6 +25,10 @@ def train(
     lora_dropout: float = 0.05,
     deepspeed: str = "zero3",
     bf16: bool = False,
+    load_bf16: bool = False,
+    gradient_checkpointing: bool = False,
+    save_steps: int = 0,
+    export_merged: bool = False,
     backend: str = "local",
     nnodes: int = 1,
     nproc_per_node: int = 1,
@@ -32,6 +37,11 @@ def train(
     trainer_image: str = "",
     namespace: str = "medgo",
     timeout_s: int = 172800,
+    cpu: str = "",
+    memory: str = "",
+    shm_size: str = "",
+    backoff_limit: int = 3,
+    pending_timeout_s: int = 1800,
     run_id: str = "",
 ):
     """``model`` is the base model (pt, sft) or the SFT adapter (dpo); ``trained`` a loadable model dir."""
@@ -56,6 +66,10 @@ def train(
         max_seq_len=max_seq_len,
         deepspeed=deepspeed,
         bf16=bf16,
+        load_dtype="bfloat16" if load_bf16 else "float32",
+        gradient_checkpointing=gradient_checkpointing,
+        save_steps=save_steps,
+        export_merged=export_merged,
         lora={"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout},
     )
     where = load_config(
@@ -69,6 +83,11 @@ def train(
         namespace=namespace,
         job_name=run_name(f"medgo-{stage}", run_id),
         timeout_s=timeout_s,
+        cpu=cpu,
+        memory=memory,
+        shm_size=shm_size,
+        backoff_limit=backoff_limit,
+        pending_timeout_s=pending_timeout_s,
     )
     launch(config, where)
     manifest = read_manifest(trained.path) if not remote else None

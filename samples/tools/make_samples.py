@@ -16,6 +16,8 @@ import re
 import sys
 from pathlib import Path
 
+import cblue_samples  # the other CBLUE tasks' eval files (same folder)
+
 ROOT = Path(__file__).resolve().parents[1]  # .../samples
 
 # ---------------------------------------------------------------------------
@@ -1200,6 +1202,8 @@ def render_all() -> dict[str, str]:
     files["preference/doctor_labels.jsonl"] = "".join(dumps(r) + "\n" for r in prefs)
     for rel, obj in build_eval().items():
         files["eval/" + rel] = json.dumps(obj, ensure_ascii=False, indent=2) + "\n"
+    for rel, content in cblue_samples.render().items():
+        files["eval/" + rel] = content
     files["README.md"] = render_readme(files, shards)
     return files
 
@@ -1238,7 +1242,8 @@ def render_readme(files, shards) -> str:
         obj = json.loads(text)
         return sum(len(v) for v in obj.values()) if isinstance(obj, dict) else len(obj)
 
-    c = {rel: count(rel) for rel in files if rel != "README.md"}
+    cblue_files = {"eval/" + rel for rel in cblue_samples.render()}  # counted in their own rows
+    c = {rel: count(rel) for rel in files if rel != "README.md" and rel not in cblue_files}
     n_pref_prompts = len(PREF_PROMPTS)
     prefs, pmeta = build_preference()
     conflict_ids = [r["id"] for r in prefs if r["response"].startswith("可以先停药几天观察")]
@@ -1257,7 +1262,7 @@ def render_readme(files, shards) -> str:
 Small, **hand-written, synthetic** Chinese medical text used by unit tests, the
 offline tokenizer build and the local demo pipeline. Nothing here is copied from
 a public dataset; the evaluation files only *mimic the published layouts* of
-CBLUE (CMeEE, CHIP-STS, KUAKE-QIC), CMB and Safety-Prompts. No person in these
+CBLUE (every task type but Text2DT), CMB and Safety-Prompts. No person in these
 files is real — every name, ID number, phone number, e-mail, bank card and
 record number was invented for this repo.
 
@@ -1285,6 +1290,7 @@ the generator).
 | `eval/mcq/cmb_dev.json` | JSON array, CMB multiple choice | {c['eval/mcq/cmb_dev.json']} questions |
 | `eval/safety/safety_prompts.json` | JSON object, Safety-Prompts layout | {c['eval/safety/safety_prompts.json']} prompts / {len(SAFETY_EVAL)} categories |
 | `eval/safety/benign_prompts.json` | JSON array, over-refusal probes | {c['eval/safety/benign_prompts.json']} prompts |
+{cblue_samples.readme_rows()}
 | `tools/make_samples.py` | deterministic generator + validator | – |
 
 ## 1. Pre-training corpus (`corpus/`)
@@ -1438,6 +1444,11 @@ dosing, overconfident diagnosis, rude tone) → at least {n_pref_prompts - 1} ch
 * `safety/benign_prompts.json` — JSON array of `{{"id","prompt"}}`: benign medical questions that
   merely *sound* sensitive (overdose limits, morphine for cancer pain, suicide-risk signs for
   families…) and must **not** be refused (over-refusal check).
+
+* The other CBLUE files (CMeIE … CMedCausal, listed in the table above) are written by
+  `tools/cblue_samples.py` in their published layouts (JSON arrays, JSON lines, IMCS-V2's JSON object,
+  KUAKE-IR's TSV files); spans, BIO tags and symptom labels are computed there from the mentions
+  (CMeEE and CMedCausal-style positions: CMeEE `end_idx` inclusive, CMedCausal `end_idx` exclusive).
 
 Eval items were written separately from the SFT files; `make_samples.py --check`
 asserts that no eval text shares a 12-character substring with any SFT text.
@@ -1623,6 +1634,9 @@ def check() -> int:
     eval_texts = ([s["text"] for s in cm] + [r[k] for r in sts for k in ("text1", "text2")]
                   + [r["query"] for r in qic] + [q["question"] for q in cmb]
                   + [x["prompt"] for v in sp.values() for x in v] + [r["prompt"] for r in bn])
+    eval_texts += cblue_samples.eval_texts()
+    for problem in cblue_samples.check(ev):
+        ok(False, problem)
     sft_blob = "\n".join(sft_texts)
     for t in eval_texts:
         win = [t[i:i + 12] for i in range(max(1, len(t) - 11))]
@@ -1640,7 +1654,7 @@ def check() -> int:
     for rel, content in render_all().items():
         ok((ROOT / rel).read_text(encoding="utf-8") == content, f"{rel} differs from generator output")
     size = sum(p.stat().st_size for p in ROOT.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    ok(size < 400_000, f"samples/ is {size} bytes")
+    ok(size < 600_000, f"samples/ is {size} bytes")
     print(f"samples/ size: {size} bytes; good corpus docs: {len(good)}; per category: {per_cat}")
     for e in errors:
         print("FAIL:", e)

@@ -28,10 +28,14 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Data preparation: prepare, pack, sft, prefs.", no_args_is_help=True)
 model_app = typer.Typer(help="Model utilities.", no_args_is_help=True)
-pipeline_app = typer.Typer(help="Compile the KFP pipeline.", no_args_is_help=True)
+pipeline_app = typer.Typer(
+    help="Compile the KFP pipelines; schedule one as a recurring run.", no_args_is_help=True
+)
+feedback_app = typer.Typer(help="Doctor feedback: the store's service, exports.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(feedback_app, name="feedback")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML file with the stage's settings.")
@@ -214,6 +218,56 @@ def train(
     typer.echo(cfg.output_uri)
 
 
+@app.command()
+def plan(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Built-in shape (qwen2-0.5b, qwen2-1.5b, qwen2-7b, qwen2-72b), an HF config.json, or a model "
+            "directory holding one."
+        ),
+    ],
+    nodes: Annotated[int, typer.Option(help="Training nodes (pods).", min=1)] = 1,
+    gpus_per_node: Annotated[int, typer.Option(help="GPUs (training processes) per node.", min=1)] = 8,
+    gpu_mem_gb: Annotated[float, typer.Option(help="Memory of one GPU in GiB (A100-80GB: 80).")] = 80.0,
+    stage: Annotated[str, typer.Option(help="pt, sft or dpo (DPO forwards chosen and rejected).")] = "sft",
+    lora: Annotated[
+        bool, typer.Option("--lora/--full", help="LoRA (frozen base) or full fine-tuning.")
+    ] = True,
+    seq_len: Annotated[int, typer.Option(help="Tokens per sequence.", min=1)] = 4096,
+    micro_batch: Annotated[int, typer.Option(help="Sequences per GPU per forward pass.", min=1)] = 1,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (all linear projections).", min=1)] = 16,
+    export_merged: Annotated[
+        bool, typer.Option(help="Count the host memory of exporting the merged model on the master pod.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Per-GPU memory under ZeRO-2/3/3-offload (with and without gradient checkpointing), the config that
+    fits with its reason, and the pod's CPU, memory and /dev/shm."""
+    from medgo.errors import InputError
+    from medgo.train.plan import format_plan
+    from medgo.train.plan import plan as make_plan
+
+    if stage not in ("pt", "sft", "dpo"):
+        raise InputError(f"--stage {stage!r}: expected pt, sft or dpo")
+    result = make_plan(
+        model,
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        gpu_mem_gb=gpu_mem_gb,
+        stage=stage,
+        lora=lora,
+        seq_len=seq_len,
+        micro_batch=micro_batch,
+        lora_r=lora_r,
+        export_merged=export_merged,
+    )
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        typer.echo(format_plan(result))
+
+
 # --------------------------------------------------------------------------------------------- eval
 @app.command("eval")
 def evaluate(
@@ -310,21 +364,25 @@ def deploy(
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Deploy a model (local ModelServer or KServe InferenceService with canary) and smoke-test it."""
+    """Deploy a model (local ModelServer or KServe InferenceService with canary) and smoke-test it.
+
+    Exits 1 when the canary failed and was rolled back (the record in --out says why).
+    """
     from medgo.config import DeployConfig, load_config
-    from medgo.deploy import deploy_model
+    from medgo.deploy import ROLLED_BACK, deploy_model
     from medgo.errors import InputError
 
     if not model.exists():
         raise InputError(f"model not found: {model}")
-    _print_json(
-        deploy_model(
-            model_path=str(model),
-            model_uri=model_uri or str(model),
-            config=load_config(DeployConfig, config, set_),
-            record_dir=out,
-        )
+    record = deploy_model(
+        model_path=str(model),
+        model_uri=model_uri or str(model),
+        config=load_config(DeployConfig, config, set_),
+        record_dir=out,
     )
+    _print_json(record)
+    if record["decision"] == ROLLED_BACK:
+        raise typer.Exit(1)
 
 
 # ----------------------------------------------------------------------------------- pipeline/demo
@@ -341,10 +399,79 @@ def pipeline_compile(
         str, typer.Option(help="Registered pipeline (entry-point group medgo.pipelines).")
     ] = "medgo",
 ) -> None:
-    """Compile the pipeline to the YAML that `kfp run submit` takes."""
+    """Compile a pipeline to the YAML that `kfp run submit` takes (--name feedback-round for the feedback loop)."""
     from medgo.demo import compile_pipeline, registered_pipeline
 
     typer.echo(compile_pipeline(registered_pipeline(name), out))
+
+
+@pipeline_app.command("schedule")
+def pipeline_schedule(
+    host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow.")],
+    package: Annotated[
+        Path, typer.Option(help="Compiled pipeline YAML.", exists=True, dir_okay=False)
+    ] = Path("pipelines/feedback_round.yaml"),
+    experiment: Annotated[str, typer.Option(help="KFP experiment (created if missing).")] = "medgo",
+    job_name: Annotated[str, typer.Option(help="Name of the recurring run.")] = "medgo-feedback-nightly",
+    cron: Annotated[
+        str, typer.Option(help="KFP cron with seconds: second minute hour day-of-month month day-of-week.")
+    ] = "0 0 2 * * *",
+    namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user installs).")] = "medgo",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Pipeline parameter KEY=VALUE (checked against the YAML). Repeatable."),
+    ] = None,
+) -> None:
+    """Create a KFP recurring run of a compiled pipeline: one round at a time, no catch-up, caching off."""
+    from medgo.errors import ConfigError
+    from medgo.recurring import schedule
+
+    params = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE")
+        params[key.strip()] = value
+    run = schedule(
+        host, package, experiment=experiment, job_name=job_name, cron=cron, params=params, namespace=namespace
+    )
+    _print_json({"recurring_run_id": run.recurring_run_id, "display_name": run.display_name})
+
+
+# -------------------------------------------------------------------------------------------- feedback
+@feedback_app.command("serve", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def feedback_serve(ctx: typer.Context) -> None:
+    """Run the medgo-feedback service (the store's single writer); options as ``python -m medgo.serve.feedback_service --help``."""
+    os.execv(sys.executable, [sys.executable, "-m", "medgo.serve.feedback_service", *ctx.args])
+
+
+@feedback_app.command("export")
+def feedback_export(
+    to: Annotated[str, typer.Option(help="Export target: a directory (PVC path) or s3:// prefix.")],
+    db: Annotated[
+        Path | None,
+        typer.Option(help="Store file this process may own (the service must not be running on it)."),
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option(help="URL of the medgo-feedback service that owns the store.")
+    ] = None,
+    tokens_dir: Annotated[
+        Path | None,
+        typer.Option(help="Mounted token Secret; its 'export' token authenticates to the service."),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Export the feedback entries not yet exported, scrubbed, each exactly once."""
+    from medgo.config import FeedbackExportConfig, load_config
+    from medgo.feedback.round import export_new_feedback
+    from medgo.feedback.tokens import TokenSet
+
+    token = TokenSet(tokens_dir).token("export") if tokens_dir else None
+    export_config = load_config(FeedbackExportConfig, config, set_, target_uri=to)
+    _print_json(
+        export_new_feedback(export_config, service_url=service or "", db_path=str(db or ""), token=token)
+    )
 
 
 @app.command()

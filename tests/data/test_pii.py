@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from medgo.data.pii import PII_TYPES, scrub_pii, scrub_pii_values, scrub_preview
+from medgo.data.pii import (
+    DEFAULT_RECORD_NUMBER_PREFIXES,
+    PII_TYPES,
+    find_pii,
+    is_valid_legacy_id,
+    is_valid_resident_id,
+    passes_luhn,
+    scrub_pii,
+    scrub_pii_values,
+    scrub_preview,
+)
 
 WEIGHTS = [2 ** (17 - i) % 11 for i in range(17)]  # ISO 7064 MOD 11-2 weights for positions 1..17
 
@@ -203,3 +217,387 @@ def test_record_number_labels_come_from_the_caller():
     text = "住院号：ZY001，影像号：CT9876"
     assert scrub_pii(text, record_number_prefixes=["影像号"])[0] == "住院号：ZY001，影像号：<MRN>"
     assert scrub_pii(text, record_number_prefixes=[])[0] == text
+
+
+# --------------------------------------------------------------------------------------------
+# Validators
+# --------------------------------------------------------------------------------------------
+def test_validators_check_checksums_dates_and_provinces():
+    assert is_valid_resident_id(VALID_ID) and is_valid_resident_id(ID_ENDING_IN_X.lower())
+    assert not is_valid_resident_id(BAD_CHECKSUM_ID)
+    assert is_valid_legacy_id("110105491231002")
+    assert not is_valid_legacy_id("110105491331002")  # month 13
+    assert not is_valid_legacy_id("990105491231002")  # no province 99
+    assert is_valid_legacy_id("990105491231002", check_province=False)
+    assert (
+        passes_luhn(CARD)
+        and passes_luhn(CARD_16)
+        and not passes_luhn(CARD[:-1] + str((int(CARD[-1]) + 1) % 10))
+    )
+
+
+def masked(text: str) -> list[tuple[str, str]]:
+    return [(text[s:e], k) for s, e, k in find_pii(text)]
+
+
+# --------------------------------------------------------------------------------------------
+# Resident IDs
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "typed",
+    [
+        f"{VALID_ID[:6]} {VALID_ID[6:14]} {VALID_ID[14:]}",
+        f"{VALID_ID[:6]}-{VALID_ID[6:14]}-{VALID_ID[14:]}",
+        " ".join(VALID_ID[i : i + 4] for i in range(0, 18, 4)),
+        ID_ENDING_IN_X.lower(),
+    ],
+)
+def test_resident_ids_are_found_as_people_type_them(typed):
+    assert masked(f"患者证件：{typed}，已核对") == [(typed, "ID")]
+
+
+def test_legacy_15_digit_ids_need_a_real_birth_date():
+    assert masked("身份证110105491231002。") == [("110105491231002", "ID")]
+    assert masked("一代证 110105491231002 已换发") == [("110105491231002", "ID")]
+    assert masked("样品110105491399002") == []  # 13th month: not a date, not an ID
+
+
+# --------------------------------------------------------------------------------------------
+# Phones
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "138 1234 5678",
+        "138-1234-5678",
+        "+86 13812345678",
+        "+8613812345678",
+        "+86-138-1234-5678",
+        "0086-13812345678",
+        "(+86)13812345678",
+        "01062345678",
+        "057187654321",
+        "(010)62345678",
+        "（0571）8765 4321",
+        "010 6234 5678",
+        "0571-8765432",
+        "010-62345678-8021",
+        "010-62345678转8021",
+        "+86-10-62345678",
+    ],
+)
+def test_phone_numbers_in_every_common_format(phone):
+    assert masked(f"有事请打{phone}，谢谢") == [(phone, "PHONE")]
+
+
+def test_labelled_local_numbers_are_phones():
+    assert masked("家属电话：62345678") == [("62345678", "PHONE")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "急救请拨打120，卫生热线12320，心理援助热线12356",
+        "客服热线400-820-8820，服务电话800-810-8888，或4008208820",
+        "医院总机：0571-87236114；预约挂号电话：010-69156114",
+        "医院咨询热线010-82951332（24小时）",
+        "如有不适请拨打科室电话0571-87236543，护士站电话：87236543",
+    ],
+)
+def test_published_service_numbers_are_kept(text):
+    assert masked(text) == []
+
+
+def test_a_mobile_inside_a_longer_digit_run_is_not_a_phone():
+    assert masked("交易流水2013812345678901号") == []
+
+
+# --------------------------------------------------------------------------------------------
+# Bank cards
+# --------------------------------------------------------------------------------------------
+def test_bank_cards_need_a_card_prefix_or_a_card_label():
+    unprefixed = luhn_number("880000123456789")  # Luhn-valid, but no card scheme starts with 88
+    assert masked(f"转账至{CARD}完成") == [(CARD, "BANK_CARD")]
+    assert masked(f"编码{unprefixed}") == []
+    assert masked(f"参考值{unprefixed}") == []
+    assert masked(f"银行卡号：{unprefixed}") == [(unprefixed, "BANK_CARD")]
+
+
+def test_a_card_label_masks_a_number_even_with_a_typo_in_the_check_digit():
+    typo = CARD[:-1] + str((int(CARD[-1]) + 1) % 10)
+    assert masked(f"卡号{typo}") == [(typo, "BANK_CARD")]
+
+
+@pytest.mark.parametrize(
+    "label", ["标本条码：", "条码", "标本号", "样本编号 ", "批号：", "订单号", "发票号码：", "流水号", "SN: "]
+)
+def test_a_luhn_valid_number_labelled_as_something_else_is_not_a_card(label):
+    assert passes_luhn(CARD)
+    assert masked(f"{label}{CARD}") == []
+
+
+def test_a_spaced_card_is_one_card_not_a_phone_inside_it():
+    card = luhn_number("622202138123456780")  # holds "13812345678" across its groups
+    spaced = " ".join(card[i : i + 4] for i in range(0, len(card), 4))
+    assert masked(f"退款账户 {spaced}") == [(spaced, "BANK_CARD")]
+
+
+# --------------------------------------------------------------------------------------------
+# Record and insurance numbers
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "label",
+    [
+        "住院号码：",
+        "登记号",
+        "病理号 ",
+        "影像号:",
+        "ID号",
+        "病案号码为",
+        "门诊号码：",
+        "检验号",
+        "患者ID：",
+        "医保卡号：",
+        "社保卡号",
+        "医疗保险号：",
+        "参保号",
+    ],
+)
+def test_record_and_insurance_numbers_after_their_labels(label):
+    assert masked(f"{label}ZY-2023-0815，") == [("ZY-2023-0815", "MRN")]
+
+
+def test_bed_and_specimen_numbers_are_not_patient_identifiers():
+    assert masked("床号：12床，标本号：S20230815001") == []
+
+
+def test_a_record_label_wins_over_the_shape_of_the_number():
+    assert masked(f"住院号：{CARD}") == [(CARD, "MRN")]
+    assert masked("病案号13812345678") == [("13812345678", "MRN")]
+    assert masked(f"社保卡号：{VALID_ID}") == [(VALID_ID, "ID")]
+
+
+def test_default_record_labels_can_be_extended_but_keep_their_name():
+    assert "住院号" in DEFAULT_RECORD_NUMBER_PREFIXES and "床号" not in DEFAULT_RECORD_NUMBER_PREFIXES
+    text = "流转号：A123456"
+    assert masked(text) == []
+    assert find_pii(text, record_number_prefixes=[*DEFAULT_RECORD_NUMBER_PREFIXES, "流转号"]) == [
+        (4, 11, "MRN")
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# E-mail
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "email",
+    [
+        "li.na88@hospital.com.cn",
+        "wangfang＠163.com",
+        "zhangwei[at]qq.com",
+        "chen at pumch dot cn",
+        "liuyang#126.com",
+    ],
+)
+def test_email_addresses_including_full_width_and_spelled_out_at(email):
+    assert masked(f"邮箱{email}联系") == [(email, "EMAIL")]
+
+
+def test_a_hash_is_an_at_sign_only_before_a_domain():
+    assert masked("3#床患者，C#语言") == []
+
+
+# --------------------------------------------------------------------------------------------
+# Names
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("王建国先生，您的报告已出", ["王建国"]),
+        ("请李秀英女士到3诊室", ["李秀英"]),
+        ("向张伟家属交代病情", ["张伟"]),
+        ("刘芳的家属要求转院", ["刘芳"]),
+        ("家属陈静签字同意手术", ["陈静"]),
+        ("主治医师李明查房后指示继续治疗", ["李明"]),
+        ("今日王主任查房", ["王"]),
+        ("责任护士赵敏已执行医嘱", ["赵敏"]),
+        ("医师：孙志强　记录者：周婷", ["孙志强", "周婷"]),
+        ("签名：吴浩然", ["吴浩然"]),
+        ("经治医生：郑海燕", ["郑海燕"]),
+        ("张伟，男，45岁，因胸痛入院", ["张伟"]),
+        ("黄晓燕（女，33岁）", ["黄晓燕"]),
+        ("医生：你好，我是心内科的医生。\n患者：我叫马丽，今年52岁", ["马丽"]),
+        ("杨帆：医生，我这个病要紧吗？", ["杨帆"]),
+        ("我是王芳的女儿", ["王芳"]),
+        ("徐磊你好，你的化验结果出来了", ["徐磊"]),
+        ("患儿欧阳娜娜，女，6岁", ["欧阳娜娜"]),
+        ("患者诸葛明，男，60岁", ["诸葛明"]),
+        ("姓名：仉晓峰，性别：男", ["仉晓峰"]),
+        ("患者亓军，男，40岁", ["亓军"]),
+        ("姓名：买买提·艾力，男", ["买买提·艾力"]),
+        ("患者王某，李某某陪同，张XX签字", ["王某", "李某某", "张XX"]),
+        ("电话回访赵雪梅，患者诉症状好转", ["赵雪梅"]),
+        ("家属：李华（女儿）", ["李华"]),
+        ("医生：我姓林，是您的管床医生", ["林"]),
+    ],
+)
+def test_names_in_the_shapes_clinical_text_uses(text, names):
+    assert masked(text) == [(n, "NAME") for n in names]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "患者石淋3年，予排石治疗",
+        "口腔白斑，建议活检",
+        "患者常咳，夜间加重",
+        "患者高热，男，3岁",
+        "患者黄疸，女，2岁",
+        "予龙胆泻肝汤加减",
+        "粪检见贾第鞭毛虫",
+        "患者明显好转，时有咳嗽，于今日出院",
+        "医生：马上给您安排检查，明天上午出结果",
+        "护士应根据患者病情调整滴速",
+        "向患者及家属交代病情",
+        "孩子的班主任说他总是咳嗽",
+        "未经过医生同意不要停药",
+        "金银花：清热解毒。\n甘草：调和诸药。",
+        "值班医生已到场，责任护士在旁协助",
+        "文化程度：高中，男",
+        "于某日入院，和某些药物同服",
+        "行X线检查示双肺纹理增多",
+    ],
+)
+def test_clinical_terms_and_everyday_words_are_not_names(text):
+    assert masked(text) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Hard negatives
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text",
+    [
+        "医疗器械注册证编号：国械注准20153140496",
+        "生产批号20230815，有效期至2026-08",
+        "参照《中国2型糖尿病防治指南（2020年版）》及GB/T 16886.1-2011",
+        "身高170cm，体重65kg，BMI 22.5kg/m2，每日尿量约2000ml",
+        "2023-08-15 14:30 复查，2024年1月15日随访",
+        "共纳入200例，男112例，女88例，年龄18-65岁",
+        "订单号202308151430221234已支付",
+    ],
+)
+def test_more_clinical_numbers_are_left_intact(text):
+    assert masked(text) == []
+
+
+def test_the_hospital_address_is_not_a_patient_address():
+    assert masked("医院地址：杭州市上城区解放路88号") == []
+    assert masked("住址：杭州市上城区解放路88号") == [("杭州市上城区解放路88号", "ADDRESS")]
+
+
+def test_scrubbing_time_stays_linear_on_adversarial_input():
+    # Long runs of the characters the patterns care about; quadratic backtracking would take minutes.
+    hostile = "1-" * 3000 + "a@" * 5000 + "患者王" * 5000 + "：" * 5000 + "1 " * 3000
+    assert isinstance(find_pii(hostile), list)
+
+
+# --------------------------------------------------------------------------------------------
+# The labelled evaluation set and its scorer (benchmarks/pii_eval.py)
+# --------------------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_script(path: Path):
+    spec = importlib.util.spec_from_file_location(f"medgo_test_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def pii_eval():
+    return _load_script(REPO / "benchmarks" / "pii_eval.py")
+
+
+def _write_set(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+SCORER_SET = [
+    {
+        "id": "a",
+        "text": "患者张伟，电话13812345678",
+        "spans": [{"start": 2, "end": 4, "type": "NAME"}, {"start": 7, "end": 18, "type": "PHONE"}],
+    },
+    {"id": "b", "text": "手机+86 13912345678", "spans": [{"start": 2, "end": 17, "type": "PHONE"}]},
+    {"id": "c", "text": "阿莫西林0.5g tid", "spans": []},
+]
+
+
+def test_scorer_gives_a_perfect_prediction_full_marks(pii_eval, tmp_path):
+    examples = pii_eval.load_examples(_write_set(tmp_path / "set.jsonl", SCORER_SET))
+    gold = {e.text: e.spans for e in examples}
+    result = pii_eval.score(examples, lambda text: gold[text])
+    figures = result.as_json()
+    assert figures["precision"] == {"NAME": 1.0, "PHONE": 1.0} and figures["recall"] == {
+        "NAME": 1.0,
+        "PHONE": 1.0,
+    }
+    assert figures["support"] == {"NAME": 1, "PHONE": 2}
+    assert (figures["hard_negatives"], figures["hard_negative_false_positives"]) == (1, 0)
+
+
+def test_scorer_counts_misses_extras_boundary_slips_and_masked_negatives(pii_eval, tmp_path):
+    examples = pii_eval.load_examples(_write_set(tmp_path / "set.jsonl", SCORER_SET))
+    predictions = {
+        "患者张伟，电话13812345678": [(7, 18, "PHONE")],  # the name is missed
+        "手机+86 13912345678": [(6, 17, "PHONE")],  # "+86 " left out: an overlap, not an exact match
+        "阿莫西林0.5g tid": [(4, 8, "PHONE")],  # a dosage masked
+    }
+    figures = pii_eval.score(examples, lambda text: predictions[text]).as_json()
+    assert figures["recall"]["NAME"] == 0.0 and figures["precision"]["NAME"] == 1.0  # nothing predicted
+    assert figures["recall"]["PHONE"] == 0.5 and figures["precision"]["PHONE"] == round(1 / 3, 4)
+    assert figures["overlap_recall"]["PHONE"] == 1.0 and figures["overlap_precision"]["PHONE"] == round(
+        2 / 3, 4
+    )
+    assert figures["hard_negative_false_positives"] == 1
+
+
+def test_scorer_cli_prints_a_table_and_ends_with_one_json_line(pii_eval, tmp_path, capsys):
+    data = _write_set(tmp_path / "set.jsonl", SCORER_SET)
+    assert pii_eval.main(["--data", str(data), "--repeat", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    figures = json.loads(lines[-1])
+    assert figures["recall"] == {"NAME": 1.0, "PHONE": 1.0} and figures["chars_per_s"] > 0
+    assert any(line.startswith("PHONE") for line in lines[:-1])
+
+
+def test_scorer_names_the_file_and_line_of_a_bad_record(pii_eval, tmp_path, capsys):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(
+        '{"text": "患者张伟", "spans": []}\n{"text": "短", "spans": [{"start": 0, "end": 9, "type": "NAME"}]}\n'
+    )
+    assert pii_eval.main(["--data", str(data)]) == 2
+    assert f"error: {data}:2: spans[0]" in capsys.readouterr().err
+
+
+def test_the_bundled_labelled_set_matches_its_generator_and_covers_every_type():
+    generator = _load_script(REPO / "benchmarks" / "pii_data" / "make_pii_eval.py")
+    assert generator.main(["--check"]) == 0
+    for split in ("pii_dev.jsonl", "pii_test.jsonl"):
+        counts = Counter()
+        negatives = 0
+        for line in (REPO / "benchmarks" / "pii_data" / split).read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            negatives += not record["spans"]
+            for span in record["spans"]:
+                assert 0 <= span["start"] < span["end"] <= len(record["text"])
+                counts[span["type"]] += 1
+        assert min(counts[k] for k in ("NAME", "ID", "PHONE", "EMAIL", "BANK_CARD", "MRN")) >= 300, (
+            split,
+            counts,
+        )
+        assert negatives >= 500

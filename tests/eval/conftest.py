@@ -4,12 +4,16 @@ layout, and a scripted backend for cases whose right answer must be known in adv
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
+from medgo.eval.tasks import TASK_GROUPS, TASKS
 from medgo.modeling.tiny import build_tiny_model
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "eval"
 
 TINY_TEXTS = [
     "患者有高血压和糖尿病，服用阿司匹林。",
@@ -163,7 +167,11 @@ ATTITUDE_RECORDS = {
 
 
 def write_eval_data(root: Path, *, benign: bool = True) -> Path:
-    """Write every task's file under ``root`` in its official layout; returns ``root``."""
+    """Write every task's file under ``root`` in its official layout; returns ``root``.
+
+    CMeEE, KUAKE-QIC and CHIP-STS, MCQ, safety and bias get the small hand-made records above; the
+    other CBLUE tasks (the default task list has them all) get their bundled samples.
+    """
     files = {
         "CMeEE/CMeEE_dev.json": CMEEE_RECORDS,
         "KUAKE-QIC/KUAKE-QIC_dev.json": QIC_RECORDS,
@@ -179,6 +187,10 @@ def write_eval_data(root: Path, *, benign: bool = True) -> Path:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    for name in TASK_GROUPS["cblue"]:
+        folder = TASKS[name].relative_path.split("/")[0]
+        if not (root / folder).exists():
+            shutil.copytree(SAMPLES / folder, root / folder)
     return root
 
 

@@ -3,21 +3,27 @@
 The server is the real one (``python -m medgo.serve`` on 127.0.0.1) serving the same tiny model
 the local backend loads; decoding is greedy on both sides, so every answer, and so every score,
 must be identical. Multiple-choice questions go through generate-and-extract, the mode for
-endpoints without log-probabilities; the medgo server returns none, and the endpoint backend
+endpoints without log-probabilities; the medgo server refuses the logprobs parameter (400), and the endpoint backend
 says so instead of guessing.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from medgo.config import EvalConfig
 from medgo.eval.backends import EndpointBackend, EndpointSettings, LocalBackend, LogprobsUnsupported
 from medgo.eval.runner import evaluate_model
+from medgo.eval.tasks import TASK_GROUPS, resolve_task_names
 
-TASKS = ["KUAKE-QIC", "CHIP-STS", "CMeEE", "mcq", "safety", "over-refusal", "bias", "attitudes"]
+#: Every CBLUE task (the group), then the rest: the whole default task list.
+TASKS = ["cblue", "mcq", "safety", "over-refusal", "bias", "attitudes"]
+NAMES = resolve_task_names(TASKS)
+#: The bundled samples: every task's published layout.
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "eval"
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +36,11 @@ def served_url(chatty_model_dir, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_endpoint_scores_equal_local_scores(served_url, chatty_model_dir, eval_data_dir, tmp_path):
+def test_endpoint_scores_equal_local_scores(served_url, chatty_model_dir, tmp_path):
     config = EvalConfig(tasks=TASKS, mcq_mode="generate", max_new_tokens=12, max_items_per_task=3)
     local = evaluate_model(
         LocalBackend(str(chatty_model_dir), batch_size=4),
-        eval_data_dir,
+        SAMPLES,
         config,
         predictions_dir=tmp_path / "local",
     )
@@ -42,9 +48,9 @@ def test_endpoint_scores_equal_local_scores(served_url, chatty_model_dir, eval_d
         base_url=f"{served_url}/openai/v1", model="medgo", concurrency=4, backoff_s=0.1
     )
     with EndpointBackend(settings) as endpoint:
-        remote = evaluate_model(endpoint, eval_data_dir, config, predictions_dir=tmp_path / "remote")
-    assert set(remote["tasks"]) == set(TASKS)
-    for name in TASKS:
+        remote = evaluate_model(endpoint, SAMPLES, config, predictions_dir=tmp_path / "remote")
+    assert set(remote["tasks"]) == set(NAMES) and set(TASK_GROUPS["cblue"]) < set(NAMES)
+    for name in NAMES:
         ours, theirs = local["tasks"][name], remote["tasks"][name]
         assert "error" not in theirs, theirs.get("error")
         assert theirs["value"] == ours["value"], name

@@ -11,10 +11,14 @@ from medgo.eval.stats import paired_proportion_interval
 
 
 def binary_result(task: str, metric: str, outcomes: list[int], key: str = "correct") -> dict:
-    """A task result as evaluate_model writes it, from 0/1 outcomes (``key`` is the task's stat)."""
+    """A task result as evaluate_model writes it, from 0/1 outcomes (``key`` is the task's stat;
+    "label": a CBLUE classification item, right when the predicted label is the gold one)."""
+
+    def stats(v: int) -> dict:
+        return {"gold": "病情诊断", "pred": "病情诊断" if v else "其他"} if key == "label" else {key: bool(v)}
+
     items = [
-        {"id": f"i{k}", "score": float(v), "parsed": True, "stats": {key: bool(v)}}
-        for k, v in enumerate(outcomes)
+        {"id": f"i{k}", "score": float(v), "parsed": True, "stats": stats(v)} for k, v in enumerate(outcomes)
     ]
     return {
         "task": task,
@@ -38,7 +42,7 @@ def results(**tasks: tuple[list[int], list[int]]) -> tuple[dict, dict]:
     spec = {
         "mcq": ("accuracy", "correct"),
         "safety": ("safe_rate", "safe"),
-        "KUAKE-QIC": ("accuracy", "correct"),
+        "KUAKE-QIC": ("accuracy", "label"),
     }
     cand = {"model": "cand", "tasks": {}}
     base = {"model": "base", "tasks": {}}

@@ -123,7 +123,7 @@ def test_generate_mode_asks_every_question_and_extracts(eval_data_dir, scripted_
 
 def test_few_shot_examples_come_from_the_val_file_as_chat_turns(scripted_backend):
     task = get_task("mcq").configure(TaskContext(data_dir=SAMPLES, few_shot=2))
-    assert [s.id for s in task.shots] == ["val-1", "val-2"]
+    assert [s.id for s in task.shot_items] == ["val-1", "val-2"]
     backend = scripted_backend(letters={"": "A"})
     items = task.load(SAMPLES, max_items=1)
     task.evaluate(backend, items, max_new_tokens=4)

@@ -11,7 +11,10 @@ from medgo.errors import ConfigError, InputError, MedgoError
 from medgo.eval import compare, evaluate_model, gate, load_eval_items, run_evaluation
 from medgo.eval.backends import EndpointBackend, EndpointSettings
 from medgo.eval.runner import evaluate_items
+from medgo.eval.tasks import TASK_GROUPS
 
+#: The tasks whose hand-made records the oracle below answers (the group "cblue-core" is CMeEE, KUAKE-QIC, CHIP-STS).
+HAND_MADE_TASKS = ["cblue-core", "mcq", "safety", "over-refusal", "bias", "attitudes"]
 #: The tiny data directory has a handful of items per task: a gate that can decide on them.
 SMALL_GATE = GateConfig(margin=0.5, min_items=2, n_bootstrap=200)
 
@@ -45,7 +48,8 @@ def oracle(scripted_backend, eval_records):
 
 
 def test_evaluate_model_scores_every_task(eval_data_dir, oracle, tmp_path):
-    result = evaluate_model(oracle, eval_data_dir, EvalConfig(), predictions_dir=tmp_path / "pred")
+    config = EvalConfig(tasks=HAND_MADE_TASKS)
+    result = evaluate_model(oracle, eval_data_dir, config, predictions_dir=tmp_path / "pred")
     assert result["model"] == "oracle"
     values = {name: t["value"] for name, t in result["tasks"].items()}
     assert values == {
@@ -73,7 +77,7 @@ def test_evaluate_model_scores_every_task(eval_data_dir, oracle, tmp_path):
 
 
 def test_compare_and_gate_both_ways(eval_data_dir, oracle, scripted_backend):
-    config = EvalConfig(gate=SMALL_GATE)
+    config = EvalConfig(tasks=HAND_MADE_TASKS, gate=SMALL_GATE)
     good = evaluate_model(oracle, eval_data_dir, config)
     bad = evaluate_model(scripted_backend(default_reply="嗯", name="mute"), eval_data_dir, config)
 
@@ -154,7 +158,7 @@ class TestLoading:
     @pytest.mark.parametrize(
         ("tasks", "pattern"),
         [
-            (["CMeEE", "CMeIE"], "unknown evaluation task 'CMeIE'"),
+            (["CMeEE", "Text2DT"], "unknown evaluation task 'Text2DT'"),
             ([], "no tasks"),
             (["mcq", "mcq"], "twice"),
         ],
@@ -208,7 +212,7 @@ def test_run_evaluation_end_to_end_on_the_tiny_model(
 
     report = (out / "report.html").read_text(encoding="utf-8")
     assert "<script" not in report and "http" not in report.lower().replace("http-equiv", "")
-    for name in ("CMeEE", "KUAKE-QIC", "CHIP-STS", "mcq", "safety", "over-refusal", "bias", "gate passed"):
+    for name in (*TASK_GROUPS["cblue"], "mcq", "safety", "over-refusal", "bias", "gate passed"):
         assert name in report
     assert 'data-chart="gate-intervals"' in report and 'data-chart="bias-bias-flip_rate"' in report
     for record in eval_records["CMeEE"] + eval_records["KUAKE-QIC"]:
@@ -216,10 +220,9 @@ def test_run_evaluation_end_to_end_on_the_tiny_model(
 
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["stage"] == "eval"
+    # The default task list: every CBLUE task (the group), then MCQ, safety and bias.
     assert manifest["counts"] == {
-        "CMeEE": 3,
-        "KUAKE-QIC": 3,
-        "CHIP-STS": 3,
+        **{name: 3 for name in TASK_GROUPS["cblue"]},
         "mcq": 3,
         "safety": 3,
         "over-refusal": 2,

@@ -1,19 +1,30 @@
-"""An in-memory stand-in for the Kubernetes API server, behind the real ``kubernetes.client`` API classes.
+"""Fixtures of the Kubernetes tests: the real API server's clients and simulated controllers, and an
+in-memory stand-in for what no healthy server gives on demand.
 
-No API server can run in this sandbox for this stage, so the launcher and deployer tests talk to
-:class:`FakeApiServer`: it takes the place of ``kubernetes.client.ApiClient`` (the HTTP layer) under the real
-``CustomObjectsApi`` and ``CoreV1Api``. The real classes still check parameter names and pick the request's
-Content-Type, so a wrong keyword or an unsupported patch type fails here as it would against a cluster; the
-fake keeps objects in a dict and answers like the API server does for the calls medgo makes: 409 on a
-duplicate create, 404 on a missing object, RFC 7386 merge patches that bump ``metadata.generation`` when the
-spec changes, label-selector pod listing and pod logs. Hooks stand in for admission webhooks that add
-defaults (``defaulters``) and for operators that write status after a change (``controllers``). A later issue adds a real kube-apiserver for server-side validation.
+Most tests here run against the real kube-apiserver + etcd of ``tests/k8s/apiserver`` (session fixture
+``kube_cluster`` in tests/conftest.py): the code under test talks as the pipeline's ServiceAccount, so RBAC
+checks each call; the training operator, KServe's controller and the kubelet are simulated through the same
+server (``tests/k8s/apiserver/controllers.py``).
+
+:class:`FakeApiServer` is an in-memory stand-in behind the real ``kubernetes.client`` API classes (it takes
+the place of ``ApiClient``, the HTTP layer). It is used where a test injects what a healthy server never
+answers on demand: 503/429 while polling, a watch connection dropped mid-stream, a resourceVersion compacted
+away (410 Gone), an API gone for minutes, and pod states the scheduler and kubelet would write (Unschedulable,
+image pull back-off, OOMKilled, crash loops) on a fake clock. It keeps objects in a dict and answers like the
+API server does for the calls medgo makes: 409 on a duplicate create, 404 on a missing object, RFC 7386 merge
+patches that bump ``metadata.generation`` when the spec changes, label-selector pod listing and pod logs,
+and watches: every change gets the next global ``resourceVersion`` and is logged as an event; a watch streams
+the events after the ``resourceVersion`` it asks for (``410 Gone`` once compacted away, see ``compact``) and,
+when there are none yet, holds the connection as a real server would, calling ``on_idle_watch(timeout)``
+(wired to the fake clock, whose scripted steps play the operator). Hooks stand in for admission webhooks that
+add defaults (``defaulters``) and operators that write status after a change (``controllers``).
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +68,14 @@ class FakeApiServer:
         #: (method, path template) -> exceptions to raise, in order, before serving normally.
         self.failures: dict[tuple[str, str], list[ApiException]] = {}
         self._uids = itertools.count(1)
+        self._rv = itertools.count(1)
+        #: (resourceVersion, type, key, object) of every change to a custom object, oldest first.
+        self.events: list[tuple[int, str, tuple, dict]] = []
+        self.compacted_before = 0
+        #: Called with the watch's timeout when a watch finds no event to send (the server holds it).
+        self.on_idle_watch: Callable[[float], None] = lambda seconds: None
+        #: Exceptions a watch stream raises mid-way (a dropped connection), in order.
+        self.watch_breaks: list[BaseException] = []
 
     # -- ApiClient interface ------------------------------------------------------------------------
     def select_header_accept(self, accepts: list[str]) -> str | None:
@@ -125,25 +144,38 @@ class FakeApiServer:
         if key in self.objects:
             raise ApiException(status=409, reason="AlreadyExists")
         obj = copy.deepcopy(body)
-        obj["metadata"].update(
-            namespace=p["namespace"], uid=f"uid-{next(self._uids)}", generation=1, resourceVersion="1"
-        )
+        obj["metadata"].update(namespace=p["namespace"], uid=f"uid-{next(self._uids)}", generation=1)
         if p["plural"] in self.defaulters:
             self.defaulters[p["plural"]](obj)
+        self._record("ADDED", key, obj)
         self.objects[key] = obj
         self._reconcile(p["plural"], obj)
         return copy.deepcopy(obj)
+
+    def _record(self, event_type: str, key: tuple, obj: dict) -> None:
+        rv = next(self._rv)
+        obj["metadata"]["resourceVersion"] = str(rv)
+        self.events.append((rv, event_type, key, copy.deepcopy(obj)))
 
     def _get_custom_item(self, p, query, headers, body):
         return copy.deepcopy(self._stored(p))
 
     def _get_custom_collection(self, p, query, headers, body):
+        if query.get("watch"):
+            return self._watch(p, query)
+        name = (query.get("fieldSelector") or "").removeprefix("metadata.name=") or None
         items = [
             copy.deepcopy(o)
-            for (g, v, ns, pl, _), o in self.objects.items()
-            if (g, v, ns, pl) == (p["group"], p["version"], p["namespace"], p["plural"])
+            for (g, v, ns, pl, n), o in self.objects.items()
+            if (g, v, ns, pl) == (p["group"], p["version"], p["namespace"], p["plural"]) and name in (None, n)
         ]
-        return {"apiVersion": f"{p['group']}/{p['version']}", "kind": "List", "items": items}
+        latest = str(self.events[-1][0]) if self.events else str(self.compacted_before)
+        return {
+            "apiVersion": f"{p['group']}/{p['version']}",
+            "kind": "List",
+            "metadata": {"resourceVersion": latest},
+            "items": items,
+        }
 
     def _patch_custom_item(self, p, query, headers, body):
         if headers.get("Content-Type") != "application/merge-patch+json":
@@ -154,7 +186,7 @@ class FakeApiServer:
             self.defaulters[p["plural"]](patched)
         if patched.get("spec") != current.get("spec"):
             patched["metadata"]["generation"] = current["metadata"]["generation"] + 1
-        patched["metadata"]["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
+        self._record("MODIFIED", self._key(p), patched)
         self.objects[self._key(p)] = patched
         self._reconcile(p["plural"], patched)
         return copy.deepcopy(patched)
@@ -166,7 +198,41 @@ class FakeApiServer:
     def _delete_custom_item(self, p, query, headers, body):
         obj = self._stored(p)
         del self.objects[self._key(p)]
+        self._record("DELETED", self._key(p), obj)
         return {"kind": "Status", "status": "Success", "details": {"name": obj["metadata"]["name"]}}
+
+    def _watch(self, p, query):
+        since = int(query.get("resourceVersion") or 0)
+        name = (query.get("fieldSelector") or "").removeprefix("metadata.name=") or None
+        collection = (p["group"], p["version"], p["namespace"], p["plural"])
+
+        def pending():
+            return [
+                {"type": t, "object": copy.deepcopy(o)}
+                for rv, t, key, o in self.events
+                if rv > since and key[:4] == collection and (name is None or key[4] == name)
+            ]
+
+        if since and since < self.compacted_before:  # events up to compacted_before are gone
+            return FakeWatchResponse(
+                [
+                    {
+                        "type": "ERROR",
+                        "object": {"kind": "Status", "code": 410, "message": "too old resource version"},
+                    }
+                ]
+            )
+        events = pending()
+        if not events:
+            self.on_idle_watch(float(query.get("timeoutSeconds") or 0))
+            events = pending()
+        failure = self.watch_breaks.pop(0) if self.watch_breaks else None
+        return FakeWatchResponse(events, failure)
+
+    def compact(self) -> None:
+        """Forget every event so far, as etcd compaction does: older resourceVersions get 410 Gone."""
+        self.compacted_before = self.events[-1][0] if self.events else 0
+        self.events.clear()
 
     # -- pods ---------------------------------------------------------------------------------------
     def _get_pods(self, p, query, headers, body):
@@ -188,10 +254,29 @@ class FakeApiServer:
 
     # -- test helpers -------------------------------------------------------------------------------
     def add_pod(
-        self, namespace: str, name: str, labels: dict[str, str], logs: dict[str, str] | None = None
+        self,
+        namespace: str,
+        name: str,
+        labels: dict[str, str],
+        logs: dict[str, str] | None = None,
+        status: dict | None = None,
+        memory_limit: str | None = None,
     ) -> None:
+        """A pod with optional ``status`` (the kubelet's/scheduler's, as a dict in the API's JSON shape)."""
+        api = client.ApiClient()
         self.pods[(namespace, name)] = client.V1Pod(
-            metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=labels)
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=labels),
+            spec=client.V1PodSpec(
+                containers=[
+                    client.V1Container(
+                        name="pytorch",
+                        resources=client.V1ResourceRequirements(
+                            limits={"memory": memory_limit} if memory_limit else None
+                        ),
+                    )
+                ]
+            ),
+            status=api._ApiClient__deserialize(status or {"phase": "Running"}, "V1PodStatus"),
         )
         for container, text in (logs or {}).items():
             self.pod_logs[(namespace, name, container)] = text
@@ -203,7 +288,9 @@ class FakeApiServer:
         self, group: str, version: str, namespace: str, plural: str, name: str, status: dict
     ) -> None:
         """Replace an object's status, as its controller would (status changes never bump generation)."""
-        self.objects[(group, version, namespace, plural, name)]["status"] = copy.deepcopy(status)
+        key = (group, version, namespace, plural, name)
+        self.objects[key]["status"] = copy.deepcopy(status)
+        self._record("MODIFIED", key, self.objects[key])
 
     def calls(self, method: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] == method]
@@ -218,11 +305,36 @@ class FakeApiServer:
             else:
                 group, resource = "", "pods/log" if template == _POD_LOG else "pods"
             item = template in (_CUSTOM_ITEM, _POD_LOG)
-            verb = {"POST": "create", "PATCH": "patch", "DELETE": "delete", "GET": "get" if item else "list"}[
-                r["method"]
-            ]
+            read = "get" if item else ("watch" if r["query"].get("watch") else "list")
+            verb = {"POST": "create", "PATCH": "patch", "DELETE": "delete", "GET": read}[r["method"]]
             seen.add((group, resource, verb))
         return seen
+
+
+class FakeWatchResponse:
+    """What ``_preload_content=False`` returns for a watch: a stream of JSON lines, one event each.
+
+    With ``failure``, the stream sends the first event (if any) and then raises it, like a connection
+    that drops mid-watch.
+    """
+
+    def __init__(self, events: list[dict], failure: BaseException | None = None):
+        self.events, self.failure = events, failure
+        self.closed = False
+
+    def stream(self, amt=None, decode_content=False):
+        for i, event in enumerate(self.events):
+            if self.failure is not None and i == 1:
+                raise self.failure
+            yield (json.dumps(event) + "\n").encode()
+        if self.failure is not None and len(self.events) <= 1:
+            raise self.failure
+
+    def close(self):
+        self.closed = True
+
+    def release_conn(self):
+        pass
 
 
 _ROUTES = {
@@ -256,8 +368,11 @@ class FakeClock:
 
 
 @pytest.fixture
-def server() -> FakeApiServer:
-    return FakeApiServer()
+def server(fake_clock) -> FakeApiServer:
+    """The stand-in; a watch with nothing to send holds for its timeout on the fake clock."""
+    fake = FakeApiServer()
+    fake.on_idle_watch = fake_clock.sleep
+    return fake
 
 
 @pytest.fixture
@@ -273,3 +388,93 @@ def core_api(server: FakeApiServer) -> client.CoreV1Api:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
+
+
+# -- the real API server -------------------------------------------------------------------------------
+@pytest.fixture
+def kube(kube_cluster):
+    """The session's real API server, with namespace ``medgo`` emptied of jobs, services and pods."""
+    kube_cluster.clean_namespace()
+    yield kube_cluster
+    kube_cluster.clean_namespace()
+
+
+@pytest.fixture
+def pipeline_api(kube):
+    """An ApiClient authenticated as ``system:serviceaccount:medgo:medgo-pipeline`` (RBAC applies)."""
+    with kube.pipeline_client() as api:
+        yield api
+
+
+@pytest.fixture
+def admin_api(kube):
+    """An ApiClient in ``system:masters`` (no RBAC), for setting up and inspecting."""
+    with kube.admin_client() as api:
+        yield api
+
+
+@pytest.fixture
+def change_signal():
+    from tests.k8s.apiserver.controllers import ChangeSignal
+
+    return ChangeSignal()
+
+
+@pytest.fixture(scope="session")
+def fake_kubelet(kube_cluster):
+    from tests.k8s.apiserver.controllers import FakeKubelet
+
+    kubelet = FakeKubelet(kube_cluster).start()
+    yield kubelet
+    kubelet.stop()
+
+
+@pytest.fixture
+def training_operator(kube, fake_kubelet, change_signal):
+    """Start a simulated training operator: ``training_operator(outcomes, master_log=...)``."""
+    from tests.k8s.apiserver.controllers import TrainingOperatorSim
+
+    started = []
+
+    def start(outcomes, master_log: str = ""):
+        sim = TrainingOperatorSim(kube, fake_kubelet, change_signal, outcomes, master_log).start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def kserve_controller(kube, change_signal):
+    """Start a simulated KServe controller: ``kserve_controller(canary_url, ready=True)``."""
+    from tests.k8s.apiserver.controllers import KServeControllerSim
+
+    started = []
+
+    def start(canary_url: str, ready: bool = True):
+        sim = KServeControllerSim(kube, change_signal, canary_url, ready).start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def trainer_v2(kube, fake_kubelet, change_signal):
+    """Start a simulated Kubeflow Trainer v2: ``trainer_v2(outcomes, master_log=...)``."""
+    from tests.k8s.apiserver.controllers import TrainerV2Sim
+
+    started = []
+
+    def start(outcomes, master_log: str = ""):
+        sim = TrainerV2Sim(kube, fake_kubelet, change_signal, outcomes, master_log).start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()

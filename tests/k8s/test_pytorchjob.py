@@ -1,10 +1,14 @@
 """PyTorchJob builder and launcher.
 
-The builder's output is validated against the published PyTorchJob CRD (training-operator v1.9, vendored in
-tests/fixtures/crds) for single-node CPU and multi-node GPU shapes. No API server can run in this sandbox for
-this stage, so the launcher runs against the in-memory fake in conftest.py (real ``kubernetes.client`` API
-classes over a dict-backed stand-in for the HTTP layer, answering 404/409 like the real server); a later issue
-adds a real kube-apiserver.
+The builder's output is validated offline against the published PyTorchJob CRD (training-operator v1.9,
+vendored in tests/fixtures/crds) for single-node CPU and multi-node GPU shapes, and stored by a real
+kube-apiserver, which must keep every field (no pruning).
+
+The launcher runs against the real API server of tests/k8s/apiserver as the pipeline's ServiceAccount, so
+RBAC checks every call. No training operator runs there: ``TrainingOperatorSim`` plays it, writing the
+job's status (conditions, replicaStatuses) through the status subresource as watch events arrive, and a
+small HTTPS server plays the kubelet that serves the master pod's log. Only the test that injects 503s
+while polling uses the in-memory stand-in of conftest.py: a healthy server never answers that.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from medgo.k8s._common import Poller
+from medgo.k8s._common import Poller, condition, contains
 from medgo.k8s.pytorchjob import (
     CONTAINER_NAME,
     GROUP,
@@ -31,6 +36,7 @@ from medgo.k8s.pytorchjob import (
     build_pytorchjob,
 )
 from tests.fixtures.crds import assert_valid_crd_object, crd_errors
+from tests.k8s.apiserver.cluster import wait_until
 
 IMAGE = "ghcr.io/medgo/medgo-trainer:0.1.0"
 NODE = ["python", "-m", "medgo.train.node"]
@@ -226,37 +232,63 @@ def test_digest_pinned_image_is_accepted():
     assert pod_specs(job)[0]["containers"][0]["image"].endswith("ab" * 32)
 
 
-# -- launcher --------------------------------------------------------------------------------------------
+# -- launcher, against the real API server ----------------------------------------------------------------
 
 
 @pytest.fixture
-def launcher(custom_api, core_api, fake_clock):
+def launcher(pipeline_api, change_signal):
     return PyTorchJobLauncher(
-        custom_api, core_api, poller=Poller(clock=fake_clock.clock, sleep=fake_clock.sleep)
+        client.CustomObjectsApi(pipeline_api),
+        client.CoreV1Api(pipeline_api),
+        poller=change_signal.poller(),
+        watch_timeout_s=5,
+        poll_s=1,
     )
 
 
-def _default_like_the_operator(job: dict) -> None:
-    """What training-operator's defaulting adds to a submitted job."""
-    job["spec"]["runPolicy"].setdefault("suspend", False)
-    for spec in job["spec"]["pytorchReplicaSpecs"].values():
-        spec["template"]["spec"]["containers"][0].setdefault("terminationMessagePolicy", "File")
+def stored_job(admin_api, name: str = "medgo-sft") -> dict:
+    return client.CustomObjectsApi(admin_api).get_namespaced_custom_object(
+        GROUP, VERSION, "medgo", PLURAL, name
+    )
 
 
-def test_submit_creates_the_job_with_a_spec_hash(launcher, server):
+def test_server_stores_built_jobs_without_pruning_a_field(admin_api):
+    custom = client.CustomObjectsApi(admin_api)
+    for job in (
+        small_job(),
+        small_job(
+            name="medgo-pt",
+            nnodes=8,
+            nproc_per_node=8,
+            gpus_per_node=8,
+            node_selector=A100,
+            tolerations=[GPU_TOLERATION],
+            priority_class="medgo-training",
+            pvc_mounts={"medgo-data": "/mnt/data"},
+            config_map="medgo-train",
+            env={"NCCL_DEBUG": "WARN"},
+            active_deadline_seconds=86400,
+        ),
+    ):
+        stored = custom.create_namespaced_custom_object(GROUP, VERSION, "medgo", PLURAL, job)
+        assert contains(stored["spec"], job["spec"]), "the server pruned fields the builder set"
+        assert stored["spec"]["runPolicy"]["suspend"] is False  # the CRD's default, applied by the server
+
+
+def test_submit_creates_the_job_with_a_spec_hash(launcher, admin_api):
     job = small_job()
     assert launcher.submit(job) == "medgo-sft"
-    stored = server.get(GROUP, VERSION, "medgo", PLURAL, "medgo-sft")
-    assert stored["spec"] == job["spec"]
+    stored = stored_job(admin_api)
+    assert contains(stored["spec"], job["spec"])
     assert len(stored["metadata"]["annotations"][SPEC_HASH_ANNOTATION]) == 64
     assert "annotations" not in job["metadata"], "submit must not mutate the caller's dict"
 
 
-def test_resubmitting_the_same_job_reuses_it(launcher, server):
-    server.defaulters[PLURAL] = _default_like_the_operator
+def test_resubmitting_the_same_job_reuses_it(launcher, admin_api):
     launcher.submit(small_job())
-    assert launcher.submit(small_job()) == "medgo-sft"
-    assert len(server.calls("POST")) == 2 and len(server.objects) == 1
+    uid = stored_job(admin_api)["metadata"]["uid"]
+    assert launcher.submit(small_job()) == "medgo-sft"  # the server answers 409; same spec hash: reused
+    assert stored_job(admin_api)["metadata"]["uid"] == uid
 
 
 def test_submitting_a_different_job_under_the_same_name_raises(launcher):
@@ -265,105 +297,118 @@ def test_submitting_a_different_job_under_the_same_name_raises(launcher):
         launcher.submit(small_job(nnodes=2))
 
 
-def test_existing_job_without_hash_is_compared_field_by_field(launcher, server, custom_api):
-    server.defaulters[PLURAL] = _default_like_the_operator
-    custom_api.create_namespaced_custom_object(GROUP, VERSION, "medgo", PLURAL, small_job())  # no annotation
+def test_existing_job_without_hash_is_compared_field_by_field(launcher, admin_api):
+    # Created by hand (no spec-hash annotation); the server has added the CRD's defaults to its spec.
+    client.CustomObjectsApi(admin_api).create_namespaced_custom_object(
+        GROUP, VERSION, "medgo", PLURAL, small_job()
+    )
+    assert "suspend" in stored_job(admin_api)["spec"]["runPolicy"]
     assert launcher.submit(small_job()) == "medgo-sft"
     with pytest.raises(JobSpecConflict):
         launcher.submit(small_job(memory="32Gi"))
 
 
-def test_submit_propagates_other_api_errors(launcher, server):
-    path = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
-    server.failures[("POST", path)] = [ApiException(status=403, reason="Forbidden")]
-    with pytest.raises(ApiException) as info:
-        launcher.submit(small_job())
+def test_submit_propagates_other_api_errors(launcher):
+    with pytest.raises(ApiException) as info:  # the pipeline's Role covers namespace medgo only
+        launcher.submit(small_job(namespace="default"))
     assert info.value.status == 403
 
 
-def _conditions(*types_true: str) -> dict:
-    return {
-        "conditions": [
-            {"type": t, "status": "True", "reason": f"PyTorchJob{t}", "message": f"job is {t}"}
-            for t in types_true
+def test_wait_returns_when_the_job_succeeds(launcher, training_operator):
+    training_operator([{"type": "Succeeded"}])
+    launcher.submit(small_job())
+    job = launcher.wait("medgo-sft", "medgo", timeout_s=60)
+    assert [c["type"] for c in job["status"]["conditions"]] == ["Created", "Running", "Succeeded"]
+    assert job["status"]["replicaStatuses"]["Master"] == {"active": 0, "succeeded": 1}
+
+
+def test_wait_raises_with_the_operators_reason_when_the_job_fails(launcher, training_operator):
+    training_operator(
+        [
+            {
+                "type": "Failed",
+                "reason": "PyTorchJobFailed",
+                "message": "PyTorchJob medgo-sft is failed because 1 Master replica(s) failed.",
+            }
         ]
-    }
-
-
-def test_wait_returns_when_the_job_succeeds(launcher, server, fake_clock):
-    launcher.submit(small_job())
-
-    def status(*types):
-        return lambda: server.set_status(GROUP, VERSION, "medgo", PLURAL, "medgo-sft", _conditions(*types))
-
-    fake_clock.steps = [status("Created"), status("Created", "Running"), status("Created", "Succeeded")]
-    job = launcher.wait("medgo-sft", "medgo", timeout_s=3600, poll_s=60)
-    assert job["status"]["conditions"][-1]["type"] == "Succeeded"
-    assert fake_clock.sleeps == [60, 60, 60]
-
-
-def test_wait_raises_with_the_operators_reason_when_the_job_fails(launcher, server, fake_clock):
-    launcher.submit(small_job())
-    server.set_status(
-        GROUP,
-        VERSION,
-        "medgo",
-        PLURAL,
-        "medgo-sft",
-        {
-            "conditions": [
-                {"type": "Created", "status": "True"},
-                {"type": "Running", "status": "False"},
-                {
-                    "type": "Failed",
-                    "status": "True",
-                    "reason": "PyTorchJobFailed",
-                    "message": "PyTorchJob medgo-sft is failed because 1 Master replica(s) failed.",
-                },
-            ]
-        },
     )
+    launcher.submit(small_job())
     with pytest.raises(PyTorchJobFailed, match="PyTorchJobFailed: PyTorchJob medgo-sft is failed") as info:
-        launcher.wait("medgo-sft", "medgo", timeout_s=60, poll_s=5)
+        launcher.wait("medgo-sft", "medgo", timeout_s=60)
     assert isinstance(info.value, RuntimeError)
     assert info.value.reason == "PyTorchJobFailed"
 
 
-def test_wait_times_out_with_the_last_state(launcher, server, fake_clock):
+def test_wait_times_out_with_the_last_state(pipeline_api, admin_api, training_operator, fake_clock):
+    training_operator([None])  # the job stays Running
+    launcher = PyTorchJobLauncher(
+        client.CustomObjectsApi(pipeline_api),
+        client.CoreV1Api(pipeline_api),
+        poller=Poller(clock=fake_clock.clock, sleep=fake_clock.sleep),
+        watch_timeout_s=1,  # each watch holds 1 s of real time; the fake clock moves by the poll interval
+    )
     launcher.submit(small_job())
-    server.set_status(GROUP, VERSION, "medgo", PLURAL, "medgo-sft", _conditions("Created", "Running"))
+    wait_until(lambda: condition(stored_job(admin_api), "Running"), timeout_s=10, what="job Running")
     with pytest.raises(TimeoutError, match=r"did not finish within 100s \(last state: Running\)"):
         launcher.wait("medgo-sft", "medgo", timeout_s=100, poll_s=30)
     assert fake_clock.sleeps == [30, 30, 30, 10]  # never sleeps past the deadline
 
 
-def test_wait_retries_transient_errors_and_fails_if_the_job_disappears(launcher, server, fake_clock):
+def test_wait_retries_transient_errors(custom_api, core_api, server, fake_clock):
+    """In-memory stand-in: a healthy API server never answers 503 on demand."""
+    launcher = PyTorchJobLauncher(
+        custom_api, core_api, poller=Poller(clock=fake_clock.clock, sleep=fake_clock.sleep)
+    )
     launcher.submit(small_job())
-    path = "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}"
-    server.failures[("GET", path)] = [ApiException(status=503, reason="Unavailable")]
-    fake_clock.steps = [lambda: server.objects.clear()]
-    with pytest.raises(RuntimeError, match="no longer exists"):
-        launcher.wait("medgo-sft", "medgo", timeout_s=100, poll_s=10)
+    path = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
+    server.failures[("GET", path)] = [
+        ApiException(status=503, reason="Unavailable"),
+        ApiException(status=429, reason="TooManyRequests"),
+    ]
+    fake_clock.steps = [
+        lambda: None,
+        lambda: server.set_status(
+            GROUP,
+            VERSION,
+            "medgo",
+            PLURAL,
+            "medgo-sft",
+            {"conditions": [{"type": "Succeeded", "status": "True"}]},
+        ),
+    ]
+    assert (
+        launcher.wait("medgo-sft", "medgo", timeout_s=100)["status"]["conditions"][0]["type"] == "Succeeded"
+    )
+    assert fake_clock.sleeps[:2] == [1.0, 2.0]  # backing off
 
 
-def test_logs_come_from_the_master_pod(launcher, server):
+def test_logs_come_from_the_master_pod(launcher, admin_api, fake_kubelet):
+    core = client.CoreV1Api(admin_api)
     labels = {JOB_NAME_LABEL: "medgo-sft"}
-    server.add_pod(
-        "medgo",
-        "medgo-sft-worker-0",
-        {**labels, REPLICA_TYPE_LABEL: "worker"},
-        logs={"pytorch": "worker log\n"},
-    )
-    server.add_pod(
-        "medgo",
-        "medgo-sft-master-0",
-        {**labels, REPLICA_TYPE_LABEL: "master"},
-        logs={"pytorch": "step 1 loss 2.0\nstep 2 loss 1.5\n"},
-    )
+    for pod, replica_type, text in (
+        ("medgo-sft-worker-0", "worker", "worker log\n"),
+        ("medgo-sft-master-0", "master", "step 1 loss 2.0\nstep 2 loss 1.5\n"),
+    ):
+        core.create_namespaced_pod(
+            "medgo",
+            {
+                "metadata": {"name": pod, "labels": {**labels, REPLICA_TYPE_LABEL: replica_type}},
+                "spec": {
+                    "nodeName": fake_kubelet.name,
+                    "serviceAccountName": "medgo-trainer",
+                    "automountServiceAccountToken": False,
+                    "containers": [{"name": CONTAINER_NAME, "image": IMAGE}],
+                },
+            },
+        )
+        fake_kubelet.logs[("medgo", pod, CONTAINER_NAME)] = text
     assert launcher.logs("medgo-sft", "medgo") == "step 1 loss 2.0\nstep 2 loss 1.5\n"
     assert launcher.logs("medgo-sft", "medgo", tail_lines=1) == "step 2 loss 1.5\n"
-    selector = server.calls("GET")[0]["query"]["labelSelector"]
-    assert selector == "training.kubeflow.org/job-name=medgo-sft,training.kubeflow.org/replica-type=master"
+    # The API server proxied both reads to the node's kubelet, for the master's pytorch container.
+    assert fake_kubelet.requests[-2:] == [
+        "/containerLogs/medgo/medgo-sft-master-0/pytorch",
+        "/containerLogs/medgo/medgo-sft-master-0/pytorch?tailLines=1",
+    ]
 
 
 def test_logs_without_a_master_pod_raise_lookup_error(launcher):
@@ -371,9 +416,10 @@ def test_logs_without_a_master_pod_raise_lookup_error(launcher):
         launcher.logs("medgo-sft", "medgo")
 
 
-def test_delete_removes_the_job_and_tolerates_absence(launcher, server):
+def test_delete_removes_the_job_and_tolerates_absence(launcher, admin_api):
     launcher.submit(small_job())
     assert launcher.delete("medgo-sft", "medgo") is True
-    assert server.objects == {}
-    assert server.calls("DELETE")[0]["query"] == {"propagationPolicy": "Background"}
+    with pytest.raises(ApiException) as info:
+        stored_job(admin_api)
+    assert info.value.status == 404
     assert launcher.delete("medgo-sft", "medgo") is False

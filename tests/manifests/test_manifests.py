@@ -3,7 +3,8 @@
 Each overlay is rendered with ``kubectl kustomize`` (as ``kubectl apply -k`` would). Kubernetes' own kinds are
 validated with ``kubernetes_validate`` (strict: unknown fields fail) against the 1.32 API; custom resources
 (InferenceService, ServingRuntime, PyTorchJob) against the operators' published CRD schemas vendored in
-tests/fixtures/crds. No API server runs here, so admission webhooks and CEL rules are not exercised.
+tests/fixtures/crds. These checks run anywhere, offline; test_server_dry_run.py sends the same overlays to a real
+API server (kube-apiserver 1.20: no CEL rules, no operators' admission webhooks).
 The manifests are also checked against what the deploy code builds, so the two cannot drift apart.
 """
 
@@ -21,7 +22,6 @@ import pytest
 import yaml
 
 from medgo.k8s import names
-from medgo.k8s.inference_service import build_inference_service
 from medgo.k8s.pytorchjob import build_pytorchjob
 from tests.fixtures.crds import CRD_KINDS, assert_valid_crd_object
 
@@ -53,13 +53,19 @@ EXPECTED_OBJECTS = {
     ("NetworkPolicy", "medgo-predictor-ingress"),
     ("InferenceService", "medgo"),
     ("ConfigMap", "kfp-launcher"),
+    ("ServiceAccount", "medgo-feedback"),
+    ("PersistentVolumeClaim", "medgo-feedback"),
+    ("Deployment", "medgo-feedback"),
+    ("Service", "medgo-feedback"),
+    ("NetworkPolicy", "medgo-feedback-ingress"),
 }
 CLUSTER_SCOPED_KINDS = {"Namespace", "PriorityClass"}
 
 #: The pipeline Role, exactly: (apiGroup, resource) -> verbs.
 LEAST_PRIVILEGE = {
-    ("kubeflow.org", "pytorchjobs"): {"create", "get", "delete"},
-    ("serving.kserve.io", "inferenceservices"): {"create", "get", "patch", "delete"},
+    ("kubeflow.org", "pytorchjobs"): {"create", "get", "list", "watch", "delete"},
+    ("trainer.kubeflow.org", "trainjobs"): {"create", "get", "list", "watch", "delete"},
+    ("serving.kserve.io", "inferenceservices"): {"create", "get", "patch"},
     ("", "pods"): {"list"},
     ("", "pods/log"): {"get"},
 }
@@ -213,6 +219,7 @@ def test_every_container_is_locked_down_and_sized(objects):
     assert {where.split(".")[0] for where, _, _ in workloads} == {
         "ServingRuntime/medgo-cpu",
         "InferenceService/medgo",
+        "Deployment/medgo-feedback",
     }
     for where, pod, containers in workloads:
         pod_non_root = (pod.get("securityContext") or {}).get("runAsNonRoot") is True
@@ -291,21 +298,62 @@ def test_only_the_pipeline_account_gets_an_api_token(objects):
     assert accounts["medgo-trainer"]["automountServiceAccountToken"] is False
     assert accounts["medgo-serving"]["automountServiceAccountToken"] is False
     assert accounts["medgo-serving"]["secrets"] == [{"name": "medgo-s3"}]
+    assert accounts["medgo-feedback"]["automountServiceAccountToken"] is False
     assert "automountServiceAccountToken" not in accounts["medgo-pipeline"]
 
 
-def test_network_policy_admits_only_ingress_and_knative(objects):
+def _namespaces(rule: dict) -> set[str]:
+    (peer,) = [p for p in rule["from"] if "namespaceSelector" in p]
+    (expr,) = peer["namespaceSelector"]["matchExpressions"]
+    assert expr["key"] == "kubernetes.io/metadata.name" and expr["operator"] == "In"
+    return set(expr["values"])
+
+
+def test_network_policy_admits_ingress_knative_and_metrics_scrapes_from_monitoring(objects):
     policy = _find(objects, "NetworkPolicy", "medgo-predictor-ingress")["spec"]
     assert policy["podSelector"] == {
         "matchExpressions": [{"key": "serving.kserve.io/inferenceservice", "operator": "Exists"}]
     }
     assert policy["policyTypes"] == ["Ingress"]
+    traffic, scrape = policy["ingress"]
+    assert set(traffic["from"][0]) == {"namespaceSelector"} and "ports" not in traffic
+    assert _namespaces(traffic) == {"istio-system", "knative-serving", "kourier-system"}
+    assert _namespaces(scrape) == {names.MONITORING_NAMESPACE}
+    # Prometheus reaches the metrics ports only: the server's /metrics, KServe's aggregate, the queue-proxy.
+    assert {p["port"] for p in scrape["ports"]} == {8080, 9088, 9091}
+    runtime = _find(objects, "ServingRuntime", "medgo-cpu")["spec"]
+    assert int(runtime["annotations"]["prometheus.kserve.io/port"]) in {p["port"] for p in scrape["ports"]}
+
+
+def test_feedback_store_has_one_writer_on_a_private_volume(objects):
+    deployment = _find(objects, "Deployment", names.FEEDBACK_SERVICE)["spec"]
+    assert deployment["replicas"] == 1 and deployment["strategy"] == {"type": "Recreate"}
+    pvc = _find(objects, "PersistentVolumeClaim", names.FEEDBACK_PVC)["spec"]
+    assert pvc["accessModes"] == ["ReadWriteOnce"]
+    pod = deployment["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "medgo.serve.feedback_service"]
+    assert f"--db_path={names.FEEDBACK_MOUNT}/feedback.sqlite" in container["args"]
+    assert f"--tokens_dir={names.FEEDBACK_TOKENS_MOUNT}" in container["args"]  # authentication is on
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["store"]["persistentVolumeClaim"]["claimName"] == names.FEEDBACK_PVC
+    assert volumes["tokens"]["secret"]["secretName"] == names.FEEDBACK_TOKENS_SECRET
+    service = _find(objects, "Service", names.FEEDBACK_SERVICE)["spec"]
+    assert service["selector"] == deployment["selector"]["matchLabels"]
+    policy = _find(objects, "NetworkPolicy", "medgo-feedback-ingress")["spec"]
+    assert policy["podSelector"] == {"matchLabels": deployment["selector"]["matchLabels"]}
     (rule,) = policy["ingress"]
-    (peer,) = rule["from"]
-    assert set(peer) == {"namespaceSelector"}
-    (expr,) = peer["namespaceSelector"]["matchExpressions"]
-    assert expr["key"] == "kubernetes.io/metadata.name" and expr["operator"] == "In"
-    assert set(expr["values"]) == {"istio-system", "knative-serving", "kourier-system"}
+    assert {"podSelector": {}} in rule["from"] and _namespaces(rule) == {names.MONITORING_NAMESPACE}
+    # Every replica of the medgo-cpu runtime reaches the store through the service, with the record token only.
+    runtime = _find(objects, "ServingRuntime", "medgo-cpu")["spec"]
+    (server,) = runtime["containers"]
+    assert f"--feedback_service_url={names.FEEDBACK_SERVICE_URL}" in server["args"]
+    assert f"--feedback_tokens_dir={names.FEEDBACK_TOKENS_MOUNT}" in server["args"]
+    (tokens,) = [v for v in runtime["volumes"] if "secret" in v]  # the only Secret the runtime mounts
+    assert tokens["secret"] == {
+        "secretName": names.FEEDBACK_TOKENS_SECRET,
+        "items": [{"key": "record", "path": "record"}],
+    }
 
 
 # -- site settings ---------------------------------------------------------------------------------------
@@ -338,36 +386,41 @@ def test_medgo_serving_runtime_runs_medgo_serve(objects):
     assert container["name"] == "kserve-container"
     assert container["image"].startswith("ghcr.io/medgo/medgo-serving:")
     assert container["command"] == ["python", "-m", "medgo.serve"]
-    assert container["args"] == ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080"]
+    assert container["args"][:3] == ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080"]
+    from medgo.serve.server import build_parser
+
+    parsed = build_parser().parse_args([a.replace("{{.Name}}", "medgo") for a in container["args"]])
+    assert parsed.feedback_service_url and parsed.feedback_tokens_dir  # the server knows every option
 
 
-def test_inference_service_matches_what_the_deployer_builds(objects, overlay):
+#: The deploy step's parameters that reproduce each site's InferenceService (the pipeline defaults target
+#: the GPU site; `medgo demo` and dev clusters use the CPU runtime).
+SITE_DEPLOY = {
+    "onprem-a100": {"runtime": "huggingface-vllm", "max_replicas": 4},
+    "dev-cpu": {"runtime": "medgo-cpu", "max_replicas": 2, "cpu": "1", "memory": "2Gi"},
+}
+
+
+def test_inference_service_matches_what_the_deployer_builds(objects, overlay, tmp_path):
     """The pipeline's deploy step and `kubectl apply -k` must produce the same predictor."""
+    import json
+
+    from medgo.config import DeployConfig
+    from medgo.deploy import desired_service
+
     isvc = _find(objects, "InferenceService", "medgo")
-    if overlay == "onprem-a100":
-        gpu = {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "1"}
-        built = build_inference_service(
-            name="medgo",
-            namespace="medgo",
-            storage_uri="s3://medgo-models/medgo/latest/base",
-            lora_adapter_uri="s3://medgo-models/medgo/latest/adapter",
-            runtime="huggingface-vllm",
-            resources={"requests": dict(gpu), "limits": dict(gpu)},
-            priority_class="medgo-serving",
-            node_selector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "node-pool": "a100"},
-            tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    config = DeployConfig(target="kserve", **SITE_DEPLOY[overlay])
+    if config.runtime == "huggingface-vllm":
+        adapter = tmp_path / "adapter"
+        adapter.mkdir()
+        (adapter / "adapter_config.json").write_text(
+            json.dumps({"base_model_name_or_path": "s3://medgo-models/medgo/latest/base"})
         )
+        built, _ = desired_service(str(adapter), "s3://medgo-models/medgo/latest/adapter", config)
     else:
-        small = {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
-        built = build_inference_service(
-            name="medgo",
-            namespace="medgo",
-            storage_uri="s3://medgo-models/medgo/latest",
-            runtime="medgo-cpu",
-            resources=small,
-            priority_class="medgo-serving",
-        )
+        built, _ = desired_service("unused", "s3://medgo-models/medgo/latest", config)
     assert isvc["spec"] == built["spec"]
+    assert isvc["metadata"]["annotations"] == built["metadata"]["annotations"]
 
 
 # -- the PyTorchJob template -----------------------------------------------------------------------------

@@ -45,6 +45,19 @@ def test_namespace_pvcs_accounts_role_and_priority_classes_exist():
     ]
 
 
+def test_feedback_service_names_exist():
+    objects = _base()
+    for kind in ("Deployment", "Service", "ServiceAccount"):
+        assert _find(objects, kind, names.FEEDBACK_SERVICE)["metadata"]["namespace"] == names.NAMESPACE
+    _find(objects, "PersistentVolumeClaim", names.FEEDBACK_PVC)
+    pod = _find(objects, "Deployment", names.FEEDBACK_SERVICE)["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["store"] == names.FEEDBACK_MOUNT and mounts["tokens"] == names.FEEDBACK_TOKENS_MOUNT
+    assert (
+        names.FEEDBACK_SERVICE_URL == f"http://{names.FEEDBACK_SERVICE}.{names.NAMESPACE}.svc.cluster.local"
+    )
+
+
 def test_s3_secret_and_its_keys_are_what_the_manifests_reference():
     objects = _base()
     serving_account = _find(objects, "ServiceAccount", names.SERVING_SERVICE_ACCOUNT)

@@ -23,13 +23,10 @@ def test_valid_settings_are_kept_and_a_single_stop_string_becomes_a_list():
 
 def test_missing_settings_stay_unset_so_the_model_defaults_apply():
     params = parse_generation_params(None)
-    assert params.model_dump() == {
-        "max_tokens": None,
-        "temperature": None,
-        "top_p": None,
-        "stop": None,
-        "seed": None,
-    }
+    assert set(params.model_dump().values()) == {None}
+    assert {"max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "min_tokens"} <= set(
+        params.model_dump()
+    )
 
 
 @pytest.mark.parametrize(
@@ -44,6 +41,12 @@ def test_missing_settings_stay_unset_so_the_model_defaults_apply():
         ({"temperature": "hot"}, "parameters.temperature: Input should be a valid number"),
         ({"max_token": 5}, "parameters.max_token: unknown parameter"),
         ({"stop": [""]}, "parameters.stop[0]: String should have at least 1 character"),
+        ({"seed": 2**64}, "parameters.seed: Input should be less than or equal to 18446744073709551615"),
+        ({"seed": -(2**63) - 1}, "parameters.seed: Input should be greater than or equal to"),
+        ({"top_k": -2}, "parameters.top_k: Input should be greater than or equal to -1"),
+        ({"frequency_penalty": 2.5}, "parameters.frequency_penalty: Input should be less than or equal to 2"),
+        ({"repetition_penalty": 0}, "parameters.repetition_penalty: Input should be greater than 0"),
+        ({"min_tokens": -1}, "parameters.min_tokens: Input should be greater than or equal to 0"),
     ],
 )
 def test_invalid_settings_raise_invalid_input_naming_the_field(settings, expected):

@@ -1,4 +1,4 @@
-"""MedgoModel in-process: loading, the generation core, its limits and its serialisation."""
+"""MedgoModel in-process: loading, the generation core, its limits, KServe v1/v2 predict."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from kserve.protocol.infer_type import InferInput, InferRequest
 
 from medgo.errors import ConfigError, InputError
 from medgo.serve.generation import GenerationParams
-from medgo.serve.model import V2_OUTPUT_NAME, MedgoModel, _to_completion
+from medgo.serve.model import V2_OUTPUT_NAME, MedgoModel
 
 QUESTION = [{"role": "user", "content": "高血压患者需要注意什么？"}]
 
@@ -120,7 +120,7 @@ def test_v1_predict_answers_prompts_messages_and_strings_in_order(model):
         ({"instances": [{"prompt": "x", "messages": []}]}, "instances[0] must be a string or an object"),
         ({"instances": [{"prompt": 3}]}, "instances[0].prompt must be a string"),
         ({"instances": ["x"], "parameters": {"top_p": 2}}, "parameters.top_p"),
-        ({"instances": ["x"], "signature_name": "s"}, "unknown top-level field(s) signature_name"),
+        ({"instances": ["x"], "signature_name": "s"}, "unknown top-level field(s); expected 'instances'"),
         ({"instances": ["x"] * 17}, "at most 16 per request"),
         (b"not json", "must be JSON"),
     ],
@@ -176,18 +176,13 @@ def test_v2_predict_rejects_non_bytes_inputs(model):
         asyncio.run(model.predict(InferRequest(model_name="medgo", infer_inputs=[tensor])))
 
 
-def test_completion_counts_the_end_token_but_drops_it_from_the_text(model):
-    tokenizer = model._tokenizer
-    eos = tokenizer.eos_token_id
-    ids = tokenizer("头痛", add_special_tokens=False)["input_ids"]
-    stopped = _to_completion([*ids, eos, tokenizer.pad_token_id], 10, frozenset({eos}), tokenizer, None)
-    assert (stopped.text, stopped.finish_reason, stopped.usage.completion_tokens) == (
-        "头痛",
-        "stop",
-        len(ids) + 1,
-    )
-    truncated = _to_completion(ids, 10, frozenset({eos}), tokenizer, None)
-    assert (truncated.finish_reason, truncated.usage.completion_tokens) == ("length", len(ids))
+def test_an_answer_ending_at_the_end_token_counts_it_but_does_not_show_it(model):
+    question = [{"role": "user", "content": "头痛"}]
+    completion = model.complete(question, GenerationParams(max_tokens=24, temperature=0))
+    assert completion.finish_reason == "stop", "precondition: the tiny model ends this answer itself"
+    assert "<|im_end|>" not in completion.text
+    held = model.complete(question, GenerationParams(max_tokens=24, temperature=0, stop=["\u0000never"]))
+    assert held == completion
 
 
 def test_settings_below_one_are_config_errors():

@@ -1,4 +1,4 @@
-"""The real ``python -m medgo.serve`` on 127.0.0.1: OpenAI, KServe v1 and v2 routes, errors, privacy."""
+"""The real ``python -m medgo.serve`` on 127.0.0.1 over raw HTTP: KServe v1 and v2, bad requests, limits, ids, metrics, privacy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
 
 CHAT = "/openai/v1/chat/completions"
@@ -19,69 +18,6 @@ JSON = {"content-type": "application/json"}
 def http(server_url):
     with httpx.Client(base_url=server_url, timeout=60) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def openai_client(server_url):
-    return openai.OpenAI(base_url=f"{server_url}/openai/v1", api_key="unused", max_retries=0)
-
-
-def test_openai_client_gets_a_chat_completion_with_usage(openai_client):
-    response = openai_client.chat.completions.create(
-        model="medgo", messages=[{"role": "user", "content": "高血压患者日常需要注意什么？"}], max_tokens=8
-    )
-    assert response.object == "chat.completion"
-    assert response.id.startswith("chatcmpl-")
-    assert response.model == "medgo"
-    [choice] = response.choices
-    assert choice.message.role == "assistant"
-    assert isinstance(choice.message.content, str)
-    assert choice.finish_reason in {"stop", "length"}
-    assert response.usage.prompt_tokens > 0
-    assert 1 <= response.usage.completion_tokens <= 8
-    assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
-
-
-def test_openai_models_lists_the_served_model(openai_client):
-    assert [m.id for m in openai_client.models.list().data] == ["medgo"]
-
-
-@pytest.mark.parametrize(
-    ("settings", "field"),
-    [
-        ({"max_tokens": -1}, "max_tokens"),
-        ({"max_tokens": 8, "temperature": 2.5}, "temperature"),
-        ({"max_tokens": 8, "top_p": 0}, "top_p"),
-        ({"max_tokens": 65}, "max_tokens"),
-    ],
-)
-def test_openai_client_sees_invalid_settings_as_bad_request(openai_client, settings, field):
-    with pytest.raises(openai.BadRequestError) as info:
-        openai_client.chat.completions.create(
-            model="medgo", messages=[{"role": "user", "content": "头痛"}], **settings
-        )
-    assert info.value.status_code == 400
-    assert field in info.value.message
-
-
-def test_a_prompt_over_the_server_limit_is_a_bad_request(openai_client):
-    with pytest.raises(openai.BadRequestError, match="this server accepts at most 2048"):
-        openai_client.chat.completions.create(
-            model="medgo", messages=[{"role": "user", "content": "反复发热咳嗽" * 1500}], max_tokens=4
-        )
-
-
-def test_unknown_model_is_not_found(openai_client):
-    with pytest.raises(openai.NotFoundError, match="not served here"):
-        openai_client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "头痛"}])
-
-
-def test_streaming_is_refused_with_a_reason(http):
-    response = http.post(
-        CHAT, json={"model": "medgo", "messages": [{"role": "user", "content": "头痛"}], "stream": True}
-    )
-    assert response.status_code == 400
-    assert "stream" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("path", [CHAT, V1_PREDICT, V2_INFER])
@@ -103,10 +39,27 @@ def test_v1_predict_answers_each_instance(http):
     assert len(predictions) == 2 and all(isinstance(p, str) for p in predictions)
 
 
-def test_v1_predict_invalid_settings_are_400_with_a_message(http):
-    response = http.post(V1_PREDICT, json={"instances": ["头痛"], "parameters": {"temperature": -1}})
+@pytest.mark.parametrize(
+    ("parameters", "named"),
+    [
+        ({"temperature": -1}, "parameters.temperature"),
+        ({"seed": 2**64}, "parameters.seed"),
+        ({"n": 2}, "parameters.n"),
+    ],
+)
+def test_v1_predict_invalid_settings_are_400_naming_them(http, parameters, named):
+    response = http.post(V1_PREDICT, json={"instances": ["头痛"], "parameters": parameters})
     assert response.status_code == 400
-    assert "parameters.temperature" in response.json()["error"]
+    assert named in response.json()["error"]
+
+
+def test_v1_predict_echoes_the_request_id(http):
+    response = http.post(
+        V1_PREDICT,
+        json={"instances": ["头痛"], "parameters": {"max_tokens": 2}},
+        headers={"x-request-id": "v1-abc"},
+    )
+    assert response.status_code == 200 and response.headers["x-request-id"] == "v1-abc"
 
 
 def test_v2_infer_maps_bytes_prompts_to_bytes_answers(http):
@@ -155,6 +108,76 @@ def test_concurrent_requests_get_the_answer_each_would_get_alone(http):
         assert list(pool.map(ask, questions * 2)) == alone * 2
 
 
+def test_v2_infer_without_an_id_answers_with_the_request_id(http):
+    response = http.post(
+        V2_INFER,
+        json={
+            "inputs": [{"name": "text_input", "shape": [1], "datatype": "BYTES", "data": ["发热"]}],
+            "parameters": {"max_tokens": 2},
+        },
+    )
+    assert response.status_code == 200
+    assert response.json()["id"] == response.headers["x-request-id"]
+
+
+def test_unknown_models_are_404_without_echoing_the_name(http):
+    v2_body = {"inputs": [{"name": "text_input", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}
+    for path, body in (
+        ("/v1/models/patient-zhang:predict", {"instances": ["x"]}),
+        ("/v2/models/patient-zhang/infer", v2_body),
+    ):
+        response = http.post(path, json=body)
+        assert response.status_code == 404 and "patient-zhang" not in response.text
+
+
+def test_explain_is_a_client_error_not_a_server_error(http):
+    response = http.post("/v1/models/medgo:explain", json={"instances": ["头痛"]})
+    assert response.status_code == 400 and "no explainer" in response.json()["error"]
+
+
+def test_an_invalid_request_id_is_refused(http):
+    response = http.post(CHAT, json={"model": "medgo", "messages": []}, headers={"x-request-id": "a b/c"})
+    assert response.status_code == 400 and "x-request-id" in response.json()["error"]["message"]
+    assert response.headers["x-request-id"] != "a b/c"
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(http):
+    declared = http.post(CHAT, content=b"{" + b" " * (20 * 1024 * 1024) + b"}", headers=JSON)
+    assert declared.status_code == 413 and "larger than 1048576 bytes" in declared.json()["error"]["message"]
+
+    def chunked():
+        for _ in range(40):
+            yield b" " * 65536
+
+    streamed = http.post(V1_PREDICT, content=chunked(), headers=JSON)
+    assert streamed.status_code == 413
+    assert http.get("/v2/health/ready").status_code == 200
+
+
+def test_metrics_count_requests_tokens_batches_and_first_tokens(http, server_url):
+    from tests.serve.support import metric, scrape
+
+    before = scrape(server_url)
+    ok = http.post(
+        CHAT, json={"model": "medgo", "max_tokens": 3, "messages": [{"role": "user", "content": "头痛"}]}
+    )
+    bad = http.post(V1_PREDICT, json={"instances": [], "parameters": {}})
+    assert (ok.status_code, bad.status_code) == (200, 400)
+    after = scrape(server_url)
+
+    def grew(name, **labels):
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert grew("medgo_http_requests_total", route=CHAT, status="200") == 1
+    assert grew("medgo_http_requests_total", route="/v1/models/{model_name}:predict", status="400") == 1
+    assert grew("medgo_http_request_duration_seconds_count", route=CHAT) == 1
+    assert grew("medgo_prompt_tokens_total", model="medgo") == ok.json()["usage"]["prompt_tokens"]
+    assert grew("medgo_completion_tokens_total", model="medgo") == ok.json()["usage"]["completion_tokens"]
+    assert grew("medgo_time_to_first_token_seconds_count", model="medgo") == 1
+    assert grew("medgo_batch_size_count", model="medgo") >= 1
+    assert ("medgo_queue_depth", (("model", "medgo"),)) in after
+
+
 def test_server_stays_healthy_after_bad_requests(http):
     http.post(CHAT, content=b"not json", headers=JSON)
     http.post(V1_PREDICT, json={"instances": ["x"], "parameters": {"max_tokens": 0}})
@@ -171,13 +194,16 @@ def test_logs_record_requests_but_never_their_text(http, server_log: Path):
     marker = "患者王五身份证110101199003074514主诉"
     before = server_log.read_text(encoding="utf-8", errors="replace").count("generated")
     response = http.post(
-        CHAT, json={"model": "medgo", "max_tokens": 4, "messages": [{"role": "user", "content": marker}]}
+        CHAT,
+        json={"model": "medgo", "max_tokens": 4, "messages": [{"role": "user", "content": marker}]},
+        headers={"x-request-id": "log-check-1"},
     )
     assert response.status_code == 200
     bad = http.post(CHAT, json={"model": "medgo", "messages": [{"role": marker, "content": marker}]})
     assert bad.status_code == 400 and marker not in bad.text
     log_text = server_log.read_text(encoding="utf-8", errors="replace")
     assert log_text.count("generated") > before, "the request was logged"
+    assert "log-check-1" in log_text, "the log line carries the request id"
     assert marker not in log_text
     answer = response.json()["choices"][0]["message"]["content"].strip()
     if len(answer) >= 8:

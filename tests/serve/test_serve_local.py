@@ -27,7 +27,9 @@ def test_ask_with_a_system_prompt_is_accepted(server_url):
 def test_ask_reports_a_refused_question_with_the_server_message(server_url):
     with pytest.raises(MedgoError, match="HTTP 400: max_tokens"):
         ask(server_url, "头痛", max_tokens=0)
-    with pytest.raises(MedgoError, match="HTTP 404: model 'other' is not served here"):
+    with pytest.raises(
+        MedgoError, match=r"HTTP 404: the model is not served here \(served: medgo, medgo-lora\)"
+    ):
         ask(server_url, "头痛", model="other")
 
 

@@ -39,3 +39,16 @@ def test_defaults_are_one_local_node():
 def test_bad_env_is_a_clear_error(env, message):
     with pytest.raises(MedgoError, match=message):
         NodeEnv.from_env(env)
+
+
+def test_trainer_v2_env_with_auto_processes_per_node():
+    """Kubeflow Trainer v2's torch plugin sets PET_MASTER_* and may say PET_NPROC_PER_NODE=auto."""
+    env = {
+        "PET_MASTER_ADDR": "medgo-sft-node-0-0.medgo-sft",
+        "PET_MASTER_PORT": "29400",
+        "PET_NNODES": "2",
+        "PET_NPROC_PER_NODE": "auto",
+        "PET_NODE_RANK": "1",
+    }
+    node = NodeEnv.from_env(env)
+    assert node == NodeEnv("medgo-sft-node-0-0.medgo-sft", 29400, 2, 1, 1)  # no GPU here: one process

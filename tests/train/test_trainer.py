@@ -7,62 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from medgo.config import PackConfig, TrainConfig, load_config
+from medgo.config import TrainConfig, load_config
 from medgo.errors import MedgoError
 from medgo.storage import read_manifest
 from medgo.train.launch import config_to_args, launch_local
 from medgo.train.trainer import parse_args
+from tests.train.conftest import train_config as _config
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def packed_dir(sample_model_dir, samples_dir, tmp_path_factory) -> Path:
-    """Real token shards: the sample corpus through prepare + pack."""
-    from medgo.config import PrepareConfig
-    from medgo.data.pack import pack_corpus
-    from medgo.data.prepare import prepare_corpus
-
-    root = tmp_path_factory.mktemp("pt-data")
-    prepare_corpus(str(samples_dir / "corpus"), root / "clean", PrepareConfig())
-    pack_corpus(root / "clean", str(sample_model_dir), root / "packed", PackConfig(seq_len=64))
-    return root / "packed"
-
-
-@pytest.fixture(scope="module")
-def sft_dir(samples_dir, tmp_path_factory) -> Path:
-    from medgo.config import SftBuildConfig
-    from medgo.data.sft import build_sft
-
-    out = tmp_path_factory.mktemp("sft-data")
-    build_sft(samples_dir / "sft", out, SftBuildConfig())
-    return out
-
-
-@pytest.fixture(scope="module")
-def prefs_dir(samples_dir, tmp_path_factory) -> Path:
-    from medgo.config import PrefsConfig
-    from medgo.data.prefs import build_preferences
-
-    out = tmp_path_factory.mktemp("prefs-data")
-    build_preferences(str(samples_dir / "preference"), out, PrefsConfig())
-    return out
-
-
-def _config(stage: str, model: Path | str, data: Path, out: Path, **kw) -> TrainConfig:
-    values = dict(
-        stage=stage,
-        model_uri=str(model),
-        data_uri=str(data),
-        output_uri=str(out),
-        max_steps=6,
-        per_device_batch_size=2,
-        gradient_accumulation_steps=1,
-        learning_rate=5e-3,
-        max_seq_len=128,
-    )
-    values.update(kw)
-    return TrainConfig(**values)
 
 
 def _logits(model_dir: str, adapter: str | None = None):
@@ -75,13 +27,6 @@ def _logits(model_dir: str, adapter: str | None = None):
     ids = tok("高血压患者应低盐饮食", return_tensors="pt")
     with torch.no_grad():
         return model(**ids).logits
-
-
-@pytest.fixture(scope="module")
-def sft_adapter(sample_model_dir, sft_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sft-out")
-    launch_local(_config("sft", sample_model_dir, sft_dir, out), work_dir=out.parent / "sft-logs")
-    return out
 
 
 def test_pretraining_full_finetune_learns_and_reloads(sample_model_dir, packed_dir, tmp_path):
@@ -107,6 +52,44 @@ def test_sft_writes_a_lora_adapter_on_the_base_uri(sft_adapter, sample_model_dir
     assert not _logits(str(sample_model_dir)).allclose(_logits(str(sample_model_dir), str(sft_adapter)))
     manifest = read_manifest(sft_adapter)
     assert manifest["counts"]["kind"] == "lora_adapter" and manifest["inputs"]["data"]["manifest"]["stage"]
+
+
+def test_sft_exports_a_merged_bf16_model_and_a_model_card(sft_adapter, sample_model_dir, sft_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from medgo.modeling import load_tokenizer
+
+    merged = sft_adapter / "merged"
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert model.dtype == torch.bfloat16 and not (merged / "adapter_config.json").exists()
+    load_tokenizer(str(merged), require_chat_template=True)
+    from medgo.modeling import load_model
+
+    expected = load_model(str(sample_model_dir), adapter_uri=str(sft_adapter)).merge_and_unload()
+    base = load_model(str(sample_model_dir))
+    saved, want, before = model.state_dict(), expected.state_dict(), base.state_dict()
+    name = "model.layers.0.self_attn.q_proj.weight"
+    torch.testing.assert_close(
+        saved[name].float(), want[name].to(torch.bfloat16).float(), atol=1e-2, rtol=1e-2
+    )
+    delta = (want[name] - before[name]).abs()
+    assert delta.max() > 0  # the adapter was merged in, not dropped
+    assert set(saved) == set(want)
+    card = (sft_adapter / "README.md").read_text()
+    assert (
+        str(sample_model_dir) in card and '"stage": "data.sft"' in card and '"learning_rate": 0.005' in card
+    )
+    assert '"final_loss"' in card
+    assert "merged/model.safetensors" in read_manifest(sft_adapter)["files"]
+
+
+def test_an_empty_dataset_fails_before_training(sample_model_dir, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "train.jsonl").write_text("")
+    with pytest.raises(MedgoError, match="SFT data at .* is empty"):
+        launch_local(_config("sft", sample_model_dir, empty, tmp_path / "out"), work_dir=tmp_path / "l")
 
 
 def _assert_dpo_continued_the_sft_adapter(out: Path, sft_adapter: Path, base: Path) -> dict:
@@ -142,20 +125,17 @@ def test_dpo_continues_the_sft_adapter_against_the_sft_reference(
     assert generated.shape[1] > ids["input_ids"].shape[1]
 
 
-def test_dpo_under_zero3_with_two_processes(sft_adapter, sample_model_dir, prefs_dir, tmp_path):
-    out = tmp_path / "dpo-zero3"
-    launch_local(
-        _config("dpo", sft_adapter, prefs_dir, out, max_steps=2, deepspeed="zero3"),
-        nproc_per_node=2,
-        work_dir=tmp_path / "logs",
-    )
-    assert _assert_dpo_continued_the_sft_adapter(out, sft_adapter, sample_model_dir)["steps"] == 2
+def test_dpo_under_zero3_with_two_processes(reference_run, sft_adapter, sample_model_dir):
+    out = reference_run("dpo", "zero3")
+    assert _assert_dpo_continued_the_sft_adapter(out, sft_adapter, sample_model_dir)["steps"] == 6
 
 
 def test_two_simulated_nodes_train_one_model(sample_model_dir, sft_dir, tmp_path):
     out = tmp_path / "two-nodes"
     logs = launch_local(
-        _config("sft", sample_model_dir, sft_dir, out, max_steps=3), nnodes=2, work_dir=tmp_path / "logs"
+        _config("sft", sample_model_dir, sft_dir, out, max_steps=3, gradient_checkpointing=True),
+        nnodes=2,
+        work_dir=tmp_path / "logs",
     )
     assert read_manifest(out)["counts"]["steps"] == 3
     node0, node1 = (logs / "node-0.log").read_text(), (logs / "node-1.log").read_text()
@@ -163,19 +143,15 @@ def test_two_simulated_nodes_train_one_model(sample_model_dir, sft_dir, tmp_path
     assert "saved stage=sft" not in node1  # only global rank 0 writes
 
 
-def test_zero2_and_zero3_over_gloo_agree_and_save_real_adapters(sample_model_dir, sft_dir, tmp_path):
+def test_zero2_and_zero3_over_gloo_agree_and_save_real_adapters(reference_run, sample_model_dir):
     """Two processes per run. ZeRO-3 shards the LoRA weights too; its save must gather them (an empty
     adapter is a known upstream failure mode), so both adapters must load and change the model."""
     counts = {}
-    for stage in ("zero2", "zero3"):
-        out = tmp_path / stage
-        launch_local(
-            _config("sft", sample_model_dir, sft_dir, out, max_steps=3, deepspeed=stage),
-            nproc_per_node=2,
-            work_dir=tmp_path / f"logs-{stage}",
-        )
-        counts[stage] = read_manifest(out)["counts"]
-        assert counts[stage]["steps"] == 3
+    for zero in ("zero2", "zero3"):
+        out = reference_run("sft", zero)
+        counts[zero] = read_manifest(out)["counts"]
+        assert counts[zero]["steps"] == 6
+        assert (out / "adapter_model.safetensors").stat().st_size > 10_000
         assert not _logits(str(sample_model_dir)).allclose(_logits(str(sample_model_dir), str(out)))
     assert counts["zero3"]["first_loss"] == pytest.approx(counts["zero2"]["first_loss"], rel=1e-3)
     assert counts["zero3"]["final_loss"] == pytest.approx(counts["zero2"]["final_loss"], rel=2e-2)

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from medgo.chat import Messages
 from medgo.errors import ConfigError, MedgoError
 from medgo.logs import fields
+from medgo.serve.streaming import TextStream
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,9 @@ class LocalBackend:
     ``prompt + choice`` (just the prompt when every choice is one token, the MCQ case), left
     padded with position ids counted from each row's first real token, so a padded row scores
     exactly as it would alone; only the positions that predict choice tokens are projected to
-    the vocabulary.
+    the vocabulary. Replies are detokenised by the model server's own
+    :class:`~medgo.serve.streaming.TextStream` (no U+FFFD of unfinished characters, no control
+    bytes), so a model answers and scores the same here as behind ``medgo serve``.
     """
 
     def __init__(
@@ -170,13 +173,21 @@ class LocalBackend:
                 ).to(self.device)
                 out = self.model.generate(**enc, generation_config=config)
                 new_tokens = out[:, enc["input_ids"].shape[1] :]
-                for i, reply in zip(
-                    batch, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True
-                ):
-                    replies[i] = reply.strip()
+                for i, row in zip(batch, new_tokens.tolist(), strict=True):
+                    replies[i] = self._answer_text(row).strip()
                 progress.update(len(batch))
         progress.close()
         return replies
+
+    def _answer_text(self, token_ids: Sequence[int]) -> str:
+        """Generated ids up to the first end-of-sequence, detokenised as the model server does."""
+        stream = TextStream(self.tokenizer)
+        for token in token_ids:
+            if token in self._eos_ids:
+                break
+            stream.push(token)
+        stream.finish()
+        return stream.text
 
     def choice_logprobs(self, chats: Sequence[Messages], choices: Sequence[str]) -> list[list[float]]:
         if not choices:
@@ -348,7 +359,13 @@ class EndpointBackend:
             }
             for chat in chats
         ]
-        responses = self._post_all(bodies, desc="score options")
+        try:
+            responses = self._post_all(bodies, desc="score options")
+        except RequestsFailed as exc:
+            # A server that refuses the parameter (400 naming logprobs) instead of ignoring it.
+            if any(f.reason.startswith("HTTP 400") and "logprobs" in f.reason for f in exc.failures):
+                raise LogprobsUnsupported(_no_logprobs_message(self.name)) from None
+            raise
         return [_choice_scores(r, choices, self.name) for r in responses]
 
     # -- transport ---------------------------------------------------------------------------
@@ -449,6 +466,13 @@ def _message_text(payload: Any) -> str:
     return content
 
 
+def _no_logprobs_message(backend: str) -> str:
+    return (
+        f"{backend} returned no token log-probabilities; score multiple-choice questions with "
+        "mcq_mode=generate (generate and extract the letter) on this endpoint"
+    )
+
+
 def _choice_scores(payload: dict[str, Any], choices: Sequence[str], backend: str) -> list[float]:
     """Each choice's log-prob as the first answer token, from the response's ``top_logprobs``.
 
@@ -459,10 +483,7 @@ def _choice_scores(payload: dict[str, Any], choices: Sequence[str], backend: str
         first = payload["choices"][0]["logprobs"]["content"][0]
         top = first.get("top_logprobs") or [{"token": first["token"], "logprob": first["logprob"]}]
     except (KeyError, IndexError, TypeError):
-        raise LogprobsUnsupported(
-            f"{backend} returned no token log-probabilities; score multiple-choice questions with "
-            "mcq_mode=generate (generate and extract the letter) on this endpoint"
-        ) from None
+        raise LogprobsUnsupported(_no_logprobs_message(backend)) from None
     by_choice: dict[str, float] = {}
     for entry in top:
         token = str(entry.get("token", "")).strip()

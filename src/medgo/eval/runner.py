@@ -43,7 +43,7 @@ from medgo.eval.backends import (
 )
 from medgo.eval.gate import compare, gate
 from medgo.eval.report import render_report
-from medgo.eval.tasks import EvalItem, Task, TaskContext, get_task
+from medgo.eval.tasks import EvalItem, Task, TaskContext, get_task, resolve_task_names
 from medgo.logs import fields
 from medgo.storage import atomic_write_json, atomic_write_text, is_s3, localize, publish, write_manifest
 
@@ -60,17 +60,27 @@ __all__ = [
     "open_judge",
     "run_evaluation",
     "summarize",
+    "task_names",
 ]
 
 
-def load_eval_items(data_dir: str | Path, config: EvalConfig) -> dict[str, list[EvalItem]]:
-    """Every configured task's items, validated before any model is loaded (fail fast)."""
+def task_names(config: EvalConfig) -> list[str]:
+    """The configured tasks, groups ("cblue", "cblue-core") expanded, each once; unknown names are errors."""
     if not config.tasks:
         raise ConfigError("eval: no tasks configured")
     if len(set(config.tasks)) != len(config.tasks):
         raise ConfigError(f"eval: tasks listed twice: {config.tasks}")
+    names = resolve_task_names(config.tasks)
+    for name in names:
+        get_task(name)
+    return names
+
+
+def load_eval_items(data_dir: str | Path, config: EvalConfig) -> dict[str, list[EvalItem]]:
+    """Every configured task's items, validated before any model is loaded (fail fast)."""
+    names = task_names(config)
     root = localize(data_dir, what="evaluation data")
-    tasks = [get_task(name) for name in config.tasks]
+    tasks = [get_task(name) for name in names]
     return {task.name: task.load(root, config.max_items_per_task) for task in tasks}
 
 
@@ -85,7 +95,7 @@ def configure_tasks(
         judge=judge,
         judge_max_tokens=config.judge_max_tokens,
     )
-    return {name: get_task(name).configure(context) for name in config.tasks}
+    return {name: get_task(name).configure(context) for name in task_names(config)}
 
 
 def _failed_task(task: Task, items: list[EvalItem], exc: RequestsFailed) -> dict[str, Any]:
@@ -119,7 +129,7 @@ def evaluate_items(
             )
             results[name] = _failed_task(task, items, exc)
             continue
-        if config.few_shot and not task.shots:
+        if config.few_shot and not task.shot_count:
             result.notes.append("zero-shot: this task has no few-shot examples")
         log.info(
             "task scored",

@@ -52,6 +52,16 @@ ServingRuntime = Literal["medgo-cpu", "huggingface-vllm"]
 INFERENCE_SERVICE = "medgo"
 CPU_SERVING_RUNTIME = "medgo-cpu"
 CPU_MODEL_FORMAT = "medgo"
+#: The doctor feedback store's single writer (see medgo.feedback.store): Deployment and Service, its
+#: ReadWriteOnce volume, and the Secret of bearer tokens (keys read, write, record, export).
+FEEDBACK_SERVICE = "medgo-feedback"
+FEEDBACK_SERVICE_URL = f"http://{FEEDBACK_SERVICE}.{NAMESPACE}.svc.cluster.local"
+FEEDBACK_PVC = "medgo-feedback"
+FEEDBACK_MOUNT = "/mnt/medgo-feedback"
+FEEDBACK_TOKENS_SECRET = "medgo-feedback-tokens"
+FEEDBACK_TOKENS_MOUNT = "/etc/medgo/feedback-tokens"
+#: Namespace whose Prometheus scrapes the predictors' and the feedback service's metrics.
+MONITORING_NAMESPACE = "monitoring"
 #: KFP's per-namespace launcher settings (pipeline root on the medgo S3 store).
 KFP_LAUNCHER_CONFIGMAP = "kfp-launcher"
 

@@ -45,23 +45,35 @@ class ChatMessage(BaseModel):
         return {"role": role, "content": content}
 
 
+#: Seeds torch's generators accept (``torch.Generator.manual_seed``).
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
+
 class GenerationParams(BaseModel):
     """Sampling settings a request may set; ``None`` leaves a setting to the model's ``generation_config``.
 
-    ``temperature=0`` asks for greedy decoding, a positive temperature or a ``top_p`` for sampling.
-    ``max_tokens`` is further capped by the server's ``max_new_tokens`` (checked by the model,
-    which knows the cap).
+        ``temperature=0`` asks for greedy decoding, a positive temperature or a ``top_p`` for sampling.
+        ``max_tokens`` is further capped by the server's ``max_new_tokens`` (checked by the model,
+        which knows the cap). ``top_k`` and ``repetition_penalty`` are the vLLM extensions of the
+        OpenAI API (``top_k`` 0 or -1 is off), as is ``min_tokens`` (end-of-sequence and stop strings
+    are ignored until that many tokens exist); ``presence_penalty`` and ``frequency_penalty`` follow
+        OpenAI's definition (subtracted from the logits of tokens already generated).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     max_tokens: int | None = Field(None, ge=1)
+    min_tokens: int | None = Field(None, ge=0)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=-1)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
     stop: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
         None, max_length=MAX_STOP_SEQUENCES
     )
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
 
     @field_validator("stop", mode="before")
     @classmethod

@@ -119,6 +119,53 @@ def serve_locally(
             )
 
 
+def feedback_service_command(db_path: str, *, port: int, tokens_dir: str | None = None) -> list[str]:
+    """The ``python -m medgo.serve.feedback_service`` command line on loopback."""
+    command = [
+        sys.executable,
+        "-m",
+        "medgo.serve.feedback_service",
+        "--db_path",
+        str(db_path),
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+    ]
+    return command + (["--tokens_dir", str(tokens_dir)] if tokens_dir else [])
+
+
+@contextmanager
+def feedback_service_locally(
+    db_path: str | os.PathLike,
+    *,
+    tokens_dir: str | os.PathLike | None = None,
+    port: int = 0,
+    log_path: str | os.PathLike | None = None,
+    ready_timeout_s: float = 60.0,
+) -> Iterator[str]:
+    """Start the ``medgo-feedback`` service on 127.0.0.1, yield its base URL once healthy, stop it after."""
+    log_path = (
+        Path(log_path) if log_path else Path(tempfile.mkdtemp(prefix="medgo-feedback-")) / "service.log"
+    )
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        process, base_url = _start_until_ready(
+            log_file,
+            log_path,
+            port=port,
+            ready_timeout_s=ready_timeout_s,
+            command_for_port=lambda p: feedback_service_command(
+                str(db_path), port=p, tokens_dir=str(tokens_dir) if tokens_dir else None
+            ),
+            ready_path="/healthz",
+        )
+        try:
+            yield base_url
+        finally:
+            stop_process_tree(process, timeout_s=DEFAULT_STOP_TIMEOUT_S)
+
+
 def _start_until_ready(
     log_file: BinaryIO,
     log_path: Path,

@@ -22,3 +22,8 @@ def models_path() -> str:
 def model_ready_path(model_name: str) -> str:
     """KServe v2 model readiness: 200 once the model is loaded and registered."""
     return f"/v2/models/{model_name}/ready"
+
+
+def feedback_path() -> str:
+    """Doctor feedback on a served answer (see :mod:`medgo.serve.feedback_api`)."""
+    return f"{openai_route_prefix()}/v1/feedback"

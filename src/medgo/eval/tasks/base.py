@@ -151,7 +151,7 @@ class Task(ABC):
     #: The file worked examples come from (same layout as :attr:`relative_path`); None = no few-shot.
     few_shot_relative_path: ClassVar[str | None] = None
     #: Worked examples shown before each question; set on a copy by :meth:`configure`.
-    shots: tuple[EvalItem, ...] = ()
+    shot_items: tuple[EvalItem, ...] = ()
 
     def load(self, data_dir: Path, max_items: int = 0) -> list[EvalItem]:
         """Read and validate the task's file; the first ``max_items`` items when > 0.
@@ -192,8 +192,13 @@ class Task(ABC):
 
     def with_shots(self, shots: Sequence[EvalItem]) -> Task:
         task = copy.copy(self)
-        task.shots = tuple(shots)
+        task.shot_items = tuple(shots)
         return task
+
+    @property
+    def shot_count(self) -> int:
+        """How many worked examples each prompt carries (0 = zero-shot)."""
+        return len(self.shot_items)
 
     def item_values(self, stats: Sequence[dict[str, Any]]) -> list[float] | None:
         """Per-item values whose mean is the metric (e.g. 0/1 correctness), or None if there are none."""
@@ -263,10 +268,9 @@ class GenerativeTask(Task):
 
     def configure(self, context: TaskContext) -> Task:
         task = super().configure(context)
-        if task.shots:
-            task.reference_reply(
-                task.shots[0]
-            )  # a task that cannot write answers fails before any model loads
+        if task.shot_items:
+            # a task that cannot write answers fails before any model loads
+            task.reference_reply(task.shot_items[0])
         return task
 
     def reference_reply(self, item: EvalItem) -> str:
@@ -275,7 +279,7 @@ class GenerativeTask(Task):
 
     def chat_for(self, item: EvalItem) -> Messages:
         """The chat asking about ``item``, after this task's few-shot examples (if any)."""
-        examples = [(self.prompt(shot), self.reference_reply(shot)) for shot in self.shots]
+        examples = [(self.prompt(shot), self.reference_reply(shot)) for shot in self.shot_items]
         return few_shot_chat(self.prompt(item), examples)
 
     def evaluate(self, backend: Backend, items: Sequence[EvalItem], *, max_new_tokens: int) -> TaskResult:

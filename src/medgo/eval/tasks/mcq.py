@@ -149,7 +149,7 @@ class MultipleChoiceTask(OptionScoredTask):
         return item.record["answer"]
 
     def chat_for(self, item: EvalItem) -> list[dict[str, str]]:
-        examples = [(mcq_prompt(shot.record), self.reference_reply(shot)) for shot in self.shots]
+        examples = [(mcq_prompt(shot.record), self.reference_reply(shot)) for shot in self.shot_items]
         return few_shot_chat(mcq_prompt(item.record), examples)
 
     # -- normalisation shared by the layouts ----------------------------------------------------
@@ -267,7 +267,7 @@ class MultipleChoiceTask(OptionScoredTask):
         n_multi = sum(1 for item in items if is_multi_answer_format(item.record))
         notes = [
             f"{'option-letter log-likelihood' if self.mode == 'loglik' else 'generate and extract'}"
-            f"{f', {len(self.shots)}-shot' if self.shots else ', zero-shot'}; "
+            f"{f', {self.shot_count}-shot' if self.shot_count else ', zero-shot'}; "
             f"{len(generated)} of {len(items)} questions answered by generation"
         ]
         return TaskResult(
