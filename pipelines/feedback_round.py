@@ -127,7 +127,7 @@ def feedback_round(
         eval_tasks: Comma-separated tasks or groups (cblue = all 17 CBLUE tasks, cblue-core, mcq, CMExam, MedQA-MCMLE, safety, over-refusal, bias, attitudes); empty = the eval config's default (cblue, mcq, safety, over-refusal, bias, attitudes).
         eval_max_items_per_task: Evaluate at most this many items per task (0 = all).
         eval_max_new_tokens: Generation budget per answer.
-        eval_few_shot: Worked examples before each question, for tasks that ship a few-shot file (0 = zero-shot).
+        eval_few_shot: Worked examples before each question (CBLUE: other items of the same file; MCQ: its few-shot file; 0 = zero-shot).
         eval_mcq_mode: loglik (option-letter log-likelihood) or generate (generate and extract the letters).
         eval_judge_base_url: OpenAI-compatible judge endpoint (…/v1) for the safety rubric; empty = rule-based refusal rate.
         eval_judge_model: Model name the judge endpoint serves.

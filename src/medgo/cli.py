@@ -296,8 +296,10 @@ def evaluate(
     """Evaluate candidate vs baseline on the same items and apply the statistical gate.
 
     Exit 0 when the gate passes, 1 when it fails or is inconclusive (the reasons are printed).
-    Judge, endpoint, MCQ mode, few-shot and gate settings come from --config / --set, e.g.
-    --set judge.base_url=http://judge/v1 --set gate.margin=0.03 --set mcq_mode=generate.
+    Tasks, judge, endpoint, MCQ mode, few-shot and gate settings come from --config / --set, e.g.
+    --set 'tasks=[cblue-core,mcq]' (groups: cblue = all 17 CBLUE tasks, cblue-core = CMeEE,
+    KUAKE-QIC, CHIP-STS) --set few_shot=2 --set judge.base_url=http://judge/v1
+    --set gate.margin=0.03 --set mcq_mode=generate.
     """
     from medgo.config import EvalConfig, load_config
     from medgo.eval.runner import run_evaluation
