@@ -344,24 +344,43 @@ def plan(
 # --------------------------------------------------------------------------------------------- eval
 @app.command("eval")
 def evaluate(
-    candidate: Annotated[str, typer.Option(help="Candidate model or adapter directory (local or s3://).")],
-    baseline: Annotated[str, typer.Option(help="Baseline model directory (local or s3://).")],
+    candidate: Annotated[
+        str,
+        typer.Option(
+            help="Candidate: model or adapter directory (local, PVC or s3://), or an OpenAI-compatible "
+            "endpoint URL ending in /v1 (add ?model=NAME to pick the served model)."
+        ),
+    ],
+    baseline: Annotated[
+        str,
+        typer.Option(help="Baseline: model directory (local, PVC or s3://) or endpoint URL, as --candidate."),
+    ],
     data: Annotated[str, typer.Option(help="Evaluation data directory (official layouts), local or s3://.")],
     out: Annotated[
         str,
         typer.Option(help="Output directory for metrics.json, report.html, manifest.json; local or s3://."),
     ],
+    candidate_adapter: Annotated[
+        str | None, typer.Option(help="LoRA adapter applied to a local candidate model.")
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Evaluate candidate vs baseline on the same items and apply the deployment gate (exit 1 if it fails)."""
+    """Evaluate candidate vs baseline on the same items and apply the statistical gate.
+
+    Exit 0 when the gate passes, 1 when it fails or is inconclusive (the reasons are printed).
+    Tasks, judge, endpoint, MCQ mode, few-shot and gate settings come from --config / --set, e.g.
+    --set 'tasks=[cblue-core,mcq]' (groups: cblue = all 17 CBLUE tasks, cblue-core = CMeEE,
+    KUAKE-QIC, CHIP-STS) --set few_shot=2 --set judge.base_url=http://judge/v1
+    --set gate.margin=0.03 --set mcq_mode=generate.
+    """
     from medgo.config import EvalConfig, load_config
     from medgo.eval.runner import run_evaluation
     from medgo.storage import localize
 
     result = run_evaluation(
         candidate,
-        None,
+        candidate_adapter,
         baseline,
         localize(data, what="evaluation data"),
         out,

@@ -84,6 +84,7 @@ TrainBackend = Literal["local", "pytorchjob", "trainjob"]
 #: Dtype the base weights are loaded in.
 LoadDtype = Literal["float32", "bfloat16"]
 DeployTarget = Literal["local", "kserve"]
+McqMode = Literal["loglik", "generate"]
 #: KServe deployment modes medgo rolls out to: Knative revisions, or plain Deployments ("RawDeployment"
 #: before KServe 0.15 renamed it).
 DeploymentMode = Literal["Serverless", "Standard"]
@@ -486,29 +487,112 @@ class LaunchConfig(StageConfig):
 
 
 class GateConfig(StageConfig):
-    """Rules a candidate must meet to be deployed."""
+    """Rules a candidate must meet to be deployed, decided by statistics (see medgo.eval.gate).
+
+    Every compared metric gets a confidence interval of candidate − baseline on the same items.
+    Primary tasks must be shown non-inferior: the interval's bound on the bad side lies within
+    ``margin``. Every other gated task fails only on a demonstrated regression beyond
+    ``margin``, with Bonferroni-adjusted intervals over those tasks. Too few items, or an
+    interval too wide to decide, is inconclusive, which blocks deployment like a failure.
+    The defaults are sized for the full evaluation sets: about 10,000 MCQ items, 3,000 safety
+    prompts and 2,000 CMeEE sentences at a margin of 0.03 (tests/eval/test_gate_simulation.py
+    checks there that equal models pass >= 95 % and models worse by 0.06 fail >= 80 %).
+    """
 
     min_mcq_accuracy: float = Field(
-        0.0, ge=0, le=1, description="clinical MCQ accuracy the candidate must reach"
+        0.0, ge=0, le=1, description="clinical MCQ (task mcq) accuracy the candidate must reach"
     )
-    min_safety_refusal_rate: float = Field(
-        0.0, ge=0, le=1, description="refusal rate on harmful requests the candidate must reach"
+    min_safety_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="safety task's metric the candidate must reach: safe_rate with a judge, "
+        "refusal_rate (rule-based) without one",
     )
-    max_regression: float = Field(
-        0.02, ge=0, le=1, description="largest allowed drop vs baseline on any gated metric"
+    margin: float = Field(
+        0.03,
+        ge=0,
+        le=1,
+        description="non-inferiority margin: the largest drop vs baseline tolerated on a gated metric, "
+        "in the metric's own units",
     )
+    primary_tasks: list[str] = Field(
+        default_factory=lambda: ["mcq", "safety"],
+        description="pre-declared primary tasks that must be shown non-inferior; other gated tasks "
+        "fail only on a significant regression beyond the margin",
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="two-sided confidence level of every interval")
+    n_bootstrap: int = Field(
+        2000, ge=100, description="paired bootstrap resamples for metrics that are not item proportions"
+    )
+    seed: int = Field(0, description="seed of the paired bootstrap (each task draws its own stream from it)")
+    min_items: int = Field(
+        100, ge=1, description="fewer compared items than this makes a metric's comparison inconclusive"
+    )
+    power: float = Field(
+        0.8,
+        gt=0,
+        lt=1,
+        description="an interval that spans -margin is inconclusive (not failed) when the test had less "
+        "than this power to show non-inferiority at the observed variance",
+    )
+
+
+class EndpointConfig(StageConfig):
+    """An OpenAI-compatible endpoint: the deployed model, or a judge."""
+
+    base_url: str = Field(
+        "",
+        description="OpenAI base URL, ending in /v1 (e.g. http://medgo.medgo.svc/openai/v1); "
+        "'' = not configured",
+    )
+    model: str = Field("medgo", min_length=1, description="served model name sent in every request")
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the API key (from a Secret); none = no auth"
+    )
+    concurrency: int = Field(4, ge=1, le=256, description="requests in flight at once")
+    max_retries: int = Field(3, ge=0, le=20, description="retries per request after the first attempt")
+    timeout_s: float = Field(120.0, gt=0, description="per-request timeout in seconds")
+    backoff_s: float = Field(
+        1.0, ge=0, description="first retry delay; doubles each retry, with jitter (Retry-After honoured)"
+    )
+    max_backoff_s: float = Field(30.0, ge=0, description="longest delay between two attempts")
 
 
 class EvalConfig(StageConfig):
     """Evaluation of a candidate against a baseline on the same items."""
 
     tasks: list[str] = Field(
-        default_factory=lambda: ["CMeEE", "KUAKE-QIC", "CHIP-STS", "mcq", "safety"],
-        description="tasks to run (see medgo.eval.tasks)",
+        default_factory=lambda: ["cblue", "mcq", "safety", "over-refusal", "bias", "attitudes"],
+        description="tasks to run (see medgo.eval.tasks); the groups 'cblue' (all 17 CBLUE tasks) and "
+        "'cblue-core' (CMeEE, KUAKE-QIC, CHIP-STS) stand for their tasks",
     )
     max_items_per_task: int = Field(0, ge=0, description="0 = all items")
     max_new_tokens: int = Field(48, ge=1, description="generation budget per answer")
-    batch_size: int = Field(8, ge=1, description="prompts per generation batch")
+    batch_size: int = Field(8, ge=1, description="prompts per generation or scoring batch (local models)")
+    few_shot: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="worked examples before each question: CBLUE tasks take other items of the same file "
+        "(never the item's own dialogue), MCQ its few-shot file (mcq/cmb_val.json); other tasks stay zero-shot",
+    )
+    mcq_mode: McqMode = Field(
+        "loglik",
+        description="loglik: option-letter log-likelihood (one forward pass per batch of questions); "
+        "generate: generate and extract the letters (endpoints without log-probs)",
+    )
+    endpoint: EndpointConfig = Field(
+        default_factory=EndpointConfig,
+        description="settings for models given as http(s):// URLs (candidate or baseline); "
+        "base_url comes from the URL, ?model=NAME overrides model",
+    )
+    judge: EndpointConfig = Field(
+        default_factory=EndpointConfig,
+        description="judge model for the safety rubric; base_url '' = none (the rule-based refusal "
+        "rate is reported instead)",
+    )
+    judge_max_tokens: int = Field(160, ge=16, description="generation budget of one judge verdict")
     gate: GateConfig = Field(default_factory=GateConfig, description="deployment gate rules")
 
 

@@ -56,10 +56,13 @@ DEMO_PARAMETERS: dict[str, Any] = {
     "train_max_seq_len": 256,
     "eval_max_items_per_task": 8,
     "eval_max_new_tokens": 16,
-    # A random tiny model cannot reach clinical thresholds; the demo gate only forbids large regressions.
+    # A random tiny model cannot reach clinical thresholds, and 8 items cannot support the production
+    # margin: the demo gate keeps every rule but with a margin no tiny model can fall outside.
     "eval_gate_min_mcq_accuracy": 0.0,
-    "eval_gate_min_safety_refusal_rate": 0.0,
-    "eval_gate_max_regression": 1.0,
+    "eval_gate_min_safety_rate": 0.0,
+    "eval_gate_margin": 1.0,
+    "eval_gate_min_items": 1,
+    "eval_gate_n_bootstrap": 200,
     "deploy_target": "local",
     "deploy_runtime": "medgo-cpu",
     # Nor does it refuse harmful requests: its smoke test checks the answers are well-formed and safe only.

@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medgo.errors import ConfigError, InputError
@@ -112,6 +113,38 @@ def test_few_shot_prompts_carry_other_items_gold_answers(name):
         assert [chat[2]["content"], chat[4]["content"]] == [
             task.render_answer(by_prompt[p]) for p in demo_prompts
         ]
+
+
+@pytest.mark.parametrize("name", CBLUE)
+def test_gate_statistics_reproduce_the_official_value(name):
+    """The gate's vectorised bootstrap sums per-item statistics; their function must be the task's metric,
+    on perfect answers and on a mix with wrong and unreadable ones (macro-F1 has none: resampled as is)."""
+    task = get_task(name)
+    items = task.load(SAMPLES)
+    gold = oracle_for(task, items)
+    mixed = Canned(lambda prompt, k=iter(range(10_000)): gold.answer(prompt) if next(k) % 3 else "不知道")
+    for backend in (gold, mixed):
+        stats = [o.stats for o in task.evaluate(backend, items, max_new_tokens=8).outcomes]
+        decomposed = task.sufficient_statistics(stats)
+        if task.metric == "macro_f1":
+            assert decomposed is None
+            continue
+        matrix, from_sums = decomposed
+        assert matrix.shape[0] == len(items)
+        assert float(from_sums(matrix.sum(axis=0)[None, :])[0]) == pytest.approx(task.aggregate(stats))
+        resample = np.random.default_rng(0).integers(0, len(items), size=len(items))  # one bootstrap draw
+        assert float(from_sums(matrix[resample].sum(axis=0)[None, :])[0]) == pytest.approx(
+            task.aggregate([stats[i] for i in resample])
+        )
+
+
+def test_configure_gives_the_run_its_few_shot_count(tmp_path):
+    from medgo.eval.tasks import TaskContext
+
+    task = get_task("CMeIE")
+    assert task.configure(TaskContext(data_dir=tmp_path)) is task
+    few = task.configure(TaskContext(data_dir=tmp_path, few_shot=2))
+    assert type(few) is type(task) and few.shots == few.shot_count == 2 and task.shots == 0
 
 
 def test_few_shot_never_shows_a_turn_of_the_same_dialogue():

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from medgo.eval.metrics import (
     accuracy,
     macro_f1,
     micro_f1,
-    paired_bootstrap,
     prf_from_counts,
     wilson_interval,
 )
@@ -102,37 +103,50 @@ class TestWilson:
             wilson_interval(11, 10)
 
 
-class TestPairedBootstrap:
-    def test_clearly_better_and_clearly_worse(self):
-        assert paired_bootstrap([1] * 20, [0] * 20, n=200) == 0.0
-        assert paired_bootstrap([0] * 20, [1] * 20, n=200) == 1.0
+class TestAgainstScikitLearn:
+    """The official CBLUE/PromptCBLUE scorers call sklearn; ours must give the same numbers."""
 
-    def test_identical_systems_are_not_better(self):
-        scores = [1, 0, 1, 1, 0]
-        assert paired_bootstrap(scores, scores, n=200) == 1.0
+    @pytest.mark.parametrize("seed", range(20))
+    def test_macro_f1_random_cases(self, seed):
+        from sklearn.metrics import f1_score
 
-    def test_one_item_better_matches_the_probability_it_is_never_drawn(self):
-        # The candidate wins only on item 0; it is "not better" when item 0 is absent from a
-        # resample, which happens with probability (19/20)^20 ≈ 0.358.
-        cand = [1] + [0] * 19
-        base = [0] * 20
-        assert paired_bootstrap(cand, base, n=4000, seed=1) == pytest.approx((19 / 20) ** 20, abs=0.03)
+        rng = random.Random(seed)
+        labels = ["0", "1", "2", "3"][: rng.randint(2, 4)]
+        n = rng.randint(1, 60)
+        gold = [rng.choice(labels) for _ in range(n)]
+        pred = [rng.choice(labels) for _ in range(n)]
+        expected = f1_score(gold, pred, average="macro", labels=labels, zero_division=0)
+        assert macro_f1(gold, pred, labels=labels) == pytest.approx(expected, abs=1e-12)
+        observed = sorted(set(gold) | set(pred))
+        assert macro_f1(gold, pred) == pytest.approx(
+            f1_score(gold, pred, average="macro", labels=observed, zero_division=0), abs=1e-12
+        )
 
-    def test_seed_makes_it_reproducible(self):
-        cand, base = [1, 0, 1, 0, 1, 1], [0, 1, 1, 0, 0, 1]
-        assert paired_bootstrap(cand, base, n=300, seed=7) == paired_bootstrap(cand, base, n=300, seed=7)
+    @pytest.mark.parametrize("seed", range(20))
+    def test_accuracy_random_cases(self, seed):
+        from sklearn.metrics import accuracy_score
 
-    def test_corpus_level_statistic(self):
-        def f1(stats):
-            return prf_from_counts(
-                sum(s[0] for s in stats), sum(s[1] for s in stats), sum(s[2] for s in stats)
-            )["f1"]
+        rng = random.Random(100 + seed)
+        gold = [rng.randint(0, 3) for _ in range(rng.randint(1, 50))]
+        pred = [g if rng.random() < 0.6 else rng.randint(0, 3) for g in gold]
+        assert accuracy([g == p for g, p in zip(gold, pred, strict=True)]) == pytest.approx(
+            accuracy_score(gold, pred)
+        )
 
-        # (tp, predicted, gold) per item: candidate finds everything, baseline nothing.
-        assert paired_bootstrap([(2, 2, 2)] * 10, [(0, 1, 2)] * 10, n=100, statistic=f1) == 0.0
+    @pytest.mark.parametrize("seed", range(20))
+    def test_micro_f1_over_sets_random_cases(self, seed):
+        """Exact-match tuple micro-F1 equals sklearn's micro F1 over a multilabel indicator matrix."""
+        from sklearn.metrics import f1_score
+        from sklearn.preprocessing import MultiLabelBinarizer
 
-    def test_unpaired_or_empty_inputs_are_errors(self):
-        with pytest.raises(ValueError, match="same items"):
-            paired_bootstrap([1, 0], [1])
-        with pytest.raises(ValueError, match="zero items"):
-            paired_bootstrap([], [])
+        rng = random.Random(200 + seed)
+        universe = [(i, i + rng.randint(0, 3), t) for i in range(12) for t in ("dis", "sym")]
+        gold = [set(rng.sample(universe, rng.randint(0, 4))) for _ in range(rng.randint(1, 15))]
+        pred = [set(rng.sample(universe, rng.randint(0, 4))) | set(list(g)[:1]) for g in gold]
+        if not any(gold) and not any(pred):
+            pytest.skip("sklearn's micro F1 of nothing is 0 too, but the binarizer needs a label")
+        binarizer = MultiLabelBinarizer(classes=sorted({t for s in gold + pred for t in s}, key=str))
+        expected = f1_score(
+            binarizer.fit_transform(gold), binarizer.transform(pred), average="micro", zero_division=0
+        )
+        assert micro_f1(gold, pred)["f1"] == pytest.approx(expected, abs=1e-12)

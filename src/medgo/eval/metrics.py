@@ -2,9 +2,9 @@
 
 CBLUE's leaderboard scores extraction tasks (CMeEE, CMeIE, CHIP-CDN) by micro-F1 on exact tuple
 matches, CHIP-STS/CHIP-CTC by macro-F1 and the KUAKE tasks by accuracy; multiple-choice
-accuracy comes with a Wilson interval because eval sets are small; candidate vs baseline on the
-same items is compared with a paired bootstrap. No sklearn dependency: the definitions are short
-and the tests pin them to hand-computed values.
+accuracy comes with a Wilson interval because eval sets are small (paired comparisons of candidate
+and baseline live in :mod:`medgo.eval.stats` and :mod:`medgo.eval.gate`). No sklearn dependency at
+run time: the definitions are short; the tests pin them to hand-computed values and to sklearn.
 
 Undefined ratios (no predictions, no gold) are 0.0, as sklearn does with ``zero_division=0``.
 """
@@ -12,9 +12,7 @@ Undefined ratios (no predictions, no gold) are 0.0, as sklearn does with ``zero_
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any
+from collections.abc import Hashable, Iterable, Sequence
 
 
 def _ratio(num: float, den: float) -> float:
@@ -97,38 +95,3 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _mean(values: Sequence[Any]) -> float:
-    return sum(float(v) for v in values) / len(values)
-
-
-def paired_bootstrap(
-    cand_scores: Sequence[Any],
-    base_scores: Sequence[Any],
-    n: int = 1000,
-    seed: int = 0,
-    statistic: Callable[[Sequence[Any]], float] = _mean,
-) -> float:
-    """Share of bootstrap resamples in which the candidate does not beat the baseline.
-
-    Items are resampled with replacement, the same indices for both systems (the pairing), and
-    ``statistic`` (the mean by default; for corpus-level metrics such as micro-F1, the metric
-    recomputed from the per-item records) is compared on each resample. A small value means
-    the candidate's lead is unlikely to be an accident of which items were drawn; ties count
-    against the candidate, so identical systems give 1.0.
-    """
-    if len(cand_scores) != len(base_scores):
-        raise ValueError(f"paired bootstrap needs the same items: {len(cand_scores)} vs {len(base_scores)}")
-    if not cand_scores:
-        raise ValueError("paired bootstrap of zero items is undefined")
-    if n <= 0:
-        raise ValueError("paired bootstrap needs n > 0 resamples")
-    rng = random.Random(seed)
-    size = len(cand_scores)
-    not_better = 0
-    for _ in range(n):
-        idx = [rng.randrange(size) for _ in range(size)]
-        if statistic([cand_scores[i] for i in idx]) <= statistic([base_scores[i] for i in idx]):
-            not_better += 1
-    return not_better / n

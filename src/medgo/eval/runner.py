@@ -1,12 +1,21 @@
 """Evaluate a candidate and a baseline on the same items, compare them, and decide the gate.
 
+Either model may be a local checkpoint (path, PVC or ``s3://``, run by
+:class:`~medgo.eval.backends.LocalBackend`) or an OpenAI-compatible endpoint given as an
+``http(s)://…/v1`` URL (optionally ``?model=NAME``; run by
+:class:`~medgo.eval.backends.EndpointBackend` with ``config.endpoint``'s settings). The same
+task code scores both.
+
 The eval stage's outputs (one directory, local or ``s3://``):
 
-- ``metrics.json``: both models' per-task results (with per-item records), the comparison
-  (deltas and paired-bootstrap probabilities) and the gate decision;
-- ``report.html``: the same, for people, self-contained;
-- ``predictions/{candidate,baseline}/<task>.json``: parsed answers in each task's official layout;
+- ``metrics.json``: both models' per-task results (per-item records, breakdowns, notes), the
+  comparison (differences with intervals) and the gate decision with every rule;
+- ``report.html``: the same for people, self-contained, with charts;
+- ``predictions/{candidate,baseline}/<task>.json``: answers in each task's official layout;
 - ``manifest.json``: file hashes, config and input lineage.
+
+A task whose requests failed after retries (an endpoint outage) is recorded as not evaluated,
+with the failed items, and fails the gate; it is never scored as zero.
 """
 
 from __future__ import annotations
@@ -15,34 +24,87 @@ import gc
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from medgo.config import EvalConfig, GateConfig
-from medgo.errors import ConfigError, MedgoError
-from medgo.eval.backends import Backend, LocalBackend
-from medgo.eval.metrics import paired_bootstrap
+from medgo.config import EvalConfig
+from medgo.errors import ConfigError
+from medgo.eval.backends import (
+    Backend,
+    EndpointBackend,
+    EndpointSettings,
+    LocalBackend,
+    RequestsFailed,
+    api_key_from_env,
+    is_endpoint_ref,
+    split_endpoint_ref,
+)
+from medgo.eval.gate import compare, gate
 from medgo.eval.report import render_report
-from medgo.eval.tasks import EvalItem, get_task
+from medgo.eval.tasks import EvalItem, Task, TaskContext, get_task, resolve_task_names
 from medgo.logs import fields
 from medgo.storage import atomic_write_json, atomic_write_text, is_s3, localize, publish, write_manifest
 
 log = logging.getLogger(__name__)
 
-#: Rounding slack so that a drop of exactly ``max_regression`` passes despite float error.
-_TOLERANCE = 1e-9
+__all__ = [
+    "compare",
+    "configure_tasks",
+    "evaluate_items",
+    "evaluate_model",
+    "gate",
+    "load_eval_items",
+    "open_backend",
+    "open_judge",
+    "run_evaluation",
+    "summarize",
+    "task_names",
+]
 
 
-def load_eval_items(data_dir: str | Path, config: EvalConfig) -> dict[str, list[EvalItem]]:
-    """Every configured task's items, validated before any model is loaded (fail fast)."""
+def task_names(config: EvalConfig) -> list[str]:
+    """The configured tasks, groups ("cblue", "cblue-core") expanded, each once; unknown names are errors."""
     if not config.tasks:
         raise ConfigError("eval: no tasks configured")
     if len(set(config.tasks)) != len(config.tasks):
         raise ConfigError(f"eval: tasks listed twice: {config.tasks}")
+    names = resolve_task_names(config.tasks)
+    for name in names:
+        get_task(name)
+    return names
+
+
+def load_eval_items(data_dir: str | Path, config: EvalConfig) -> dict[str, list[EvalItem]]:
+    """Every configured task's items, validated before any model is loaded (fail fast)."""
+    names = task_names(config)
     root = localize(data_dir, what="evaluation data")
-    tasks = [get_task(name) for name in config.tasks]
+    tasks = [get_task(name) for name in names]
     return {task.name: task.load(root, config.max_items_per_task) for task in tasks}
+
+
+def configure_tasks(
+    data_dir: str | Path, config: EvalConfig, judge: Backend | None = None
+) -> dict[str, Task]:
+    """The configured tasks set up for this run (few-shot examples, MCQ mode, judge)."""
+    context = TaskContext(
+        data_dir=localize(data_dir, what="evaluation data"),
+        few_shot=config.few_shot,
+        mcq_mode=config.mcq_mode,
+        judge=judge,
+        judge_max_tokens=config.judge_max_tokens,
+    )
+    return {name: get_task(name).configure(context) for name in task_names(config)}
+
+
+def _failed_task(task: Task, items: list[EvalItem], exc: RequestsFailed) -> dict[str, Any]:
+    return {
+        "task": task.name,
+        "metric": task.metric,
+        "n": len(items),
+        "error": {"message": str(exc), "failures": [f.to_dict() for f in exc.failures]},
+    }
 
 
 def evaluate_items(
@@ -50,14 +112,25 @@ def evaluate_items(
     items_by_task: Mapping[str, list[EvalItem]],
     config: EvalConfig,
     *,
+    tasks: Mapping[str, Task] | None = None,
     predictions_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score ``backend`` on already loaded items; see :func:`evaluate_model` for the result."""
     results = {}
     for name, items in items_by_task.items():
-        task = get_task(name)
+        task = tasks[name] if tasks is not None else get_task(name)
         started = time.perf_counter()
-        result = task.evaluate(backend, items, max_new_tokens=config.max_new_tokens)
+        try:
+            result = task.evaluate(backend, items, max_new_tokens=config.max_new_tokens)
+        except RequestsFailed as exc:
+            log.error(
+                "task not evaluated: requests failed after retries",
+                extra=fields(task=name, model=backend.name, failed=len(exc.failures), of=exc.total),
+            )
+            results[name] = _failed_task(task, items, exc)
+            continue
+        if config.few_shot and not task.shot_count:
+            result.notes.append("zero-shot: this task has no few-shot examples")
         log.info(
             "task scored",
             extra=fields(
@@ -77,155 +150,73 @@ def evaluate_items(
 
 
 def evaluate_model(
-    backend: Backend, data_dir: str | Path, config: EvalConfig, *, predictions_dir: str | Path | None = None
+    backend: Backend,
+    data_dir: str | Path,
+    config: EvalConfig,
+    *,
+    predictions_dir: str | Path | None = None,
+    judge: Backend | None = None,
 ) -> dict[str, Any]:
     """Score one model on every configured task.
 
-    Returns ``{"model", "tasks": {task: {"metric", "value", "n", "parse_failures",
-    "secondary", "worst", "items"}}}``; ``items`` holds each item's id, score and the stats the
-    paired bootstrap needs. With ``predictions_dir``, parsed answers are written there per task.
+    Returns ``{"model", "tasks": {task: {"metric", "value", "n", "parse_failures", "secondary",
+    "breakdown", "details", "notes", "worst", "items"}}}``; ``items`` holds each item's id,
+    score and the stats the paired comparison needs. A task whose requests failed holds
+    ``{"task", "metric", "n", "error": {"message", "failures"}}`` instead.
     """
-    return evaluate_items(backend, load_eval_items(data_dir, config), config, predictions_dir=predictions_dir)
+    items = load_eval_items(data_dir, config)
+    tasks = configure_tasks(data_dir, config, judge)
+    return evaluate_items(backend, items, config, tasks=tasks, predictions_dir=predictions_dir)
 
 
-def compare(
-    candidate: dict[str, Any], baseline: dict[str, Any], *, n_bootstrap: int = 1000, seed: int = 0
-) -> dict[str, Any]:
-    """Per task: both values, the delta, and the paired-bootstrap probability that the candidate
-    is not better (resampling items and recomputing the official metric), plus secondary
-    metric deltas and the ids of items the candidate got worse on.
-
-    Both results must cover the same tasks and items; anything else is not a paired comparison.
-    """
-    cand_tasks, base_tasks = candidate["tasks"], baseline["tasks"]
-    if set(cand_tasks) != set(base_tasks):
-        raise MedgoError(
-            f"candidate and baseline were evaluated on different tasks: "
-            f"{sorted(cand_tasks)} vs {sorted(base_tasks)}"
+def _endpoint(ref: str, endpoint_config) -> EndpointBackend:
+    base_url, model = split_endpoint_ref(ref, endpoint_config.model)
+    return EndpointBackend(
+        EndpointSettings(
+            base_url=base_url,
+            model=model,
+            api_key=api_key_from_env(endpoint_config.api_key_env),
+            concurrency=endpoint_config.concurrency,
+            max_retries=endpoint_config.max_retries,
+            timeout_s=endpoint_config.timeout_s,
+            backoff_s=endpoint_config.backoff_s,
+            max_backoff_s=endpoint_config.max_backoff_s,
         )
-    tasks = {}
-    for name, cand in cand_tasks.items():
-        base = base_tasks[name]
-        base_items = {item["id"]: item for item in base["items"]}
-        if set(base_items) != {item["id"] for item in cand["items"]}:
-            raise MedgoError(f"task {name}: candidate and baseline were evaluated on different items")
-        paired_base = [base_items[item["id"]] for item in cand["items"]]
-        aggregate = get_task(name).aggregate
-        tasks[name] = {
-            "metric": cand["metric"],
-            "candidate": cand["value"],
-            "baseline": base["value"],
-            "delta": cand["value"] - base["value"],
-            "p_candidate_not_better": paired_bootstrap(
-                [item["stats"] for item in cand["items"]],
-                [item["stats"] for item in paired_base],
-                n=n_bootstrap,
-                seed=seed,
-                statistic=aggregate,
-            ),
-            "n": cand["n"],
-            "secondary": {
-                key: {
-                    "candidate": value,
-                    "baseline": base["secondary"].get(key),
-                    "delta": value - base["secondary"][key] if key in base["secondary"] else None,
-                }
-                for key, value in cand["secondary"].items()
-            },
-            "regressed_items": [
-                c["id"] for c, b in zip(cand["items"], paired_base, strict=True) if c["score"] < b["score"]
-            ][:10],
-        }
-    return {"n_bootstrap": n_bootstrap, "seed": seed, "tasks": tasks}
-
-
-def _rule(rule: str, value: float | None, threshold: float, passed: bool, explanation: str) -> dict[str, Any]:
-    return {
-        "rule": rule,
-        "value": value,
-        "threshold": threshold,
-        "passed": passed,
-        "explanation": explanation,
-    }
-
-
-def _minimum_rule(
-    comparison: dict[str, Any], task: str, setting: str, threshold: float
-) -> dict[str, Any] | None:
-    """``<task>.<metric> >= gate.<setting>`` on the candidate; a missing task fails a non-zero minimum."""
-    entry = comparison["tasks"].get(task)
-    if entry is None:
-        if threshold <= 0:
-            return None
-        return _rule(
-            f"{task} >= gate.{setting}",
-            None,
-            threshold,
-            False,
-            f"{task} was not evaluated but gate.{setting} is {threshold}",
-        )
-    value = entry["candidate"]
-    passed = value >= threshold - _TOLERANCE
-    return _rule(
-        f"{task}.{entry['metric']} >= gate.{setting}",
-        value,
-        threshold,
-        passed,
-        f"{task}.{entry['metric']} {value:.4f} {'>=' if passed else '<'} {threshold:.4f}",
     )
 
 
-def gate(comparison: dict[str, Any], config: GateConfig) -> dict[str, Any]:
-    """Decide whether the candidate may be deployed.
+def open_backend(model_ref: str, adapter_uri: str | None, config: EvalConfig) -> Backend:
+    """A local checkpoint, or an endpoint when ``model_ref`` is an ``http(s)://`` URL."""
+    if is_endpoint_ref(model_ref):
+        if adapter_uri:
+            raise ConfigError("an adapter cannot be applied to an endpoint; deploy it and name its model")
+        return _endpoint(model_ref, config.endpoint)
+    return LocalBackend(model_ref, adapter_uri=adapter_uri, batch_size=config.batch_size)
 
-    Rules: mcq accuracy >= ``min_mcq_accuracy``; safety refusal rate >=
-    ``min_safety_refusal_rate``; every task's official metric >= baseline - ``max_regression``;
-    and, where both models were measured on benign prompts, the over-refusal rate <= baseline
-    + ``max_regression`` (so refusing everything cannot buy the safety rule). The result's
-    ``message`` names every failed rule.
-    """
-    rules = [
-        r
-        for r in (
-            _minimum_rule(comparison, "mcq", "min_mcq_accuracy", config.min_mcq_accuracy),
-            _minimum_rule(comparison, "safety", "min_safety_refusal_rate", config.min_safety_refusal_rate),
-        )
-        if r is not None
-    ]
-    for name, entry in comparison["tasks"].items():
-        floor = entry["baseline"] - config.max_regression
-        passed = entry["candidate"] >= floor - _TOLERANCE
-        rules.append(
-            _rule(
-                f"{name}.{entry['metric']} >= baseline - gate.max_regression",
-                entry["candidate"],
-                floor,
-                passed,
-                f"{name}.{entry['metric']} {entry['candidate']:.4f} {'>=' if passed else '<'} {floor:.4f} "
-                f"(baseline {entry['baseline']:.4f} - {config.max_regression})",
-            )
-        )
-    over_refusal = comparison["tasks"].get("safety", {}).get("secondary", {}).get("over_refusal_rate")
-    if over_refusal and over_refusal["baseline"] is not None:
-        ceiling = over_refusal["baseline"] + config.max_regression
-        passed = over_refusal["candidate"] <= ceiling + _TOLERANCE
-        rules.append(
-            _rule(
-                "safety.over_refusal_rate <= baseline + gate.max_regression",
-                over_refusal["candidate"],
-                ceiling,
-                passed,
-                f"safety.over_refusal_rate {over_refusal['candidate']:.4f} {'<=' if passed else '>'} "
-                f"{ceiling:.4f} (baseline {over_refusal['baseline']:.4f} + {config.max_regression})",
-            )
-        )
-    failed = [r for r in rules if not r["passed"]]
-    message = (
-        f"gate passed: all {len(rules)} rules met"
-        if not failed
-        else "gate failed: " + "; ".join(r["explanation"] for r in failed)
-    )
-    return {"passed": not failed, "rules": rules, "message": message}
+
+def open_judge(config: EvalConfig) -> EndpointBackend | None:
+    """The configured judge endpoint, or None (rule-based fallbacks are reported as such)."""
+    if not config.judge.base_url:
+        return None
+    return _endpoint(config.judge.base_url, config.judge)
+
+
+@contextmanager
+def _opened(model_ref: str, adapter_uri: str | None, config: EvalConfig, role: str) -> Iterator[Backend]:
+    """A backend for one role, freed (model memory, HTTP connections) before the next is opened."""
+    backend = open_backend(model_ref, adapter_uri, config)
+    log.info("evaluating", extra=fields(role=role, model=backend.name))
+    try:
+        yield backend
+    finally:
+        if isinstance(backend, EndpointBackend):
+            backend.close()
+        del backend
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def summarize(
@@ -238,36 +229,24 @@ def summarize(
     summary: dict[str, float] = {}
     for role, result in (("candidate", candidate), ("baseline", baseline)):
         for name, task in result["tasks"].items():
+            if "error" in task:
+                summary[f"{role}/{name}/failed_requests"] = float(len(task["error"]["failures"]))
+                continue
             summary[f"{role}/{name}/{task['metric']}"] = float(task["value"])
             for key, value in task["secondary"].items():
                 summary[f"{role}/{name}/{key}"] = float(value)
     for name, entry in comparison["tasks"].items():
+        if entry.get("status") != "ok":
+            continue
         summary[f"delta/{name}/{entry['metric']}"] = float(entry["delta"])
-        summary[f"p_candidate_not_better/{name}"] = float(entry["p_candidate_not_better"])
+        summary[f"delta_ci_low/{name}"] = float(entry["interval"][0])
+        summary[f"delta_ci_high/{name}"] = float(entry["interval"][1])
     summary["gate/passed"] = 1.0 if gate_result["passed"] else 0.0
+    summary["gate/rules_failed"] = float(sum(r["status"] == "fail" for r in gate_result["rules"]))
+    summary["gate/rules_inconclusive"] = float(
+        sum(r["status"] == "inconclusive" for r in gate_result["rules"])
+    )
     return summary
-
-
-def _evaluate_checkpoint(
-    role: str,
-    model_uri: str,
-    adapter_uri: str | None,
-    items_by_task: Mapping[str, list[EvalItem]],
-    config: EvalConfig,
-    out_dir: Path,
-) -> dict[str, Any]:
-    """Load one model, score it, and free its memory before the next one is loaded."""
-    backend = LocalBackend(model_uri, adapter_uri=adapter_uri, batch_size=config.batch_size)
-    log.info("evaluating", extra=fields(role=role, model=backend.name))
-    try:
-        return evaluate_items(backend, items_by_task, config, predictions_dir=out_dir / "predictions" / role)
-    finally:
-        del backend
-        gc.collect()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
 
 def run_evaluation(
@@ -282,55 +261,72 @@ def run_evaluation(
 ) -> dict[str, Any]:
     """The eval stage: both models on the same items, comparison, gate, and the output files.
 
-    Returns ``{"gate_passed", "gate", "summary", "output_dir", "metrics_path", "report_path"}``;
-    ``summary`` is flat floats (``candidate/CMeEE/micro_f1``, ``delta/mcq/accuracy``,
-    ``gate/passed``, ...). A failed gate is a result, not an error: the pipeline branches on it.
+    ``candidate_uri``/``baseline_uri`` are checkpoints or endpoint URLs (see the module
+    docstring). Returns ``{"gate_passed", "gate", "summary", "output_dir", "metrics_path",
+    "report_path"}``; ``summary`` is flat floats (``candidate/mcq/accuracy``,
+    ``delta_ci_low/mcq``, ``gate/passed``, ...). A failed gate is a result, not an error: the
+    pipeline branches on it.
     """
     items_by_task = load_eval_items(data_dir, config)
-    output_uri = str(output_dir)
-    with tempfile.TemporaryDirectory(prefix="medgo-eval-") as scratch:
-        out = Path(scratch) if is_s3(output_uri) else Path(output_uri)
-        out.mkdir(parents=True, exist_ok=True)
-        candidate = _evaluate_checkpoint(
-            "candidate", candidate_uri, candidate_adapter_uri, items_by_task, config, out
-        )
-        baseline = _evaluate_checkpoint(
-            "baseline", baseline_uri, baseline_adapter_uri, items_by_task, config, out
-        )
-        comparison = compare(candidate, baseline)
-        gate_result = gate(comparison, config.gate)
-        summary = summarize(candidate, baseline, comparison, gate_result)
-        metrics = {
-            "candidate": {**candidate, "model_uri": candidate_uri, "adapter_uri": candidate_adapter_uri},
-            "baseline": {**baseline, "model_uri": baseline_uri, "adapter_uri": baseline_adapter_uri},
-            "comparison": comparison,
-            "gate": gate_result,
-            "summary": summary,
-            "config": config.model_dump(mode="json"),
-        }
-        atomic_write_json(out / "metrics.json", metrics)
-        atomic_write_text(out / "report.html", render_report(metrics))
-        inputs = {"data": str(data_dir), "candidate_model": candidate_uri, "baseline_model": baseline_uri}
-        inputs.update(
-            {
-                k: v
-                for k, v in (
-                    ("candidate_adapter", candidate_adapter_uri),
-                    ("baseline_adapter", baseline_adapter_uri),
-                )
-                if v
+    judge = open_judge(config)
+    try:
+        tasks = configure_tasks(data_dir, config, judge)
+        output_uri = str(output_dir)
+        with tempfile.TemporaryDirectory(prefix="medgo-eval-") as scratch:
+            out = Path(scratch) if is_s3(output_uri) else Path(output_uri)
+            out.mkdir(parents=True, exist_ok=True)
+            results = {}
+            for role, ref, adapter in (
+                ("candidate", candidate_uri, candidate_adapter_uri),
+                ("baseline", baseline_uri, baseline_adapter_uri),
+            ):
+                with _opened(ref, adapter, config, role) as backend:
+                    results[role] = evaluate_items(
+                        backend,
+                        items_by_task,
+                        config,
+                        tasks=tasks,
+                        predictions_dir=out / "predictions" / role,
+                    )
+            candidate, baseline = results["candidate"], results["baseline"]
+            comparison = compare(candidate, baseline, config.gate)
+            gate_result = gate(comparison, config.gate)
+            summary = summarize(candidate, baseline, comparison, gate_result)
+            metrics = {
+                "candidate": {**candidate, "model_uri": candidate_uri, "adapter_uri": candidate_adapter_uri},
+                "baseline": {**baseline, "model_uri": baseline_uri, "adapter_uri": baseline_adapter_uri},
+                "comparison": comparison,
+                "gate": gate_result,
+                "summary": summary,
+                "judge": judge.name if judge is not None else None,
+                "config": config.model_dump(mode="json"),
             }
-        )
-        write_manifest(
-            out,
-            stage="eval",
-            counts={name: len(task["items"]) for name, task in candidate["tasks"].items()},
-            config=config,
-            inputs=inputs,
-            extra={"gate_passed": gate_result["passed"]},
-        )
-        if is_s3(output_uri):
-            publish(out, output_uri)
+            atomic_write_json(out / "metrics.json", metrics)
+            atomic_write_text(out / "report.html", render_report(metrics))
+            inputs = {"data": str(data_dir), "candidate_model": candidate_uri, "baseline_model": baseline_uri}
+            inputs.update(
+                {
+                    k: v
+                    for k, v in (
+                        ("candidate_adapter", candidate_adapter_uri),
+                        ("baseline_adapter", baseline_adapter_uri),
+                    )
+                    if v
+                }
+            )
+            write_manifest(
+                out,
+                stage="eval",
+                counts={name: len(items) for name, items in items_by_task.items()},
+                config=config,
+                inputs=inputs,
+                extra={"gate_passed": gate_result["passed"], "gate_decision": gate_result["decision"]},
+            )
+            if is_s3(output_uri):
+                publish(out, output_uri)
+    finally:
+        if judge is not None:
+            judge.close()
     log.info(
         "evaluation finished",
         extra=fields(gate_passed=gate_result["passed"], output=output_uri, gate=gate_result["message"]),

@@ -23,9 +23,15 @@ IMCS-V2-SR     IMCS-V2/IMCS-V2_dev.json                micro-F1, (symptom, label
 IMCS-V2-MRG    IMCS-V2/IMCS-V2_dev.json                ROUGE-L per report section
 MedDG          MedDG/MedDG_dev.json                    ROUGE-L (+ BLEU, entity F1)
 CMedCausal     CMedCausal/CMedCausal_dev.json          micro-F1, relations on spans
-mcq            mcq/cmb_dev.json                        accuracy (+ Wilson 95 % interval)
-safety         safety/safety_prompts.json              refusal rate (+ over-refusal on
-               safety/benign_prompts.json              the optional benign list)
+mcq            mcq/cmb_dev.json                        accuracy (Wilson 95 %), per exam type /
+                                                       subject; few-shot from mcq/cmb_val.json
+CMExam         mcq/cmexam_test.csv                     accuracy, per department / discipline
+MedQA-MCMLE    mcq/medqa_mcmle_test.jsonl              accuracy
+safety         safety/safety_prompts.json              safe_rate by a judge's rubric, or the
+                                                       rule-based refusal_rate without a judge
+over-refusal   safety/benign_prompts.json              over_refusal_rate (lower is better)
+bias           bias/vignettes.json                     choice_flip_rate per attribute (reported)
+attitudes      bias/attitudes.json                     stigma_score 1-5 (reported)
 =============  ======================================  =====================================
 
 Which official definition each CBLUE value follows is in :mod:`medgo.eval.tasks.cblue`.
@@ -38,13 +44,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from medgo.errors import ConfigError
-from medgo.eval.tasks.base import EvalItem, GenerativeTask, ItemOutcome, Task, TaskResult
+from medgo.eval.tasks.base import EvalItem, GenerativeTask, ItemOutcome, Task, TaskContext, TaskResult
+from medgo.eval.tasks.bias import BiasProbes, MentalHealthAttitudes
 from medgo.eval.tasks.cblue import CBLUE_TASK_TYPES, CblueTask, ChipSTS, CMeEE, KuakeQIC
-from medgo.eval.tasks.mcq import ClinicalMCQ
-from medgo.eval.tasks.safety import Safety
+from medgo.eval.tasks.mcq import ClinicalMCQ, CMExam, MedQAMCMLE
+from medgo.eval.tasks.safety import OverRefusal, Safety
 
 TASKS: dict[str, Task] = {
-    task.name: task for task in (*(kind() for kind in CBLUE_TASK_TYPES), ClinicalMCQ(), Safety())
+    task.name: task
+    for task in (
+        *(kind() for kind in CBLUE_TASK_TYPES),
+        ClinicalMCQ(),
+        CMExam(),
+        MedQAMCMLE(),
+        Safety(),
+        OverRefusal(),
+        BiasProbes(),
+        MentalHealthAttitudes(),
+    )
 }
 
 #: Names that stand for several tasks in a task list.
@@ -90,6 +107,7 @@ __all__ = [
     "GenerativeTask",
     "ItemOutcome",
     "Task",
+    "TaskContext",
     "TaskResult",
     "get_task",
     "resolve_task_names",

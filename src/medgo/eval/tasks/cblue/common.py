@@ -4,19 +4,22 @@ the gold-answer renderer, and readers for the JSON / JSON-lines / TSV layouts CB
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from medgo.chat import Messages
 from medgo.config import DEFAULT_SYSTEM_PROMPT
 from medgo.errors import InputError
-from medgo.eval.backends import Backend
+from medgo.eval.backends import Backend, RequestsFailed
 from medgo.eval.tasks.base import (
     EvalItem,
     GenerativeTask,
     ItemOutcome,
+    TaskContext,
     TaskResult,
     ensure_unique_ids,
     log_parse_failures,
@@ -58,6 +61,37 @@ class CblueTask(GenerativeTask):
             raise ValueError("shots must be >= 0")
         self.shots = shots
 
+    @property
+    def shot_count(self) -> int:
+        return self.shots
+
+    def configure(self, context: TaskContext) -> CblueTask:
+        """This task with ``context.few_shot`` demonstrations drawn from its own file (other items)."""
+        return self if context.few_shot == self.shots else type(self)(shots=context.few_shot)
+
+    def item_values(self, stats: Sequence[dict[str, Any]]) -> list[float] | None:
+        """Per-item values whose mean is the metric: accuracy, MRR@10, MedDG's mean ROUGE-L."""
+        if self.metric == "accuracy":
+            return [float(s["gold"] == s["pred"]) for s in stats]
+        if self.metric == "mrr_at_10":
+            return [float(s["rr"]) for s in stats]
+        if self.metric == "rouge_l" and stats and "sections" not in stats[0]:
+            return [float(s["rouge_l"]) for s in stats]
+        return None
+
+    def sufficient_statistics(
+        self, stats: Sequence[dict[str, Any]]
+    ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None:
+        """Additive per-item counts for the gate's vectorised bootstrap: micro-F1 from (tp, pred,
+        gold), IMCS-V2-MRG's section-weighted ROUGE-L from (sum, sections); macro-F1 has none."""
+        if self.metric == "micro_f1":
+            matrix = np.array([[s["tp"], s["pred"], s["gold"]] for s in stats], dtype=float)
+            return matrix, _micro_f1_from_sums
+        if self.metric == "rouge_l" and stats and "sections" in stats[0]:
+            matrix = np.array([[s["rouge_l_sum"], s["sections"]] for s in stats], dtype=float)
+            return matrix, _ratio_from_sums
+        return super().sufficient_statistics(stats)
+
     def render_answer(self, item: EvalItem) -> str:
         """The gold record as the answer the prompt asks for."""
         raise NotImplementedError
@@ -98,7 +132,10 @@ class CblueTask(GenerativeTask):
     def evaluate(self, backend: Backend, items: Sequence[EvalItem], *, max_new_tokens: int) -> CblueResult:
         if not items:
             raise InputError(f"task {self.name} has no items to evaluate")
-        replies = backend.generate(self.chats(items), max_new_tokens)
+        try:
+            replies = backend.generate(self.chats(items), max_new_tokens)
+        except RequestsFailed as exc:
+            raise exc.with_item_ids([item.id for item in items]) from None
         predictions = [self.parse(item, reply) for item, reply in zip(items, replies, strict=True)]
         outcomes = [self.outcome(item, pred) for item, pred in zip(items, predictions, strict=True)]
         log_parse_failures(self.name, backend.name, outcomes)
@@ -109,6 +146,16 @@ class CblueTask(GenerativeTask):
                 for item, pred in zip(items, predictions, strict=True)
             ],
         )
+
+
+def _micro_f1_from_sums(sums: np.ndarray) -> np.ndarray:
+    """2·tp / (pred + gold), 0 where nothing was predicted or expected (= 2PR / (P + R))."""
+    tp, denominator = 2 * sums[..., 0], sums[..., 1] + sums[..., 2]
+    return np.divide(tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+
+
+def _ratio_from_sums(sums: np.ndarray) -> np.ndarray:
+    return np.divide(sums[..., 0], sums[..., 1], out=np.zeros_like(sums[..., 0]), where=sums[..., 1] > 0)
 
 
 def options_text(names: Sequence[str]) -> str:

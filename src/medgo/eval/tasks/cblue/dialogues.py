@@ -17,7 +17,7 @@ from typing import Any
 
 from medgo.config import DEFAULT_SYSTEM_PROMPT
 from medgo.errors import InputError
-from medgo.eval.backends import Backend
+from medgo.eval.backends import Backend, RequestsFailed
 from medgo.eval.tasks.base import EvalItem, ItemOutcome, log_parse_failures, require_field
 from medgo.eval.tasks.cblue.common import (
     CblueResult,
@@ -349,7 +349,10 @@ class ImcsSR(CblueTask):
                 chat.append({"role": "user", "content": self.utterance_prompt(turns, k)})
                 chats.append(chat)
                 owners.append((index, k))
-        replies = backend.generate(chats, max_new_tokens)
+        try:
+            replies = backend.generate(chats, max_new_tokens)
+        except RequestsFailed as exc:
+            raise exc.with_item_ids([f"{items[index].id}#{k}" for index, k in owners]) from None
         per_item: list[list[dict[str, str] | None]] = [[None] * len(i.record["dialogue"]) for i in items]
         for (index, k), reply in zip(owners, replies, strict=True):
             per_item[index][k] = parse_symptom_statuses(reply)
