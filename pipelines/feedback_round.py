@@ -59,6 +59,7 @@ def feedback_round(
     data_max_pairs_per_prompt: int = 4,
     data_min_pairs: int = 50,
     train_backend: str = "pytorchjob",
+    train_trainer_api: str = "v2.2+",
     train_image: str = TRAINER_IMAGE,
     train_nnodes: int = 2,
     train_nproc_per_node: int = 8,
@@ -111,6 +112,7 @@ def feedback_round(
         data_max_pairs_per_prompt: Cap of chosen×rejected pairs per prompt.
         data_min_pairs: Train only with at least this many preference pairs.
         train_backend: ``pytorchjob`` (Kubeflow training operator) or ``local`` (in the step's own pod).
+        train_trainer_api: with ``train_backend=trainjob``, the cluster's Kubeflow Trainer release: ``v2.2+`` (runtimePatches, the default), ``v2.1`` (podTemplateOverrides) or ``v2.0`` (podSpecOverrides).
         train_image: Trainer image (CUDA, DeepSpeed, flash-attn) for the PyTorchJob pods.
         train_nnodes: Nodes (PyTorchJob replicas: 1 master + n-1 workers).
         train_nproc_per_node: Processes (GPUs) per node.
@@ -186,6 +188,7 @@ def feedback_round(
             deepspeed=train_deepspeed,
             bf16=train_bf16,
             backend=train_backend,
+            trainer_api=train_trainer_api,
             nnodes=train_nnodes,
             nproc_per_node=train_nproc_per_node,
             gpus_per_node=train_gpus_per_node,

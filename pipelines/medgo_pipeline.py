@@ -96,6 +96,7 @@ def medgo_pipeline(
     data_allow_partial: bool = False,
     pack_seq_len: int = 4096,
     train_backend: str = "pytorchjob",
+    train_trainer_api: str = "v2.2+",
     train_image: str = TRAINER_IMAGE,
     train_nnodes: int = 8,
     train_nproc_per_node: int = 8,
@@ -182,6 +183,7 @@ def medgo_pipeline(
         data_allow_partial: Accept truncated/undecodable inputs and quarantine over the limit (the manifests say so).
         pack_seq_len: Tokens per packed pretraining sequence.
         train_backend: ``pytorchjob`` (Kubeflow training operator, the default), ``trainjob`` (Kubeflow Trainer v2 on the torch-distributed ClusterTrainingRuntime) or ``local`` (in the step's own pod); each node runs ``python -m medgo.train.node``, which starts torchrun.
+        train_trainer_api: with ``train_backend=trainjob``, the cluster's Kubeflow Trainer release: ``v2.2+`` (runtimePatches, the default), ``v2.1`` (podTemplateOverrides) or ``v2.0`` (podSpecOverrides).
         train_image: Trainer image (CUDA, DeepSpeed, flash-attn) for the PyTorchJob pods.
         train_nnodes: Nodes (PyTorchJob replicas: 1 master + n-1 workers).
         train_nproc_per_node: Processes (GPUs) per node.
@@ -303,6 +305,7 @@ def medgo_pipeline(
         gradient_checkpointing=train_gradient_checkpointing,
         save_steps=train_save_steps,
         backend=train_backend,
+        trainer_api=train_trainer_api,
         nnodes=train_nnodes,
         nproc_per_node=train_nproc_per_node,
         gpus_per_node=train_gpus_per_node,

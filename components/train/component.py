@@ -30,6 +30,7 @@ def train(
     save_steps: int = 0,
     export_merged: bool = False,
     backend: str = "local",
+    trainer_api: str = "v2.2+",
     nnodes: int = 1,
     nproc_per_node: int = 1,
     gpus_per_node: int = 0,
@@ -75,6 +76,7 @@ def train(
     where = load_config(
         LaunchConfig,
         backend=backend,
+        trainer_api=trainer_api,
         nnodes=nnodes,
         nproc_per_node=nproc_per_node,
         gpus_per_node=gpus_per_node,

@@ -50,3 +50,13 @@ def test_cluster_settings_come_from_kfp_kubernetes():
     evaluate = platform["exec-evaluate"]
     assert evaluate["nodeSelector"]["labels"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
     assert evaluate["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+def test_every_train_step_takes_its_launch_settings_from_the_pipeline_parameters():
+    tasks = _docs()[0]["root"]["dag"]["tasks"]
+    train_steps = [t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-train")]
+    assert len(train_steps) == 3
+    for step in train_steps:
+        inputs = step["inputs"]["parameters"]
+        for arg, param in (("backend", "train_backend"), ("trainer_api", "train_trainer_api")):
+            assert inputs[arg] == {"componentInputParameter": param}, (step["taskInfo"]["name"], arg)
