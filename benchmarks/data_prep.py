@@ -745,6 +745,9 @@ def main(argv: list[str] | None = None) -> int:
             round(runs["prepare_1"]["cpu_s"], 1),
             round(runs["prepare_2"]["cpu_s"], 1),
         ],
+        # the same work's CPU seconds on 1 over 2 workers: 1.0 is no parallel overhead at all, whatever
+        # the machine's own 2-process scaling (machine_scaling_2_processes) was at the time
+        "prepare_cpu_efficiency_2_workers": round(runs["prepare_1"]["cpu_s"] / runs["prepare_2"]["cpu_s"], 3),
         "dedup_scaling_2_workers": round(dedup_rate[2] / dedup_rate[1], 2),
         "machine_scaling_2_processes": ceiling,
         "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs.values()), 1),

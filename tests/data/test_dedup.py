@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 
-from medgo.data.dedup import BucketStats, UnionFind, _verify_bucket, cluster_decisions
+from medgo.data.dedup import BucketStats, UnionFind, _verify_bucket, bucket_edges, cluster_decisions
 
 
 def test_union_find_roots_are_the_smallest_key_in_any_union_order():
@@ -48,6 +49,63 @@ def test_the_pivot_limit_bounds_work_and_counts_what_was_left():
     uf, edges, sims, stats = UnionFind(), [], [], BucketStats()
     _verify_bucket(list(range(10)), uf, edges, sims, stats, 0.7, 3, sets, lambda k: (k, 0))
     assert edges == [] and stats.candidate_pairs == 9 + 8 + 7 and stats.unverified_members == 6
+
+
+def test_band_groups_split_the_verification_work_instead_of_repeating_it():
+    """A pair colliding in many bands is verified once in all, by the group of its first band."""
+    sets = _Sets(
+        {
+            0: range(0, 100),
+            1: range(5, 100),  # J(0, 1) = 0.95
+            2: range(200, 300),
+            3: range(205, 300),  # J(2, 3) = 0.95
+            4: range(50, 150),  # J(0, 4) = 0.33
+            5: range(900, 950),
+        }
+    )
+    # bands[b][row]: 0~1 and 2~3 collide in every band; 0, 1 and 4 share band 3 only
+    bands = np.array(
+        [
+            [10, 10, 20, 20, 30, 40],
+            [11, 11, 21, 21, 31, 41],
+            [12, 12, 22, 22, 32, 42],
+            [13, 13, 23, 23, 13, 43],
+        ],
+        dtype=np.uint64,
+    )
+    digests = np.arange(12, dtype=np.uint64).reshape(6, 2)
+
+    def run(group, groups):
+        return bucket_edges(**_bucket_args(bands, digests, sets, group, groups))
+
+    edges, sims, _, one = run(0, 1)
+    assert sorted(map(tuple, edges.tolist())) == [(0, 1), (2, 3)] and one.candidate_pairs == 3
+    split = [run(g, 2) for g in (0, 1)]
+    assert sorted(tuple(e) for r in split for e in r[0].tolist()) == [(0, 1), (2, 3)]
+    stats = [r[3] for r in split]
+    # group 0 (bands 0, 2) owns both duplicate pairs; group 1 (bands 1, 3) verifies only 0 vs 4
+    assert [s.candidate_pairs for s in stats] == [2, 1] and sum(s.candidate_pairs for s in stats) == 3
+    assert stats[1].skipped_other_group >= 2 and stats[1].rejected_pairs == 1
+    assert sorted(split[0][1].tolist()) == sorted(sims.tolist())
+    with pytest.raises(ValueError, match="band_values"):
+        bucket_edges(**{**_bucket_args(bands, digests, sets, 0, 2), "band_values": None})
+
+
+def _bucket_args(bands, digests, sets, group, groups):
+    return dict(
+        band_columns=lambda b: [bands[b]],
+        shards=[0],
+        digests=[digests],
+        id_hashes=[np.arange(digests.shape[0], dtype=np.uint64)],
+        bands=[b for b in range(bands.shape[0]) if b % groups == group],
+        group=group,
+        groups=groups,
+        threshold=0.7,
+        max_pivots=8,
+        max_index_rows=1000,
+        shingles=sets,
+        band_values=lambda key: bands[:, key],
+    )
 
 
 def test_cluster_decisions_keep_the_earliest_and_tell_exact_from_near():

@@ -7,10 +7,13 @@ after every shard has its band keys and digests:
    every document's key for that band (in hash-range passes when there are more than
    ``max_index_rows``), and within each bucket verify members against a pivot — the earliest
    member not yet joined — by their **true** n-gram Jaccard, repeating with the next unjoined
-   member up to ``max_pivots_per_bucket`` times. A local union-find skips pairs already joined,
-   so a pair that collides in many bands is verified once per group. Identical 128-bit digests are
-   joined without reading texts (the group owning ``digest % groups``). Equal record-id hashes are
-   reported for the id check. Only verified edges leave the group.
+   member up to ``max_pivots_per_bucket`` times. A local union-find skips pairs already joined.
+   A pair belongs to the group of the *first* band it collides in: another group that meets it
+   in a later band leaves it alone, so a pair that collides in many bands is verified once in
+   all, not once per group, and adding workers divides the verification work instead of
+   repeating it. Identical 128-bit digests are joined without reading texts (the group owning
+   ``digest % groups``). Equal record-id hashes are reported for the id check. Only verified
+   edges leave the group.
 2. :func:`cluster_decisions` (one call): union-find over every group's edges with the smaller root
    always winning, so each cluster's survivor is its earliest document, whatever order edges came
    in. Every other member is ``duplicate`` (same text as its survivor) or ``near_duplicate``.
@@ -74,6 +77,7 @@ class BucketStats:
     rejected_pairs: int = 0
     exact_pairs: int = 0
     skipped_joined: int = 0
+    skipped_other_group: int = 0
     unverified_members: int = 0
     passes: int = 0
     jaccard_hist: list[int] = field(default_factory=lambda: [0] * 10)
@@ -148,11 +152,14 @@ def bucket_edges(
     max_pivots: int,
     max_index_rows: int,
     shingles: ShingleCache | None,
+    band_values: Callable[[int], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], BucketStats]:
     """The verified duplicate edges of one band group.
 
-    Returns ``(edges uint64[m, 2], jaccards float32[m], id_groups, stats)``; ``id_groups`` are arrays
-    of document keys sharing a record-id hash (this group's share of them).
+    ``band_values(key)`` is a document's key in every band (all groups' bands, in band order); with
+    more than one group it decides which group owns a pair (the group of the first band the two
+    collide in). Returns ``(edges uint64[m, 2], jaccards float64[m], id_groups, stats)``;
+    ``id_groups`` are arrays of document keys sharing a record-id hash (this group's share of them).
     """
     total = sum(d.shape[0] for d in digests)
     passes = max(1, -(-total // max_index_rows))
@@ -178,6 +185,15 @@ def bucket_edges(
                 else:
                     by_digest[d] = member
 
+    owns = None
+    if groups > 1:
+        if band_values is None:
+            raise ValueError("band_values is needed to split pairs between band groups")
+
+        def owns(a: int, b: int) -> bool:
+            first = int(np.flatnonzero(band_values(a) == band_values(b))[0])
+            return first % groups == group
+
     if shingles is not None:
         for band in bands:
             for values, keys in _partitioned(band_columns(band), shards, passes, lambda c: c == c):
@@ -193,6 +209,7 @@ def bucket_edges(
                         max_pivots,
                         shingles,
                         digest_lookup,
+                        owns,
                     )
 
     id_groups: list[np.ndarray] = []
@@ -200,7 +217,7 @@ def bucket_edges(
         id_groups.extend(keys[start:stop].copy() for start, stop in _runs(values))
 
     edge_array = np.array(edges, dtype=np.uint64).reshape(-1, 2)
-    return edge_array, np.array(sims, dtype=np.float32), id_groups, stats
+    return edge_array, np.array(sims, dtype=np.float64), id_groups, stats
 
 
 class _DigestLookup:
@@ -223,7 +240,14 @@ def _verify_bucket(
     max_pivots: int,
     shingles: ShingleCache,
     digest_of: _DigestLookup,
+    owns: Callable[[int, int], bool] | None = None,
 ) -> None:
+    """Verify one bucket's members against successive pivots (see the module docstring).
+
+    ``owns(a, b)``: whether this group verifies the pair. A pair another group owns is left to it
+    (it collides there first) and the member is treated as joined to the pivot here, as a single
+    group's union-find would have it after verifying that earlier band.
+    """
     remaining = members
     pivots = 0
     while len(remaining) >= 2 and pivots < max_pivots:
@@ -234,11 +258,14 @@ def _verify_bucket(
             if uf.find(member) == pivot_root:
                 stats.skipped_joined += 1
                 continue
+            if owns is not None and not owns(pivot, member):
+                stats.skipped_other_group += 1  # as if joined: it collides with the pivot in an earlier band
+                continue
             stats.candidate_pairs += 1
             if digest_of(member) == digest_of(pivot):
                 similarity = 1.0
             else:
-                similarity = jaccard(shingles.get(pivot), shingles.get(member))
+                similarity = jaccard(shingles.get(pivot), shingles.get(member), unique=True)
             stats.jaccard_hist[min(int(similarity * 10), 9)] += 1
             if similarity >= threshold:
                 stats.verified_pairs += 1
@@ -272,8 +299,9 @@ def cluster_decisions(
 ) -> tuple[dict[int, Decision], dict[str, int]]:
     """Every non-surviving document's decision, keyed by document key, and cluster statistics.
 
-    A near-duplicate's recorded Jaccard is to its survivor, computed here (``similarity_to``), so
-    it does not depend on which edges joined them (that varies with the number of band groups).
+    A near-duplicate's recorded Jaccard is to its survivor, so it does not depend on which edges
+    joined them (that varies with the number of band groups): the similarity of the edge between
+    the two where there is one (most clusters are pairs), else computed here (``similarity_to``).
 
     A document whose id an earlier document already has, with a different text, is a
     ``duplicate_id`` (quarantined: two records claim one identity) and takes no part in clustering.
@@ -290,12 +318,14 @@ def cluster_decisions(
     id_conflicts = len(decisions)
     uf = UnionFind()
     edges_total = 0
-    for edges, _ in edge_sets:
-        for a, b in edges.tolist():
+    measured: dict[tuple[int, int], float] = {}
+    for edges, similarities in edge_sets:
+        for (a, b), similarity in zip(edges.tolist(), similarities.tolist(), strict=True):
             if a in decisions or b in decisions:
                 continue
             edges_total += 1
             uf.union(a, b)
+            measured[(a, b) if a < b else (b, a)] = similarity
     cluster_sizes: dict[int, int] = {}
     for node in list(uf.members()):
         root = uf.find(node)
@@ -303,9 +333,11 @@ def cluster_decisions(
         if root == node:
             continue
         exact = digest_of(node) == digest_of(root)
-        decisions[node] = Decision(
-            "duplicate" if exact else "near_duplicate", root, 1.0 if exact else similarity_to(node, root)
-        )
+        if exact:
+            similarity = 1.0
+        elif (similarity := measured.get((root, node))) is None:  # root < node: the root is earliest
+            similarity = similarity_to(node, root)
+        decisions[node] = Decision("duplicate" if exact else "near_duplicate", root, similarity)
     stats = {
         "edges": edges_total,
         "clusters": sum(1 for size in cluster_sizes.values() if size > 1),

@@ -84,9 +84,14 @@ def ngram_hashes(text: str, n: int) -> np.ndarray:
     return batch_ngram_hashes([text], n)[0]
 
 
-def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact Jaccard similarity of two n-gram hash arrays taken as sets."""
-    a, b = np.unique(a), np.unique(b)
+def jaccard(a: np.ndarray, b: np.ndarray, *, unique: bool = False) -> float:
+    """Exact Jaccard similarity of two n-gram hash arrays taken as sets.
+
+    ``unique``: both arrays already hold each hash once (as :class:`~medgo.data.dedup.ShingleCache`
+    returns them), so they are not de-duplicated again.
+    """
+    if not unique:
+        a, b = np.unique(a), np.unique(b)
     if not a.size and not b.size:
         return 1.0
     inter = np.intersect1d(a, b, assume_unique=True).size

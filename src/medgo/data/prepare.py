@@ -418,6 +418,7 @@ def bucket_group(work_dir: str | os.PathLike, group: int) -> dict[str, Any]:
             max_pivots=nd.max_pivots_per_bucket,
             max_index_rows=nd.max_index_rows,
             shingles=ShingleCache(store, nd.ngram_chars) if nd.enabled else None,
+            band_values=lambda key: _band_values(bands, key),
         )
     finally:
         store.close()
@@ -436,6 +437,12 @@ def bucket_group(work_dir: str | os.PathLike, group: int) -> dict[str, Any]:
         write_summary(tmp, summary)
     log.info("band group bucketed", extra=fields(group=group, edges=int(edges.shape[0])))
     return summary
+
+
+def _band_values(bands: list[np.ndarray], key: int) -> np.ndarray:
+    """A document's key in every band (``bands[shard]`` is that shard's ``[band, row]`` array)."""
+    shard, row = split_key(key)
+    return bands[shard][:, row]
 
 
 def lsh_buckets(work_dir: str | os.PathLike, group: int) -> dict[str, Any]:
@@ -492,7 +499,7 @@ def global_clusters(work_dir: str | os.PathLike) -> dict[str, Any]:
             id_groups(),
             digest_of_key,
             lambda key: store.record(key)["id"],
-            lambda a, b: jaccard(shingles.get(a), shingles.get(b)),
+            lambda a, b: jaccard(shingles.get(a), shingles.get(b), unique=True),
         )
         survivor_ids = {
             d.survivor: store.record(d.survivor)["id"] for d in decisions.values() if d.survivor is not None
@@ -549,6 +556,7 @@ def _sum_bucket_stats(buckets: list[dict[str, Any]]) -> dict[str, Any]:
         "rejected_pairs",
         "exact_pairs",
         "skipped_joined",
+        "skipped_other_group",
         "unverified_members",
     )
     total = {k: sum(b.get(k, 0) for b in buckets) for k in keys}
