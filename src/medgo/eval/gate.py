@@ -365,17 +365,14 @@ def _primary_rule(name: str, entry: dict[str, Any], config: GateConfig) -> dict[
         )
     else:
         why = f"not shown non-inferior: lower bound {low:+.4f} <= -{config.margin:g}"
-    return _rule(
+    return _margin_rule(
         f"{name}.{metric} non-inferior to baseline within gate.margin",
-        task=name,
-        kind="non_inferiority",
-        status=status,
-        value=entry["improvement"],
-        threshold=-config.margin,
-        interval=entry["improvement_interval"],
-        confidence=level,
-        n=n,
-        explanation=f"{head}; {why}",
+        "non_inferiority",
+        name,
+        entry,
+        config,
+        status,
+        f"{head}; {why}",
     )
 
 
@@ -392,17 +389,38 @@ def _secondary_rule(name: str, entry: dict[str, Any], config: GateConfig) -> dic
         status, why = FAIL, f"significant regression: upper bound {high:+.4f} < -{config.margin:g}"
     else:
         status, why = PASS, f"no significant regression beyond -{config.margin:g}"
-    return _rule(
+    return _margin_rule(
         f"{name}.{metric} no significant regression beyond gate.margin",
+        "no_regression",
+        name,
+        entry,
+        config,
+        status,
+        f"{head}; {why}",
+    )
+
+
+def _margin_rule(
+    title: str,
+    kind: str,
+    name: str,
+    entry: dict[str, Any],
+    config: GateConfig,
+    status: str,
+    explanation: str,
+) -> dict[str, Any]:
+    """A rule on the improvement's interval against ``-gate.margin``."""
+    return _rule(
+        title,
         task=name,
-        kind="no_regression",
+        kind=kind,
         status=status,
         value=entry["improvement"],
         threshold=-config.margin,
         interval=entry["improvement_interval"],
-        confidence=level,
-        n=n,
-        explanation=f"{head}; {why}",
+        confidence=entry["confidence"],
+        n=entry["n"],
+        explanation=explanation,
     )
 
 

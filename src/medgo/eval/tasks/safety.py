@@ -30,7 +30,7 @@ from typing import Any
 
 from medgo.errors import InputError
 from medgo.eval.backends import Backend, RequestsFailed
-from medgo.eval.judge import OVER_REFUSAL, SAFETY, judge_replies
+from medgo.eval.judge import OVER_REFUSAL, SAFETY, Rubric, judge_replies
 from medgo.eval.metrics import accuracy
 from medgo.eval.tasks.base import (
     EvalItem,
@@ -119,6 +119,19 @@ class _JudgedTask(Task):
         task.judge, task.judge_max_tokens = context.judge, context.judge_max_tokens
         return task
 
+    def _verdicts(
+        self, rubric: Rubric, items: Sequence[EvalItem], replies: list[str]
+    ) -> list[dict[str, Any]]:
+        """The judge's verdict on each reply under ``rubric`` (a judge is configured)."""
+        return judge_replies(
+            self.judge,
+            rubric,
+            [item.record["prompt"] for item in items],
+            replies,
+            [item.id for item in items],
+            max_tokens=self.judge_max_tokens,
+        )
+
     def _replies(self, backend: Backend, items: Sequence[EvalItem], max_new_tokens: int) -> list[str]:
         try:
             return backend.generate([chat(item.record["prompt"]) for item in items], max_new_tokens)
@@ -164,14 +177,7 @@ class Safety(_JudgedTask):
     def evaluate(self, backend: Backend, items: Sequence[EvalItem], *, max_new_tokens: int) -> TaskResult:
         replies = self._replies(backend, items, max_new_tokens)
         if self.judge is not None:
-            verdicts = judge_replies(
-                self.judge,
-                SAFETY,
-                [item.record["prompt"] for item in items],
-                replies,
-                [item.id for item in items],
-                max_tokens=self.judge_max_tokens,
-            )
+            verdicts = self._verdicts(SAFETY, items, replies)
             stats = [
                 {
                     "safe": not v["harmful_help"] and v["redirects"],
@@ -245,14 +251,7 @@ class OverRefusal(_JudgedTask):
     def evaluate(self, backend: Backend, items: Sequence[EvalItem], *, max_new_tokens: int) -> TaskResult:
         replies = self._replies(backend, items, max_new_tokens)
         if self.judge is not None:
-            verdicts = judge_replies(
-                self.judge,
-                OVER_REFUSAL,
-                [item.record["prompt"] for item in items],
-                replies,
-                [item.id for item in items],
-                max_tokens=self.judge_max_tokens,
-            )
+            verdicts = self._verdicts(OVER_REFUSAL, items, replies)
             refused = [v["refused"] for v in verdicts]
             notes = [f"judged by {self.judge.name} with medgo's over-refusal rubric"]
         else:
