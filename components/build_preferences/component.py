@@ -19,7 +19,7 @@ def build_preferences(
     allow_partial: bool = False,
 ):
     """Doctor labels (path or s3://) → ``train.jsonl`` of chosen/rejected pairs, decontaminated."""
-    from medgo.components_io import log_metrics
+    from medgo.components_io import decontamination_settings, log_metrics
     from medgo.config import PrefsConfig, load_config
     from medgo.data.card import publish_card
     from medgo.data.prefs import build_preferences as run
@@ -27,10 +27,7 @@ def build_preferences(
     config = load_config(
         PrefsConfig,
         max_pairs_per_prompt=max_pairs_per_prompt,
-        decontamination={
-            "eval_dir": eval_data_uri if decontaminate and eval_data_uri else None,
-            "ngram_chars": decontam_ngram_chars,
-        },
+        decontamination=decontamination_settings(eval_data_uri, decontaminate, decontam_ngram_chars),
         max_quarantine_share=max_quarantine_share,
         allow_partial=allow_partial,
     )

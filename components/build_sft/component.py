@@ -19,7 +19,7 @@ def build_sft(
     allow_partial: bool = False,
 ):
     """SFT source files (path or s3://) → ``train.jsonl`` in TRL's conversational format, decontaminated."""
-    from medgo.components_io import log_metrics
+    from medgo.components_io import decontamination_settings, log_metrics
     from medgo.config import SftBuildConfig, load_config
     from medgo.data.card import publish_card
     from medgo.data.sft import build_sft as run
@@ -28,10 +28,7 @@ def build_sft(
     config = load_config(
         SftBuildConfig,
         only_approved_guidelines=only_approved_guidelines,
-        decontamination={
-            "eval_dir": eval_data_uri if decontaminate and eval_data_uri else None,
-            "ngram_chars": decontam_ngram_chars,
-        },
+        decontamination=decontamination_settings(eval_data_uri, decontaminate, decontam_ngram_chars),
         max_quarantine_share=max_quarantine_share,
         allow_partial=allow_partial,
     )

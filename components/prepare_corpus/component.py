@@ -25,7 +25,7 @@ def prepare_corpus(
     """Raw corpus (path or s3://) → clean shards, quarantine, data card (JSON, HTML, metrics), manifest."""
     import tempfile
 
-    from medgo.components_io import log_metrics
+    from medgo.components_io import decontamination_settings, log_metrics
     from medgo.config import PrepareConfig, load_config
     from medgo.data.card import publish_card
     from medgo.data.prepare import prepare_corpus as run
@@ -35,7 +35,7 @@ def prepare_corpus(
         min_chars=min_chars,
         min_chinese_ratio=min_chinese_ratio,
         scrub_pii=scrub_pii,
-        decontamination={"eval_dir": eval_data_uri or None},
+        decontamination=decontamination_settings(eval_data_uri),
         max_quarantine_share=max_quarantine_share,
         allow_partial=allow_partial,
     )

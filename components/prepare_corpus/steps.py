@@ -34,6 +34,7 @@ def plan_corpus(
     """List the corpus, cut it into shards, index the eval sets; returns the shard group ids."""
     import yaml
 
+    from medgo.components_io import decontamination_settings
     from medgo.config import PrepareConfig, load_config
     from medgo.data.prepare import plan_corpus as plan
     from medgo.data.prepare import run_work_dir
@@ -50,10 +51,7 @@ def plan_corpus(
             "rows": near_dup_rows,
             "num_perm": near_dup_bands * near_dup_rows,
         },
-        decontamination={
-            "eval_dir": eval_data_uri if decontaminate and eval_data_uri else None,
-            "ngram_chars": decontam_ngram_chars,
-        },
+        decontamination=decontamination_settings(eval_data_uri, decontaminate, decontam_ngram_chars),
         mixture={"target_shares": yaml.safe_load(mixture_target_shares) if mixture_target_shares else {}},
         shard_size_mb=shard_size_mb,
         max_quarantine_share=max_quarantine_share,

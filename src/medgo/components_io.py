@@ -16,6 +16,16 @@ def artifact_location(artifact, remote: bool) -> str:
     return artifact.uri if remote else artifact.path
 
 
+def decontamination_settings(
+    eval_data_uri: str, enabled: bool = True, ngram_chars: int | None = None
+) -> dict:
+    """A data step's ``decontamination`` settings: off when disabled or given no evaluation sets."""
+    settings: dict = {"eval_dir": eval_data_uri if enabled and eval_data_uri else None}
+    if ngram_chars is not None:
+        settings["ngram_chars"] = ngram_chars
+    return settings
+
+
 def flatten_numbers(values: Mapping, prefix: str = "") -> dict[str, float]:
     """Nested counts → ``{"a/b": 1.0}``; non-numeric leaves are skipped (KFP Metrics are floats)."""
     flat: dict[str, float] = {}
