@@ -105,6 +105,10 @@ class ShingleCache:
             self._cache.move_to_end(key)
         return hashes
 
+    def jaccard(self, a: int, b: int) -> float:
+        """The true n-gram Jaccard of documents ``a`` and ``b``."""
+        return jaccard(self.get(a), self.get(b), unique=True)
+
 
 def _runs(sorted_values: np.ndarray) -> Iterable[tuple[int, int]]:
     """``(start, stop)`` of each run of two or more equal values in a sorted array."""
@@ -141,7 +145,7 @@ def _partitioned(
 
 def bucket_edges(
     *,
-    band_columns: Callable[[int], list[np.ndarray]],
+    band_keys: list[np.ndarray],
     shards: list[int],
     digests: list[np.ndarray],
     id_hashes: list[np.ndarray],
@@ -152,13 +156,12 @@ def bucket_edges(
     max_pivots: int,
     max_index_rows: int,
     shingles: ShingleCache | None,
-    band_values: Callable[[int], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], BucketStats]:
     """The verified duplicate edges of one band group.
 
-    ``band_values(key)`` is a document's key in every band (all groups' bands, in band order); with
-    more than one group it decides which group owns a pair (the group of the first band the two
-    collide in). Returns ``(edges uint64[m, 2], jaccards float64[m], id_groups, stats)``;
+    ``band_keys[i]`` is shard ``shards[i]``'s ``uint64[band, row]`` array of every band (all
+    groups'); with more than one group, a document's keys across bands decide which group owns a
+    pair (the group of the first band the two collide in). Returns ``(edges uint64[m, 2], jaccards float64[m], id_groups, stats)``;
     ``id_groups`` are arrays of document keys sharing a record-id hash (this group's share of them).
     """
     total = sum(d.shape[0] for d in digests)
@@ -187,16 +190,17 @@ def bucket_edges(
 
     owns = None
     if groups > 1:
-        if band_values is None:
-            raise ValueError("band_values is needed to split pairs between band groups")
 
         def owns(a: int, b: int) -> bool:
-            first = int(np.flatnonzero(band_values(a) == band_values(b))[0])
+            (sa, ra), (sb, rb) = split_key(a), split_key(b)
+            first = int(np.flatnonzero(band_keys[sa][:, ra] == band_keys[sb][:, rb])[0])
             return first % groups == group
 
     if shingles is not None:
         for band in bands:
-            for values, keys in _partitioned(band_columns(band), shards, passes, lambda c: c == c):
+            for values, keys in _partitioned(
+                [keys[band] for keys in band_keys], shards, passes, lambda c: c == c
+            ):
                 for start, stop in _runs(values):
                     stats.buckets += 1
                     _verify_bucket(
@@ -265,7 +269,7 @@ def _verify_bucket(
             if digest_of(member) == digest_of(pivot):
                 similarity = 1.0
             else:
-                similarity = jaccard(shingles.get(pivot), shingles.get(member), unique=True)
+                similarity = shingles.jaccard(pivot, member)
             stats.jaccard_hist[min(int(similarity * 10), 9)] += 1
             if similarity >= threshold:
                 stats.verified_pairs += 1

@@ -49,7 +49,7 @@ from medgo.data.card import build_corpus_card, write_card
 from medgo.data.decontam import load_eval_index
 from medgo.data.dedup import Decision, ShingleCache, bucket_edges, cluster_decisions
 from medgo.data.io import JsonlWriter, Quarantined, Record
-from medgo.data.minhash import band_keys, comparison_text, jaccard, key_hash, signatures, text_digest
+from medgo.data.minhash import band_keys, comparison_text, key_hash, signatures, text_digest
 from medgo.data.mixture import Categorizer, copies, estimate_tokens, mixture_rates
 from medgo.data.normalize import TextNormalizer
 from medgo.data.quality import char_classes, quality_filter
@@ -403,11 +403,10 @@ def bucket_group(work_dir: str | os.PathLike, group: int) -> dict[str, Any]:
     config = _config(plan)
     nd = config.near_dedup
     shard_dirs = [work / "signed" / shard_name(s.index) for s in plan.shards]
-    bands = [load_array(d / "bands.npy") for d in shard_dirs]
     store = DocStore(work / "signed")
     try:
         edges, sims, id_groups, stats = bucket_edges(
-            band_columns=lambda b: [keys[b] for keys in bands],
+            band_keys=[load_array(d / "bands.npy") for d in shard_dirs],
             shards=[s.index for s in plan.shards],
             digests=[load_array(d / "digests.npy") for d in shard_dirs],
             id_hashes=[load_array(d / "id_hashes.npy") for d in shard_dirs],
@@ -418,7 +417,6 @@ def bucket_group(work_dir: str | os.PathLike, group: int) -> dict[str, Any]:
             max_pivots=nd.max_pivots_per_bucket,
             max_index_rows=nd.max_index_rows,
             shingles=ShingleCache(store, nd.ngram_chars) if nd.enabled else None,
-            band_values=lambda key: _band_values(bands, key),
         )
     finally:
         store.close()
@@ -437,12 +435,6 @@ def bucket_group(work_dir: str | os.PathLike, group: int) -> dict[str, Any]:
         write_summary(tmp, summary)
     log.info("band group bucketed", extra=fields(group=group, edges=int(edges.shape[0])))
     return summary
-
-
-def _band_values(bands: list[np.ndarray], key: int) -> np.ndarray:
-    """A document's key in every band (``bands[shard]`` is that shard's ``[band, row]`` array)."""
-    shard, row = split_key(key)
-    return bands[shard][:, row]
 
 
 def lsh_buckets(work_dir: str | os.PathLike, group: int) -> dict[str, Any]:
@@ -499,7 +491,7 @@ def global_clusters(work_dir: str | os.PathLike) -> dict[str, Any]:
             id_groups(),
             digest_of_key,
             lambda key: store.record(key)["id"],
-            lambda a, b: jaccard(shingles.get(a), shingles.get(b), unique=True),
+            shingles.jaccard,
         )
         survivor_ids = {
             d.survivor: store.record(d.survivor)["id"] for d in decisions.values() if d.survivor is not None
